@@ -1,0 +1,13 @@
+"""exmc: probabilistic programming with a compiled NUTS sampler and an OTP-style runtime."""
+from exmc import math
+from exmc.ir import Builder, Deterministic, Model, ModelError, model, ref, value
+from exmc.ir.dists import (Bernoulli, Beta, Binomial, Cauchy, Custom, Exponential, Gamma,
+                           GaussianRandomWalk, HalfCauchy, HalfNormal, InverseGamma, Laplace,
+                           LogNormal, Normal, Poisson, StudentT, Uniform)
+
+__version__ = "0.1.0"
+
+__all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "ref", "value",
+           "Bernoulli", "Beta", "Binomial", "Cauchy", "Custom", "Exponential", "Gamma",
+           "GaussianRandomWalk", "HalfCauchy", "HalfNormal", "InverseGamma", "Laplace",
+           "LogNormal", "Normal", "Poisson", "StudentT", "Uniform"]

@@ -1,0 +1,348 @@
+"""The model IR and its Builder API: an ordered list of named random, observed and deterministic variables.
+
+A ``Model`` is plain data.  ``Builder`` is the same class under the name the
+chaining API reads best with::
+
+    Builder().rv("mu", Normal(0, 10)).rv("sigma", HalfNormal(1)).obs("y", Normal("mu", "sigma"), y)
+
+``validate()`` checks the whole model (references, cycles, shapes, parameter
+values, observed data) and is run before anything is compiled.
+"""
+from __future__ import annotations
+
+import difflib
+import keyword
+from typing import NamedTuple
+
+import numpy as np
+
+from exmc.ir.dists.base import Distribution, ModelError
+from exmc.ir.expr import Expr, as_expr, index_to_python
+
+KINDS = ("rv", "obs", "det")
+
+
+class Variable(NamedTuple):
+    """One named variable: kind ``rv`` (sampled), ``obs`` (observed data) or ``det`` (deterministic)."""
+
+    name: str
+    kind: str
+    dist: Distribution | None = None
+    data: np.ndarray | None = None
+    expr: Expr | None = None
+
+
+class Model:
+    """The model IR: ordered named variables.  Methods add a variable and return the model."""
+
+    def __init__(self, variables=()):
+        self.variables: list[Variable] = []
+        for var in variables:
+            self._add(var)
+
+    # ---- building -----------------------------------------------------------
+    def rv(self, name: str, dist: Distribution) -> "Model":
+        """Add a random variable ``name`` with prior ``dist``."""
+        self._check_dist(name, dist)
+        return self._add(Variable(name, "rv", dist=dist))
+
+    def obs(self, name: str, dist: Distribution, data) -> "Model":
+        """Add an observed variable ``name``: ``data`` is drawn from ``dist``."""
+        self._check_dist(name, dist)
+        try:
+            arr = np.asarray(data, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ModelError(f"observed variable {name!r}: data must be numeric, "
+                             f"got {type(data).__name__}") from None
+        return self._add(Variable(name, "obs", dist=dist, data=arr))
+
+    def det(self, name: str, expr) -> "Model":
+        """Add a deterministic ``name`` = ``expr``, recorded in the trace."""
+        try:
+            expr = as_expr(expr)
+        except TypeError as err:
+            raise ModelError(f"deterministic {name!r}: {err}") from None
+        return self._add(Variable(name, "det", expr=expr))
+
+    def _check_dist(self, name, dist):
+        if isinstance(dist, type) and issubclass(dist, Distribution):
+            raise ModelError(f"variable {name!r}: got the class {dist.__name__}, "
+                             f"call it with its parameters, e.g. {dist.__name__}(...)")
+        if not isinstance(dist, Distribution):
+            raise ModelError(f"variable {name!r}: expected a distribution such as Normal(0, 1), "
+                             f"got {type(dist).__name__}")
+        if dist.observed is not None:
+            raise ModelError(f"variable {name!r}: observed= is for @exmc.model; "
+                             f"use Builder.obs(name, dist, data)")
+
+    def _add(self, var: Variable) -> "Model":
+        if not isinstance(var.name, str) or not var.name.isidentifier() or keyword.iskeyword(var.name):
+            raise ModelError(f"variable name {var.name!r} is not a valid identifier")
+        if var.name in self.names:
+            raise ModelError(f"variable {var.name!r} is declared twice")
+        if var.kind not in KINDS:
+            raise ModelError(f"variable {var.name!r}: unknown kind {var.kind!r}")
+        self.variables.append(var)
+        self.__dict__.pop("_checked", None)
+        return self
+
+    # ---- reading ------------------------------------------------------------
+    @property
+    def names(self):
+        return [v.name for v in self.variables]
+
+    def __getitem__(self, name) -> Variable:
+        for var in self.variables:
+            if var.name == name:
+                return var
+        raise KeyError(name)
+
+    @property
+    def free_variables(self):
+        """The sampled variables, in declaration order (the layout of the flat vector)."""
+        return [v for v in self.variables if v.kind == "rv"]
+
+    def shapes(self) -> dict:
+        """Validated shape of every variable."""
+        return dict(self.validate())
+
+    def to_msgpack(self) -> bytes:
+        from exmc.ir.serialize import dumps
+        return dumps(self)
+
+    @classmethod
+    def from_msgpack(cls, payload: bytes) -> "Model":
+        from exmc.ir.serialize import loads
+        return loads(payload)
+
+    def __eq__(self, other):
+        if not isinstance(other, Model):
+            return NotImplemented
+        return self.to_msgpack() == other.to_msgpack()
+
+    __hash__ = None
+
+    def __repr__(self):
+        lines = []
+        for v in self.variables:
+            rhs = repr(v.expr) if v.kind == "det" else repr(v.dist)
+            extra = f"  observed {v.data.shape}" if v.kind == "obs" else ""
+            lines.append(f"  {v.name} [{v.kind}] ~ {rhs}{extra}")
+        return "Model(\n" + "\n".join(lines) + "\n)"
+
+    # ---- validation -----------------------------------------------------------
+    def validate(self):
+        """Check the model; return [(name, shape)] in dependency order.
+
+        Raises ``ModelError`` naming the variable and the problem: unknown
+        references (with the known names), cycles, shapes that do not fit,
+        parameters of the wrong kind or outside their domain, observed data
+        outside the support, and discrete variables that would need sampling.
+        """
+        if "_checked" in self.__dict__:
+            return self._checked
+        if not self.variables:
+            raise ModelError("the model has no variables")
+        if not self.free_variables:
+            raise ModelError("the model has no random variables to sample")
+        deps = {v.name: _dependencies(v) for v in self.variables}
+        for name, refs in deps.items():
+            for r in refs:
+                if r not in deps:
+                    raise ModelError(_unknown_reference(name, r, list(deps)))
+        order = _topological_order(deps)
+        shapes = {}
+        for name in order:
+            shapes[name] = _check_variable(self[name], shapes)
+        self._checked = [(name, shapes[name]) for name in order]
+        return self._checked
+
+
+Builder = Model
+
+
+# ---- helpers of validate -----------------------------------------------------------
+def _dist_exprs(dist: Distribution):
+    for key, val in dist.param_exprs.items():
+        if isinstance(val, Distribution):
+            yield from _dist_exprs(val)
+        else:
+            yield key, val
+
+
+def _dependencies(var: Variable):
+    exprs = [var.expr] if var.kind == "det" else [e for _, e in _dist_exprs(var.dist)]
+    names = []
+    for expr in exprs:
+        for node in expr.walk():
+            if node.op == "dslvar":
+                raise ModelError(f"variable {var.name!r}: a distribution object was used as a "
+                                 f"value; refer to variables by name (ref('x') or 'x'), or "
+                                 f"write the model with @exmc.model")
+            if node.op == "value" and not (var.kind != "det" and var.dist.family == "Custom"):
+                raise ModelError(f"variable {var.name!r}: exmc.value is only meaningful inside "
+                                 f"Custom(logp=...)")
+        names += [r for r in expr.references() if r not in names]
+    if var.name in names:
+        raise ModelError(f"variable {var.name!r} refers to itself (a cycle)")
+    return names
+
+
+def _unknown_reference(name, missing, known):
+    hint = difflib.get_close_matches(missing, known, n=1)
+    hint = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return (f"variable {name!r} refers to unknown variable {missing!r}{hint}; "
+            f"known variables: {', '.join(known)}")
+
+
+def _topological_order(deps):
+    order, state = [], {}
+
+    def visit(name, path):
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = path[path.index(name):] + [name]
+            raise ModelError(f"the model has a cycle: {' -> '.join(cycle)}")
+        state[name] = "active"
+        for dep in deps[name]:
+            visit(dep, path + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in deps:
+        visit(name, [])
+    return order
+
+
+def broadcast(shape_a, shape_b, where):
+    try:
+        return tuple(np.broadcast_shapes(shape_a, shape_b))
+    except ValueError:
+        raise ModelError(f"{where}: shapes {shape_a} and {shape_b} do not broadcast") from None
+
+
+def infer_shape(expr: Expr, shapes: dict, where: str, value_shape=None):
+    """Static shape of ``expr`` given the shapes of the variables it refers to."""
+    op, args = expr.op, expr.args
+    if op == "const":
+        return np.shape(expr.value)
+    if op == "ref":
+        return shapes[expr.value]
+    if op == "value":
+        return value_shape
+    sub = [infer_shape(a, shapes, where, value_shape) for a in args]
+    if op == "sum":
+        return ()
+    if len(sub) == 1 and op != "index":
+        return sub[0]
+    if op == "index":
+        if sub[0] == ():
+            raise ModelError(f"{where}: cannot index a scalar")
+        try:
+            return np.empty(sub[0])[index_to_python(expr.value)].shape
+        except IndexError as err:
+            raise ModelError(f"{where}: index {expr.value!r} does not fit shape {sub[0]}: {err}") from None
+    if op == "matmul":
+        a, b = sub
+        if len(a) not in (1, 2) or len(b) not in (1, 2) or a[-1] != b[0]:
+            raise ModelError(f"{where}: matrix product of shapes {a} and {b} does not fit "
+                             f"(need 1-d or 2-d operands with matching inner size)")
+        return a[:-1] + b[1:]
+    out = sub[0]
+    for s in sub[1:]:
+        out = broadcast(out, s, where)
+    return out
+
+
+def _check_variable(var: Variable, shapes):
+    where = f"variable {var.name!r}"
+    if var.kind == "det":
+        return infer_shape(var.expr, shapes, f"deterministic {var.name!r}")
+    dist = var.dist
+    if var.kind == "rv" and dist.discrete:
+        raise ModelError(f"{where}: {dist.family} is discrete and can only be observed; "
+                         f"NUTS samples continuous variables")
+    if var.kind == "obs":
+        shape = var.data.shape
+        if dist.shape is not None and tuple(dist.shape) != shape:
+            raise ModelError(f"{where}: shape={dist.shape} but the data have shape {shape}")
+    else:
+        shape = dist.shape
+    shape = _check_params(dist, shapes, where, shape)
+    if var.kind == "obs":
+        _check_data(var, shapes)
+    return shape
+
+
+def _check_params(dist, shapes, where, shape):
+    """Check parameter kinds, shapes and constant values; return the variable's shape."""
+    param_shapes = {}
+    for key, val in dist.param_exprs.items():
+        if isinstance(val, Distribution):
+            continue
+        if key == "logp" and dist.family == "Custom":
+            continue
+        if key in dist.data_params and val.references():
+            raise ModelError(f"{where}: parameter {key!r} of {dist.family} must be data, "
+                             f"not an expression of variables")
+        param_shapes[key] = infer_shape(val, shapes, f"{where}, parameter {key!r}")
+    if shape is None:
+        shape = ()
+        for key, s in param_shapes.items():
+            shape = broadcast(shape, s, f"{where}, parameter {key!r}")
+    for key, s in param_shapes.items():
+        if broadcast(shape, s, f"{where}, parameter {key!r}") != tuple(shape):
+            raise ModelError(f"{where}: parameter {key!r} has shape {s}, which does not fit "
+                             f"the variable's shape {tuple(shape)}")
+    shape = tuple(shape)
+    for key in dist.data_params:
+        val = dist.param_exprs[key].value
+        if np.any(np.asarray(val) < 0) or np.any(np.asarray(val) != np.round(val)):
+            raise ModelError(f"{where}: parameter {key!r} of {dist.family} must be "
+                             f"non-negative integers")
+    constants = {k: v.value for k, v in dist.param_exprs.items()
+                 if isinstance(v, Expr) and v.op == "const"}
+    for check in dist.templates().checks:
+        involved = [k for k in dist.param_exprs if _mentions(check, k)]
+        if involved and all(k in constants for k in involved):
+            ok = eval(check, {"np": np}, dict(constants))  # our own template, constants only
+            if not np.all(ok):
+                shown = ", ".join(f"{k}={_short(constants[k])}" for k in involved)
+                raise ModelError(f"{where}: {dist.family} needs {check}, got {shown}")
+    if dist.family == "GaussianRandomWalk":
+        _check_params(dist.param_exprs["init"], shapes, f"{where}, init", ())
+    if dist.family == "Custom":
+        lp_shape = infer_shape(dist.param_exprs["logp"], shapes, f"{where}, logp", shape)
+        if lp_shape is None:
+            raise ModelError(f"{where}: logp has no shape")
+    return shape
+
+
+def _mentions(template, name):
+    import re
+    return re.search(rf"\b{name}\b", template) is not None
+
+
+def _short(value):
+    arr = np.asarray(value)
+    return repr(float(arr)) if arr.ndim == 0 else f"array{arr.shape} (min {arr.min():g})"
+
+
+def _check_data(var: Variable, shapes):
+    data, dist, where = var.data, var.dist, f"observed variable {var.name!r}"
+    if not np.all(np.isfinite(data)):
+        bad = np.flatnonzero(~np.isfinite(data.ravel()))[0]
+        raise ModelError(f"{where}: data must be finite, element {bad} is {data.ravel()[bad]}")
+    if dist.discrete and np.any(data != np.round(data)):
+        raise ModelError(f"{where}: {dist.family} data must be integers")
+    lower, upper = dist.support_exprs()
+    for bound, name, cmp in ((lower, "lower", np.less), (upper, "upper", np.greater)):
+        if bound is None or bound.op != "const":
+            continue
+        outside = cmp(data, bound.value) | (dist.open_support & (data == bound.value))
+        if np.any(outside):
+            bad = np.flatnonzero(np.broadcast_to(outside, data.shape).ravel())[0]
+            raise ModelError(f"{where}: data outside the support of {dist.family} "
+                             f"({name} bound {_short(bound.value)}): element {bad} is "
+                             f"{data.ravel()[bad]:g}")

@@ -1,0 +1,100 @@
+"""The ``@exmc.model`` DSL: write a model as a Python function; variables are named by assignment.
+
+Inside the decorated function every distribution created is recorded;
+``mu = Normal(0, 10)`` declares ``mu``, ``y = Normal(mu, s, observed=data)``
+declares an observation, ``eta = exmc.Deterministic(a + b)`` a deterministic.
+Calling the decorated function returns the same ``Model`` the Builder would.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import sys
+
+from exmc.ir import dists
+from exmc.ir.builder import Model, ModelError
+from exmc.ir.dists.base import _serial, recordings as _recordings
+from exmc.ir.expr import Expr, ExprOps, as_expr
+
+
+class Deterministic(ExprOps):
+    """A deterministic quantity recorded in the trace: ``name = Deterministic(expr)`` in a model."""
+
+    def __init__(self, expr, name=None):
+        self.expr = as_expr(expr)
+        self.name = name
+        self.serial = next(_serial)
+        if _recordings:
+            _recordings[-1].append(self)
+
+    def as_expr(self):
+        return Expr("dslvar", (), self)
+
+
+def model(fn):
+    """Decorator: calling ``fn(*args)`` builds and returns a ``Model``."""
+
+    @functools.wraps(fn)
+    def build(*args, **kwargs):
+        created: list = []
+        local_names: dict = {}
+
+        def profiler(frame, event, arg):
+            if event == "return" and frame.f_code is fn.__code__:
+                local_names.update(frame.f_locals)
+
+        _recordings.append(created)
+        previous = sys.getprofile()
+        sys.setprofile(profiler)
+        try:
+            fn(*args, **kwargs)
+        finally:
+            sys.setprofile(previous)
+            _recordings.pop()
+        return _to_model(fn.__name__, created, local_names)
+
+    build.is_exmc_model = True
+    return build
+
+
+def _to_model(model_name, created, local_names):
+    names = {}
+    for local, obj in local_names.items():
+        if any(obj is c for c in created) and id(obj) not in names:
+            names[id(obj)] = obj.name or local
+    used_as_param = {id(v) for obj in created if isinstance(obj, dists.Distribution)
+                     for v in obj.param_exprs.values() if isinstance(v, dists.Distribution)}
+    for obj in created:
+        if id(obj) not in names and obj.name:
+            names[id(obj)] = obj.name
+        if id(obj) not in names and id(obj) not in used_as_param:
+            raise ModelError(f"model {model_name!r}: {obj!r} was created but not assigned to a "
+                             f"name; write `name = {type(obj).__name__}(...)`")
+
+    def resolve(expr):
+        if expr.op == "dslvar":
+            if id(expr.value) not in names:
+                raise ModelError(f"model {model_name!r}: {expr.value!r} is used as a value but has "
+                                 f"no name; assign it to a variable first")
+            return Expr("ref", (), names[id(expr.value)])
+        if not expr.args:
+            return expr
+        return Expr(expr.op, tuple(resolve(a) for a in expr.args), expr.value)
+
+    def resolved_dist(dist):
+        out = copy.copy(dist)
+        out.param_exprs = {k: resolved_dist(v) if isinstance(v, dists.Distribution) else resolve(v)
+                           for k, v in dist.param_exprs.items()}
+        out.observed, out.name = None, None
+        return out
+
+    m = Model()
+    for obj in sorted((o for o in created if id(o) in names), key=lambda o: o.serial):
+        name = names[id(obj)]
+        if isinstance(obj, Deterministic):
+            m.det(name, resolve(obj.expr))
+        elif obj.observed is not None:
+            m.obs(name, resolved_dist(obj), obj.observed)
+        else:
+            m.rv(name, resolved_dist(obj))
+    return m

@@ -1,0 +1,181 @@
+"""Expression trees: the plain-data form of every parameter, deterministic and custom density.
+
+An ``Expr`` is an operation name, its argument expressions and, for leaves, a
+value.  Leaves are constants (numbers or data arrays), references to model
+variables by name (``ref("mu")``) and the placeholder ``value`` that stands
+for a variable's own value inside ``Custom(logp=...)``.  Python operators on
+expressions build bigger expressions; nothing is evaluated.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+# Operation name -> number of arguments.  The compiler has one forward rule
+# and one gradient rule for each; ``ir/serialize.py`` accepts only these.
+UNARY = ("neg", "exp", "log", "log1p", "expm1", "sqrt", "sigmoid", "logit",
+         "tanh", "softplus", "abs", "sum")
+BINARY = ("add", "sub", "mul", "div", "pow", "matmul", "lt", "le", "gt", "ge")
+LEAVES = ("const", "ref", "value")
+OPS = {**{op: 1 for op in UNARY}, **{op: 2 for op in BINARY},
+       "where": 3, "index": 1, **{op: 0 for op in LEAVES},
+       # Transient: a not-yet-named variable inside @exmc.model; never in a finished IR.
+       "dslvar": 0}
+COMPARISONS = ("lt", "le", "gt", "ge")
+
+
+class ExprOps:
+    """Operator overloading shared by expressions and by DSL variables.
+
+    Subclasses implement ``as_expr()``.  ``__array_ufunc__ = None`` makes numpy
+    hand ``ndarray @ expr`` and ``ndarray * expr`` over to our reflected operators.
+    """
+
+    __array_ufunc__ = None
+
+    def as_expr(self) -> "Expr":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _bin(self, op, other, reflected=False):
+        a, b = self.as_expr(), as_expr(other)
+        return Expr(op, (b, a) if reflected else (a, b))
+
+    def __add__(self, o): return self._bin("add", o)
+    def __radd__(self, o): return self._bin("add", o, True)
+    def __sub__(self, o): return self._bin("sub", o)
+    def __rsub__(self, o): return self._bin("sub", o, True)
+    def __mul__(self, o): return self._bin("mul", o)
+    def __rmul__(self, o): return self._bin("mul", o, True)
+    def __truediv__(self, o): return self._bin("div", o)
+    def __rtruediv__(self, o): return self._bin("div", o, True)
+    def __pow__(self, o): return self._bin("pow", o)
+    def __rpow__(self, o): return self._bin("pow", o, True)
+    def __matmul__(self, o): return self._bin("matmul", o)
+    def __rmatmul__(self, o): return self._bin("matmul", o, True)
+    def __lt__(self, o): return self._bin("lt", o)
+    def __le__(self, o): return self._bin("le", o)
+    def __gt__(self, o): return self._bin("gt", o)
+    def __ge__(self, o): return self._bin("ge", o)
+    def __neg__(self): return Expr("neg", (self.as_expr(),))
+    def __pos__(self): return self.as_expr()
+    def __abs__(self): return Expr("abs", (self.as_expr(),))
+
+    def __getitem__(self, index):
+        return Expr("index", (self.as_expr(),), normalize_index(index))
+
+    __hash__ = object.__hash__
+
+
+class Expr(ExprOps):
+    """One node of an expression tree (immutable by convention).
+
+    Parameters
+    ----------
+    op : str
+        One of ``OPS``.
+    args : tuple of Expr
+        Argument expressions.
+    value : object
+        For ``const``: a float or a float64 ndarray; for ``ref``: the variable
+        name; for ``index``: an int, a ``("slice", start, stop, step)`` tuple or
+        an int64 ndarray.
+    """
+
+    __slots__ = ("op", "args", "value")
+
+    def __init__(self, op, args=(), value=None):
+        if op not in OPS:
+            raise ValueError(f"unknown expression operation {op!r}")
+        if len(args) != OPS[op]:
+            raise ValueError(f"operation {op!r} takes {OPS[op]} arguments, got {len(args)}")
+        self.op, self.args, self.value = op, tuple(args), value
+
+    def as_expr(self):
+        return self
+
+    def walk(self):
+        """Yield this node and every node below it (depth first, repeats included)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(node.args)
+
+    def references(self):
+        """Names of the variables this expression refers to, in first-seen order."""
+        names = []
+        for node in self.walk():
+            if node.op == "ref" and node.value not in names:
+                names.append(node.value)
+        return names
+
+    def __repr__(self):
+        if self.op == "const":
+            v = self.value
+            return repr(float(v)) if np.ndim(v) == 0 else f"array{np.shape(v)}"
+        if self.op == "ref":
+            return f"ref({self.value!r})"
+        if self.op == "value":
+            return "value"
+        if self.op == "index":
+            return f"{self.args[0]!r}[{self.value!r}]"
+        return f"{self.op}({', '.join(map(repr, self.args))})"
+
+
+def ref(name: str) -> Expr:
+    """A reference to the model variable called ``name``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"ref() takes a variable name, got {name!r}")
+    return Expr("ref", (), name)
+
+
+#: The value of the variable being defined, inside ``Custom(logp=...)``.
+value = Expr("value")
+
+
+def constant(x) -> Expr:
+    """A constant: a Python number becomes a float, anything array-like a float64 array."""
+    if isinstance(x, (bool, np.bool_)):
+        return Expr("const", (), float(x))
+    if isinstance(x, numbers.Real):
+        return Expr("const", (), float(x))
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"cannot use {type(x).__name__} as a constant: expected a number or a numeric array")
+    if arr.ndim == 0:
+        return Expr("const", (), float(arr))
+    return Expr("const", (), np.ascontiguousarray(arr, dtype=np.float64))
+
+
+def as_expr(x) -> Expr:
+    """Turn a number, array, variable name, DSL variable or expression into an ``Expr``."""
+    if isinstance(x, ExprOps):
+        return x.as_expr()
+    if isinstance(x, str):
+        return ref(x)
+    return constant(x)
+
+
+def normalize_index(index):
+    """Make an index static plain data: int, ("slice", start, stop, step) or int64 array."""
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        return int(index)
+    if isinstance(index, slice):
+        parts = (index.start, index.stop, index.step)
+        if not all(p is None or isinstance(p, (int, np.integer)) for p in parts):
+            raise TypeError("slice bounds of an expression index must be integers")
+        return ("slice",) + tuple(None if p is None else int(p) for p in parts)
+    if isinstance(index, tuple) and index and index[0] == "slice":
+        return index
+    arr = np.asarray(index)
+    if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.int64)
+    raise TypeError(f"unsupported index {index!r}: use an int, a slice or a 1-d integer array")
+
+
+def index_to_python(index):
+    """The Python index object that a normalised index stands for."""
+    if isinstance(index, tuple):
+        return slice(*index[1:])
+    return index
