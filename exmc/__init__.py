@@ -11,3 +11,7 @@ __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "
            "Bernoulli", "Beta", "Binomial", "Cauchy", "Custom", "Exponential", "Gamma",
            "GaussianRandomWalk", "HalfCauchy", "HalfNormal", "InverseGamma", "Laplace",
            "LogNormal", "Normal", "Poisson", "StudentT", "Uniform"]
+
+from exmc.runtime.sample import sample  # noqa: E402  (after the IR: the runtime builds on it)
+
+__all__.append("sample")

@@ -224,33 +224,37 @@ def broadcast(shape_a, shape_b, where):
 
 def infer_shape(expr: Expr, shapes: dict, where: str, value_shape=None):
     """Static shape of ``expr`` given the shapes of the variables it refers to."""
-    op, args = expr.op, expr.args
-    if op == "const":
+    if expr.op == "const":
         return np.shape(expr.value)
-    if op == "ref":
+    if expr.op == "ref":
         return shapes[expr.value]
-    if op == "value":
+    if expr.op == "value":
         return value_shape
-    sub = [infer_shape(a, shapes, where, value_shape) for a in args]
+    sub = [infer_shape(a, shapes, where, value_shape) for a in expr.args]
+    return op_shape(expr.op, sub, expr.value, where)
+
+
+def op_shape(op, arg_shapes, value, where):
+    """Result shape of operation ``op`` on arguments of ``arg_shapes`` (numpy rules)."""
     if op == "sum":
         return ()
-    if len(sub) == 1 and op != "index":
-        return sub[0]
     if op == "index":
-        if sub[0] == ():
+        if arg_shapes[0] == ():
             raise ModelError(f"{where}: cannot index a scalar")
         try:
-            return np.empty(sub[0])[index_to_python(expr.value)].shape
+            return np.empty(arg_shapes[0])[index_to_python(value)].shape
         except IndexError as err:
-            raise ModelError(f"{where}: index {expr.value!r} does not fit shape {sub[0]}: {err}") from None
+            raise ModelError(f"{where}: index {value!r} does not fit shape {arg_shapes[0]}: {err}") from None
+    if len(arg_shapes) == 1:
+        return arg_shapes[0]
     if op == "matmul":
-        a, b = sub
+        a, b = arg_shapes
         if len(a) not in (1, 2) or len(b) not in (1, 2) or a[-1] != b[0]:
             raise ModelError(f"{where}: matrix product of shapes {a} and {b} does not fit "
                              f"(need 1-d or 2-d operands with matching inner size)")
         return a[:-1] + b[1:]
-    out = sub[0]
-    for s in sub[1:]:
+    out = arg_shapes[0]
+    for s in arg_shapes[1:]:
         out = broadcast(out, s, where)
     return out
 

@@ -1,0 +1,87 @@
+"""Compile a model: lower, emit a module file into the on-disk cache, import it, return callables.
+
+The generated file is named by the hash of the model's structure (data values
+excluded), so a second process, or a second model differing only in data,
+imports the file and loads Numba's cached machine code instead of compiling.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from exmc.compiler.codegen import CODEGEN_VERSION, emit, lower_model
+from exmc.compiler.pointmap import PointMap
+from exmc.ir.builder import Model
+from exmc.ir.serialize import structure_hash
+
+_loaded: dict = {}  # module name -> module, for this process
+
+
+def cache_dir() -> Path:
+    """Where generated model modules live: $EXMC_CACHE_DIR or ~/.cache/exmc."""
+    root = os.environ.get("EXMC_CACHE_DIR") or os.path.join(Path.home(), ".cache", "exmc")
+    path = Path(root) / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class CompiledModel:
+    """A model's compiled log-density and gradient, its data, and its point map.
+
+    Attributes
+    ----------
+    address : int
+        Address of the C entry point ``status = f(x*, data*, grad*, logp*)``.
+    data : ndarray
+        The flat data argument (all data arrays concatenated).
+    pointmap : PointMap
+    """
+
+    def __init__(self, model: Model, module, program):
+        self.model = model
+        self.module = module
+        self.data = program.data
+        self.pointmap = PointMap(program.free, program.outputs, program.bounds, model)
+        self.address = module.logp_grad_c.address
+        self.dim = self.pointmap.dim
+
+    def logp_and_grad(self, x):
+        """(log density, gradient, status) at unconstrained point ``x`` (for tests and tools)."""
+        grad = np.zeros(self.dim)
+        logp, status = self.module.logp_grad(np.ascontiguousarray(x, dtype=np.float64), self.data, grad)
+        return logp, grad, status
+
+    def constrain(self, draws):
+        """Dict name -> constrained values for unconstrained ``draws`` of shape (n, dim)."""
+        draws = np.ascontiguousarray(np.atleast_2d(draws), dtype=np.float64)
+        out = np.empty((draws.shape[0], self.pointmap.output_size))
+        self.module.constrain_draws(draws, self.data, out)
+        return self.pointmap.unflatten(out)
+
+
+def compile_model(model: Model) -> CompiledModel:
+    """Validate, lower and compile ``model`` (or load it from the cache)."""
+    model.validate()
+    program = lower_model(model)
+    digest = structure_hash(model)
+    name = f"exmc_model_v{CODEGEN_VERSION}_{digest[:24]}"
+    module = _loaded.get(name)
+    if module is None:
+        path = cache_dir() / f"{name}.py"
+        if not path.exists():
+            source = emit(program, digest)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(source)
+            os.replace(tmp, path)  # atomic: concurrent workers never see half a file
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _loaded[name] = module
+    return CompiledModel(model, module, program)

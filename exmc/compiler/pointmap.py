@@ -1,0 +1,72 @@
+"""The point map: flat unconstrained vector <-> named, shaped constrained values."""
+from __future__ import annotations
+
+import numpy as np
+
+from exmc.compiler import transforms
+from exmc.ir.evaluate import evaluate
+
+
+class PointMap:
+    """Layout of the sampler's flat vector and of the traced outputs.
+
+    Parameters
+    ----------
+    free : list of Slot
+        One slot per sampled variable in the unconstrained vector of length ``dim``.
+    outputs : list of Slot
+        One slot per traced value (sampled variables constrained, then deterministics
+        in declaration order) in the output vector of length ``output_size``.
+    bounds : dict
+        Variable name -> (lower, upper) support expressions (None where unbounded).
+    """
+
+    def __init__(self, free, outputs, bounds, model):
+        self.free, self.outputs, self.bounds = free, outputs, bounds
+        self.dim = sum(s.size for s in free)
+        self.output_size = sum(s.size for s in outputs)
+        self.model = model
+
+    @property
+    def names(self):
+        return [s.name for s in self.free]
+
+    def unflatten(self, flat):
+        """Dict name -> array of shape (*leading, *slot.shape) from (..., output_size) values."""
+        flat = np.asarray(flat)
+        lead = flat.shape[:-1]
+        return {s.name: flat[..., s.offset:s.offset + s.size].reshape(lead + s.shape)
+                for s in self.outputs}
+
+    def unconstrain(self, values: dict, fill):
+        """Flat unconstrained vector from constrained ``values``; ``fill(slot)`` supplies the rest.
+
+        Variables are visited in dependency order so bounds that refer to other
+        variables (``Uniform(lower="a")``) use their values.
+        """
+        known = {v.name: v.data for v in self.model.variables if v.kind == "obs"}
+        slots = {s.name: s for s in self.free}
+        x = np.zeros(self.dim)
+        for name, shape in self.model.validate():
+            var = self.model[name]
+            if var.kind == "det":
+                known[name] = evaluate(var.expr, known)
+                continue
+            if name not in slots:
+                continue
+            slot = slots[name]
+            lower, upper = (None if b is None else evaluate(b, known) for b in self.bounds[name])
+            if name in values:
+                given = np.asarray(values[name], dtype=float)
+                if given.shape != slot.shape:
+                    raise ValueError(f"init value for {name!r} has shape {given.shape}, "
+                                     f"expected {slot.shape}")
+                try:
+                    z = transforms.inverse(given, lower, upper)
+                except ValueError as err:
+                    raise ValueError(f"init value for {name!r}: {err}") from None
+            else:
+                z = np.asarray(fill(slot), dtype=float).reshape(slot.shape)
+            x[slot.offset:slot.offset + slot.size] = np.ravel(z)
+            known[name] = transforms.forward(z, lower, upper)
+        return x

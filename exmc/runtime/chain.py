@@ -1,0 +1,93 @@
+"""Run one chain in this process: initial point, then blocks of compiled draws until done.
+
+The compiled loop (``exmc.samplers.nuts.run_block``) runs a block of
+iterations; between blocks Python reports progress.  Block boundaries do not
+change the draws: the chain's whole state is carried from block to block.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from exmc.samplers.adaptation.schedule import schedule_arrays
+from exmc.samplers.nuts import STAT_NAMES, Settings, new_chain_state, run_block
+from exmc.samplers.trajectory import make_workspace
+
+INIT_TRIES = 100
+
+
+def make_settings(num_warmup, max_tree_depth=10, target_accept=0.8, fault_rate=0.0):
+    """NUTS settings with Stan's defaults for everything not named."""
+    collect, window_end = schedule_arrays(num_warmup)
+    return Settings(int(num_warmup), int(max_tree_depth), float(target_accept), 1000.0,
+                    0.05, 10.0, 0.75, float(fault_rate), collect, window_end)
+
+
+def initial_point(compiled, init, rng):
+    """(position, logp, grad): ``init`` values where given, uniform(-2, 2) unconstrained elsewhere.
+
+    As Stan does, retries random starts until log density and gradient are finite.
+    """
+    pm = compiled.pointmap
+    init = dict(init or {})
+    unknown = [k for k in init if k not in pm.names]
+    if unknown:
+        raise ValueError(f"init has values for {', '.join(map(repr, unknown))}, which are not "
+                         f"sampled variables; sampled variables: {', '.join(pm.names)}")
+    for attempt in range(INIT_TRIES):
+        x = pm.unconstrain(init, lambda slot: rng.uniform(-2.0, 2.0, slot.shape))
+        logp, grad, status = compiled.logp_and_grad(x)
+        if status == 0 and np.isfinite(logp) and np.all(np.isfinite(grad)):
+            return x, logp, grad
+        if len(init) == len(pm.names):
+            raise ValueError(f"the log density is not finite at init={init!r} "
+                             f"(log density {logp}, status {status})")
+    raise ValueError(f"no starting point with finite log density and gradient in "
+                     f"{INIT_TRIES} tries; pass init= with plausible values")
+
+
+class ChainResult:
+    """Unconstrained draws (n, d) and statistics (n, len(STAT_NAMES)) of one chain."""
+
+    def __init__(self, draws, stats, done, state):
+        self.draws, self.stats, self.done, self.state = draws, stats, done, state
+        self.interrupted = False
+
+    def stat(self, name):
+        return self.stats[:self.done, STAT_NAMES.index(name)]
+
+
+def run_chain(compiled, settings, state, rng, num_iterations, dense=False, on_block=None,
+              block_seconds=0.25):
+    """Run ``num_iterations`` iterations of NUTS from ``state``; returns a ``ChainResult``.
+
+    ``on_block(result)`` is called after each block.  On KeyboardInterrupt the draws
+    made so far are kept: the result's ``done`` says how many.
+    """
+    dim = compiled.dim
+    draws = np.zeros((num_iterations, dim))
+    stats = np.zeros((num_iterations, len(STAT_NAMES)))
+    ws = make_workspace(dim, settings.max_tree_depth)
+    result = ChainResult(draws, stats, 0, state)
+    block = 10
+    try:
+        while result.done < num_iterations:
+            n = min(block, num_iterations - result.done)
+            start = time.perf_counter()
+            run_block(compiled.address, compiled.data, settings, state, rng, ws, n,
+                      draws[result.done:result.done + n], stats[result.done:result.done + n])
+            result.done += n
+            elapsed = time.perf_counter() - start
+            # Aim each block at block_seconds so progress stays live and overhead small.
+            block = int(min(max(n * block_seconds / max(elapsed, 1e-6), 10), 10_000))
+            if on_block is not None:
+                on_block(result)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    return result
+
+
+def start_state(compiled, init, rng, dense):
+    position, logp, grad = initial_point(compiled, init, rng)
+    return new_chain_state(position, grad, logp, dense)

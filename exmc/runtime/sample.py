@@ -1,0 +1,138 @@
+"""``exmc.sample``: compile a model, run NUTS chains, return ArviZ InferenceData."""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import arviz as az
+import numpy as np
+
+import exmc
+from exmc.compiler import compile_model
+from exmc.ir.builder import Model
+from exmc.runtime.chain import make_settings, run_chain, start_state
+from exmc.runtime.progress import ChainProgress, NoProgress
+from exmc.samplers.nuts import STAT_NAMES, STEP
+
+FAULT_RATE_ENV = "EXMC_INJECT_FAULTS"
+BOOL_STATS = ("diverging", "recovered")
+INT_STATS = ("tree_depth", "n_steps")
+
+
+def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_depth):
+    def whole(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    whole("num_samples", num_samples, 1)
+    whole("num_warmup", num_warmup, 0)
+    whole("chains", chains, 1)
+    whole("max_tree_depth", max_tree_depth, 1)
+    if not 0.0 < float(target_accept) < 1.0:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
+
+
+def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
+           target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
+           save_warmup=False):
+    """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
+
+    Parameters
+    ----------
+    model : Model
+        From ``Builder`` or ``@exmc.model``.
+    init : dict, optional
+        Constrained starting values by variable name (shared by all chains); the
+        others start uniformly in (-2, 2) on the unconstrained scale, as in Stan.
+    num_samples, num_warmup : int
+        Draws kept per chain, and warmup iterations before them (PyMC's ``draws``
+        and ``tune``; Stan's ``iter_sampling`` and ``iter_warmup``).
+    chains : int
+        Independent chains, each with its own stream from one ``SeedSequence(seed)``.
+    seed : int, optional
+        Same seed, same draws, bit for bit.
+    target_accept : float
+        Dual-averaging target for the mean acceptance statistic (Stan's ``adapt_delta``).
+    max_tree_depth : int
+        At most 2**max_tree_depth leapfrog steps per draw.
+    dense_mass : bool
+        Adapt a dense inverse mass matrix instead of a diagonal one.
+    progressbar : bool
+        Show per-chain progress (draws, divergences, step size) while sampling.
+    save_warmup : bool
+        Also return warmup draws (groups ``warmup_posterior``, ``warmup_sample_stats``).
+
+    Returns
+    -------
+    arviz.InferenceData
+        ``posterior`` (constrained values in their shapes, deterministics included),
+        ``sample_stats`` (lp, diverging, energy, tree_depth, n_steps, step_size,
+        acceptance_rate, recovered) and ``observed_data``.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
+                        f"{type(model).__name__}")
+    _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_depth)
+    fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
+    start = time.perf_counter()
+    compiled = compile_model(model)
+    compile_time = time.perf_counter() - start
+    settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate)
+    seed_sequence = np.random.SeedSequence(seed)
+    rngs = [np.random.Generator(np.random.PCG64(s)) for s in seed_sequence.spawn(chains)]
+    total = num_warmup + num_samples
+    results = []
+    sampling_start = time.perf_counter()
+    display = ChainProgress() if progressbar else NoProgress()
+    with display:
+        for chain, rng in enumerate(rngs):
+            state = start_state(compiled, init, rng, dense_mass)
+            task = display.add_chain(chain, total)
+
+            def report(result, task=task):
+                display.update(task, result.done, int(result.stats[:result.done, 1].sum()),
+                               result.state.scalars[STEP], result.done < num_warmup)
+
+            result = run_chain(compiled, settings, state, rng, total, on_block=report)
+            results.append(result)
+            if result.interrupted:
+                break
+    sampling_time = time.perf_counter() - sampling_start
+    attrs = {"exmc_version": exmc.__version__, "sampler": "NUTS", "seed": str(seed_sequence.entropy),
+             "num_warmup": num_warmup, "compile_time": compile_time,
+             "sampling_time": sampling_time, "dense_mass": int(dense_mass),
+             "target_accept": target_accept, "max_tree_depth": max_tree_depth}
+    return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+
+
+def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs):
+    """Assemble InferenceData from chain results; a run cut short keeps every complete draw."""
+    kept = [r for r in results if r.done > num_warmup]
+    n = min((r.done - num_warmup for r in kept), default=0)
+    if any(r.interrupted for r in results) or len(kept) < len(results):
+        warnings.warn(f"sampling was interrupted: returning {len(kept)} chain(s) with {n} draws "
+                      f"each", RuntimeWarning, stacklevel=3)
+    if not kept:
+        raise KeyboardInterrupt("sampling interrupted before any post-warmup draw")
+    groups = {}
+    parts = {"": slice(num_warmup, num_warmup + n)}
+    if save_warmup and num_warmup:
+        parts["warmup_"] = slice(0, num_warmup)
+    for prefix, rows in parts.items():
+        draws = np.stack([r.draws[rows] for r in kept])
+        flat = compiled.constrain(draws.reshape(-1, compiled.dim))
+        groups[prefix + "posterior"] = {k: v.reshape(draws.shape[:2] + v.shape[1:])
+                                        for k, v in flat.items()}
+        stats = np.stack([r.stats[rows] for r in kept])
+        groups[prefix + "sample_stats"] = {name: _stat(stats[..., i], name)
+                                           for i, name in enumerate(STAT_NAMES) if name != "warmup"}
+    observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
+    return az.from_dict(**groups, observed_data=observed, attrs=attrs)
+
+
+def _stat(values, name):
+    if name in BOOL_STATS:
+        return values.astype(bool)
+    if name in INT_STATS:
+        return values.astype(np.int64)
+    return values
