@@ -100,7 +100,7 @@ class Expr(ExprOps):
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(node.args)
+            stack.extend(reversed(node.args))
 
     def references(self):
         """Names of the variables this expression refers to, in first-seen order."""

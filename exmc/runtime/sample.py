@@ -127,7 +127,8 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
         groups[prefix + "sample_stats"] = {name: _stat(stats[..., i], name)
                                            for i, name in enumerate(STAT_NAMES) if name != "warmup"}
     observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
-    return az.from_dict(**groups, observed_data=observed, attrs=attrs)
+    return az.from_dict(**groups, observed_data=observed, attrs=attrs,
+                        save_warmup="warmup_posterior" in groups)
 
 
 def _stat(values, name):

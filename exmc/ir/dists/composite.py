@@ -21,7 +21,8 @@ class GaussianRandomWalk(Distribution):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.param_exprs.setdefault("init", Normal(0.0, 100.0))
+        if "init" not in self.param_exprs:
+            self.param_exprs["init"] = Normal(0.0, 100.0)
         if self.shape is None or len(self.shape) != 1:
             raise TypeError("GaussianRandomWalk needs a 1-d shape, e.g. shape=100")
 

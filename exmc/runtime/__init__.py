@@ -1,0 +1,1 @@
+"""Runtime: running chains, progress display, and assembling results (streaming comes later)."""

@@ -1,0 +1,7 @@
+"""Shared test setup: repository root on the path (for benchmarks.models), no progress bars."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
