@@ -6,6 +6,7 @@ imports the file and loads Numba's cached machine code instead of compiling.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import sys
@@ -20,6 +21,7 @@ from exmc.ir.builder import Model
 from exmc.ir.serialize import structure_hash
 
 _loaded: dict = {}  # module name -> module, for this process
+_DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 
 
 def cache_dir() -> Path:
@@ -51,10 +53,18 @@ class CompiledModel:
         self.dim = self.pointmap.dim
 
     def logp_and_grad(self, x):
-        """(log density, gradient, status) at unconstrained point ``x`` (for tests and tools)."""
-        grad = np.zeros(self.dim)
-        logp, status = self.module.logp_grad(np.ascontiguousarray(x, dtype=np.float64), self.data, grad)
-        return logp, grad, status
+        """(log density, gradient, status) at unconstrained point ``x``.
+
+        Calls the same C entry point as the sampler (through ctypes), so no second
+        specialisation is compiled for calls from Python.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.dim,):
+            raise ValueError(f"expected a point of shape ({self.dim},), got {x.shape}")
+        grad, logp = np.zeros(self.dim), np.zeros(1)
+        pointers = (a.ctypes.data_as(_DOUBLE_P) for a in (x, self.data, grad, logp))
+        status = self.module.logp_grad_c.ctypes(*pointers)
+        return float(logp[0]), grad, int(status)
 
     def constrain(self, draws):
         """Dict name -> constrained values for unconstrained ``draws`` of shape (n, dim)."""

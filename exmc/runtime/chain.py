@@ -88,6 +88,19 @@ def run_chain(compiled, settings, state, rng, num_iterations, dense=False, on_bl
     return result
 
 
+def load_kernels(compiled, settings, dense):
+    """Compile, or load from Numba's cache, the sampler loop for this model's types.
+
+    Called before timing sampling, so a run's ``compile_time`` is its time to first draw.
+    """
+    state = new_chain_state(np.zeros(compiled.dim), np.zeros(compiled.dim), 0.0, dense)
+    draws = np.zeros((1, compiled.dim))
+    stats = np.zeros((1, len(STAT_NAMES)))
+    run_block(compiled.address, compiled.data, settings, state, np.random.default_rng(0),
+              make_workspace(compiled.dim, settings.max_tree_depth), 0, draws[0:0], stats[0:0])
+    compiled.constrain(np.zeros((1, compiled.dim)))
+
+
 def start_state(compiled, init, rng, dense):
     position, logp, grad = initial_point(compiled, init, rng)
     return new_chain_state(position, grad, logp, dense)

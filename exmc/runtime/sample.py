@@ -11,7 +11,7 @@ import numpy as np
 import exmc
 from exmc.compiler import compile_model
 from exmc.ir.builder import Model
-from exmc.runtime.chain import make_settings, run_chain, start_state
+from exmc.runtime.chain import load_kernels, make_settings, run_chain, start_state
 from exmc.runtime.progress import ChainProgress, NoProgress
 from exmc.samplers.nuts import STAT_NAMES, STEP
 
@@ -76,8 +76,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
     start = time.perf_counter()
     compiled = compile_model(model)
-    compile_time = time.perf_counter() - start
     settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate)
+    load_kernels(compiled, settings, dense_mass)
+    compile_time = time.perf_counter() - start
     seed_sequence = np.random.SeedSequence(seed)
     rngs = [np.random.Generator(np.random.PCG64(s)) for s in seed_sequence.spawn(chains)]
     total = num_warmup + num_samples

@@ -1,0 +1,303 @@
+"""The seven-model race: exmc against PyMC and nutpie, one process, same data and protocol.
+
+    python benchmarks/race.py                       # all models, seeds 1..5, every sampler installed
+    python benchmarks/race.py --models simple,sv --seeds 1,2 --samplers exmc,nutpie
+    python benchmarks/race.py --chains 4            # multi-chain variant (PyMC/nutpie cores=2)
+    python benchmarks/race.py --profile             # also: share of exmc's time in the gradient
+
+Protocol (../shared/benchmarks/MODELS.md): 1000 warmup + 1000 draws, target acceptance 0.8,
+maximum tree depth 10; ESS = min over every scalar parameter of ArviZ bulk ESS; time =
+sampling wall seconds without compilation; compile time (time to first draw of a new model)
+reported apart; medians over seeds.  Writes results/race.json, race.md and race.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.models import MODELS  # noqa: E402
+from benchmarks.peers import free_names, pymc_model  # noqa: E402
+
+SAMPLERS = ("exmc", "pymc", "nutpie")
+
+
+def min_bulk_ess(idata, names):
+    ess = az.ess(idata, var_names=names, method="bulk")
+    return float(min(float(ess[n].min()) for n in names))
+
+
+def posterior_means(idata, names):
+    return {n: np.asarray(idata.posterior[n].mean(("chain", "draw"))).round(4).tolist() for n in names}
+
+
+def row(idata, names, seconds, steps, divergences):
+    ess = min_bulk_ess(idata, names)
+    return {"ess": ess, "seconds": seconds, "ess_per_s": ess / seconds,
+            "divergences": int(divergences), "grads_per_draw": float(steps),
+            "means": posterior_means(idata, names)}
+
+
+# ---- exmc ------------------------------------------------------------------------------
+def exmc_new_model_compile(name):
+    """Time to first draw of a model new to the cache: a fresh cache directory, in-process."""
+    import exmc
+    previous = os.environ.get("EXMC_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["EXMC_CACHE_DIR"] = tmp
+        try:
+            idata = exmc.sample(MODELS[name](), chains=1, num_samples=1, num_warmup=0,
+                                progressbar=False)
+        finally:
+            if previous is None:
+                os.environ.pop("EXMC_CACHE_DIR", None)
+            else:
+                os.environ["EXMC_CACHE_DIR"] = previous
+    return idata.attrs["compile_time"]
+
+
+CACHED_PROBE = """
+import time; t0 = time.perf_counter()
+import sys; sys.path.insert(0, {root!r})
+import exmc
+from benchmarks.models import MODELS
+t1 = time.perf_counter()
+idata = exmc.sample(MODELS[{name!r}](), chains=1, num_samples=1, num_warmup=0, progressbar=False)
+print(t1 - t0, idata.attrs["compile_time"])
+"""
+
+
+def exmc_cached_compile(name):
+    """(import seconds, time to first draw) of an already cached model in a fresh process."""
+    code = CACHED_PROBE.format(root=str(HERE.parent), name=name)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # fills the cache
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    imports, first_draw = map(float, out.stdout.split())
+    return imports, first_draw
+
+
+def run_exmc(name, seed, args):
+    import exmc
+    idata = exmc.sample(MODELS[name](), chains=args.chains, num_samples=args.draws,
+                        num_warmup=args.warmup, seed=seed, progressbar=False,
+                        save_warmup=args.profile)
+    stats = idata.sample_stats
+    r = row(idata, free_names(name), idata.attrs["sampling_time"], float(stats.n_steps.mean()),
+            stats.diverging.sum())
+    if args.profile:
+        r.update(gradient_share(name, idata))
+    return r
+
+
+def gradient_share(name, idata):
+    """Share of sampling time spent in the log density + gradient (profile mode)."""
+    from exmc.compiler import compile_model
+    from exmc.compiler.profile import seconds_per_gradient
+    compiled = compile_model(MODELS[name]())
+    post = idata.posterior
+    # Time the gradient at posterior draws, through the same function pointer the sampler uses.
+    points = np.stack([compiled.pointmap.unconstrain({n: post[n].values[0, k] for n in free_names(name)},
+                                                     lambda slot: 0.0)
+                       for k in range(0, post.sizes["draw"], max(1, post.sizes["draw"] // 50))])
+    per_gradient = seconds_per_gradient(compiled, points)
+    evaluations = int(idata.sample_stats.n_steps.sum() + idata.warmup_sample_stats.n_steps.sum())
+    return {"gradient_evaluations": evaluations, "seconds_per_gradient": per_gradient,
+            "gradient_share": evaluations * per_gradient / idata.attrs["sampling_time"]}
+
+
+# ---- peers -------------------------------------------------------------------------------
+def run_pymc(name, seed, args):
+    import pymc as pm
+    model = pymc_model(name)
+    start = time.perf_counter()
+    with model:
+        idata = pm.sample(draws=args.draws, tune=args.warmup, chains=args.chains,
+                          cores=1 if args.chains == 1 else 2, random_seed=seed,
+                          target_accept=0.8, progressbar=False, compute_convergence_checks=False)
+    wall = time.perf_counter() - start
+    seconds = float(idata.posterior.attrs["sampling_time"])
+    stats = idata.sample_stats
+    r = row(idata, free_names(name), seconds, float(stats.n_steps.mean()), stats.diverging.sum())
+    r["compile"] = wall - seconds
+    return r
+
+
+_nutpie_compiled = {}
+
+
+def run_nutpie(name, seed, args):
+    import nutpie
+    if name not in _nutpie_compiled:
+        start = time.perf_counter()
+        _nutpie_compiled[name] = (nutpie.compile_pymc_model(pymc_model(name)),
+                                  time.perf_counter() - start)
+    compiled, compile_seconds = _nutpie_compiled[name]
+    start = time.perf_counter()
+    idata = nutpie.sample(compiled, draws=args.draws, tune=args.warmup, chains=args.chains,
+                          cores=1 if args.chains == 1 else 2, seed=seed, progress_bar=False)
+    seconds = time.perf_counter() - start
+    stats = idata.sample_stats
+    r = row(idata, free_names(name), seconds, float(stats.n_steps.mean()), stats.diverging.sum())
+    r["compile"] = compile_seconds
+    return r
+
+
+RUNNERS = {"exmc": run_exmc, "pymc": run_pymc, "nutpie": run_nutpie}
+
+
+def available(sampler):
+    if sampler == "exmc":
+        return True
+    try:
+        __import__("pymc" if sampler == "pymc" else "nutpie")
+        return True
+    except ImportError:
+        return False
+
+
+# ---- report ------------------------------------------------------------------------------
+def median(rows, key):
+    values = [r[key] for r in rows if key in r]
+    return statistics.median(values) if values else None
+
+
+def summarise(results, samplers):
+    table = {}
+    for name, per_sampler in results.items():
+        entry = {}
+        for s in samplers:
+            rows = per_sampler.get(s, {}).get("runs", [])
+            if not rows:
+                continue
+            entry[s] = {k: median(rows, k) for k in ("ess", "seconds", "ess_per_s", "divergences",
+                                                     "grads_per_draw", "compile", "gradient_share")}
+            entry[s]["means"] = rows[0]["means"]
+            entry[s].update({k: v for k, v in per_sampler[s].items() if k != "runs"})
+        table[name] = entry
+    return table
+
+
+def fmt(x, digits=3):
+    if x is None:
+        return "-"
+    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def markdown(table, meta):
+    lines = [f"Race of {meta['date']} on {meta['machine']} ({meta['cores']} cores); "
+             f"{meta['chains']} chain(s), {meta['warmup']} warmup + {meta['draws']} draws, "
+             f"seeds {meta['seeds']}, medians.  Command: `{meta['command']}`", "",
+             "| model | exmc ESS/s | PyMC ESS/s | nutpie ESS/s | exmc/PyMC | exmc/nutpie "
+             "| exmc compile new / cached s | nutpie compile s | exmc div | exmc grads/draw "
+             "| nutpie grads/draw |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in table.items():
+        ex, pm_, nu = e.get("exmc", {}), e.get("pymc", {}), e.get("nutpie", {})
+        ratio = lambda a, b: (a["ess_per_s"] / b["ess_per_s"]) if a and b else None  # noqa: E731
+        compile_cell = f"{fmt(ex.get('compile_new'))} / {fmt(ex.get('compile_cached'))}"
+        lines.append(f"| {name} | {fmt(ex.get('ess_per_s'))} | {fmt(pm_.get('ess_per_s'))} | "
+                     f"{fmt(nu.get('ess_per_s'))} | {fmt(ratio(ex, pm_))} | {fmt(ratio(ex, nu))} | "
+                     f"{compile_cell} | {fmt(nu.get('compile'))} | {fmt(ex.get('divergences'))} | "
+                     f"{fmt(ex.get('grads_per_draw'))} | {fmt(nu.get('grads_per_draw'))} |")
+    if any("gradient_share" in e.get("exmc", {}) and e["exmc"]["gradient_share"] is not None
+           for e in table.values()):
+        lines += ["", "| model | exmc share of sampling time in the gradient |", "|---|---|"]
+        for name, e in table.items():
+            lines.append(f"| {name} | {fmt(e.get('exmc', {}).get('gradient_share'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(table, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(table)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.38
+    for k, peer in enumerate(("pymc", "nutpie")):
+        ratios = [table[n]["exmc"]["ess_per_s"] / table[n][peer]["ess_per_s"]
+                  if "exmc" in table[n] and peer in table[n] else np.nan for n in names]
+        ax.bar(np.arange(len(names)) + (k - 0.5) * width, ratios, width, label=f"exmc / {peer}")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(names)), names, rotation=20)
+    ax.set_ylabel("ESS/s ratio (median over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--chains", type=int, default=1)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--profile", action="store_true", help="measure exmc's gradient share")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+    models = args.models.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    samplers = [s for s in args.samplers.split(",") if available(s)]
+    skipped = set(args.samplers.split(",")) - set(samplers)
+    if skipped:
+        print(f"not installed, skipped: {', '.join(sorted(skipped))} (pip install -e '.[bench]')")
+    results = {}
+    for name in models:
+        results[name] = {}
+        for sampler in samplers:
+            entry = {"runs": []}
+            if sampler == "exmc":
+                entry["compile_new"] = exmc_new_model_compile(name)
+                entry["import_seconds"], entry["compile_cached"] = exmc_cached_compile(name)
+            for seed in seeds:
+                r = RUNNERS[sampler](name, seed, args)
+                entry["runs"].append(r)
+                print(f"{name:14s} {sampler:7s} seed {seed}: ESS {r['ess']:7.0f}  "
+                      f"{r['seconds']:7.3f} s  ESS/s {r['ess_per_s']:9.0f}  div {r['divergences']}",
+                      flush=True)
+            results[name][sampler] = entry
+    table = summarise(results, samplers)
+    meta = {"date": date.today().isoformat(), "machine": platform.machine(),
+            "cores": os.cpu_count(), "chains": args.chains, "draws": args.draws,
+            "warmup": args.warmup, "seeds": args.seeds,
+            "command": "python benchmarks/race.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "race" if args.chains == 1 else f"race_{args.chains}chains"
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "summary": table, "runs": results},
+                                                indent=1))
+    text = markdown(table, meta)
+    (out / f"{stem}.md").write_text(text)
+    bar_chart(table, out / f"{stem}.png")
+    print()
+    print(text)
+    print("posterior means (exmc vs PyMC):")
+    for name, e in table.items():
+        if "exmc" in e and "pymc" in e:
+            for var, v in e["exmc"]["means"].items():
+                print(f"  {name}.{var}: exmc {v}  pymc {e['pymc']['means'][var]}")
+
+
+if __name__ == "__main__":
+    main()
