@@ -89,12 +89,13 @@ def test_interrupt_keeps_every_finished_draw(monkeypatch):
     real_run_block = chain_module.run_block
     calls_per_chain = {}
 
-    def interrupted_in_second_chain(address, data, settings, state, *rest):
-        calls = calls_per_chain.setdefault(id(state), [])
-        calls.append(1)
-        if len(calls_per_chain) == 2 and len(calls) == 2:
-            raise KeyboardInterrupt  # Ctrl-C in the middle of the second chain
-        return real_run_block(address, data, settings, state, *rest)
+    def interrupted_in_second_chain(address, data, settings, state, rng, ws, n, *rest):
+        if n:  # n == 0 is the kernel warm-up before sampling
+            calls = calls_per_chain.setdefault(id(state), [])
+            calls.append(1)
+            if len(calls_per_chain) == 2 and len(calls) == 2:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the second chain
+        return real_run_block(address, data, settings, state, rng, ws, n, *rest)
 
     monkeypatch.setattr(chain_module, "run_block", interrupted_in_second_chain)
     with pytest.warns(RuntimeWarning, match="interrupted: returning 1 chain"):
