@@ -5,7 +5,6 @@ import os
 import time
 import warnings
 
-import arviz as az
 import numpy as np
 
 import exmc
@@ -127,6 +126,8 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
         stats = np.stack([r.stats[rows] for r in kept])
         groups[prefix + "sample_stats"] = {name: _stat(stats[..., i], name)
                                            for i, name in enumerate(STAT_NAMES) if name != "warmup"}
+    import arviz as az  # imported here: it costs ~2 s, which a cached model's start should not pay
+
     observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
     return az.from_dict(**groups, observed_data=observed, attrs=attrs,
                         save_warmup="warmup_posterior" in groups)
