@@ -113,3 +113,20 @@ def test_dense_mass_runs_and_adapts():
     idata = run(chains=1, num_samples=200, num_warmup=300, dense_mass=True)
     assert idata.attrs["dense_mass"] == 1
     assert abs(float(idata.posterior["mu"].mean()) - Y.mean()) < 1.0
+
+
+def test_parameter_leaving_its_domain_is_recovered_not_fatal():
+    # sigma = a can go negative: Stan would throw a domain error; here the evaluation reports a
+    # failure, the subtree becomes a divergent placeholder, and the chain goes on.
+    m = (Builder().rv("a", Normal(1.0, 1.0))
+         .obs("y", Normal(0.0, "a"), np.array([0.1, -0.2, 0.3])))
+    idata = exmc.sample(m, chains=1, num_samples=300, num_warmup=300, seed=4, progressbar=False,
+                        save_warmup=True)
+    recovered = int(idata.sample_stats["recovered"].sum() + idata.warmup_sample_stats["recovered"].sum())
+    assert recovered > 0
+    both = np.concatenate([idata.sample_stats["diverging"].values.ravel(),
+                           idata.warmup_sample_stats["diverging"].values.ravel()])
+    flags = np.concatenate([idata.sample_stats["recovered"].values.ravel(),
+                            idata.warmup_sample_stats["recovered"].values.ravel()])
+    assert np.all(both[flags])  # every recovered draw is flagged divergent
+    assert np.all(idata.posterior["a"] > 0)  # draws never land where the density is undefined
