@@ -274,6 +274,19 @@ class _Emitter:
         if from_shape[len(from_shape) - len(to_shape):] == to_shape:
             lead = size_of(from_shape) // size_of(to_shape)
             return f"np.sum(fill({code}, {from_shape}).reshape(({lead},) + {to_shape}), axis=0)"
+        lead = len(from_shape) - len(to_shape)
+        if lead >= 0 and all(n in (1, m) for n, m in zip(to_shape, from_shape[lead:])):
+            # Size-1 axes of the input that the operation stretched: sum them, keeping size 1.
+            shape = from_shape
+            for axis in range(lead, len(from_shape)):
+                if to_shape[axis - lead] == 1 and from_shape[axis] != 1:
+                    kept = shape[:axis] + (1,) + shape[axis + 1:]
+                    if len(shape) == 1:
+                        code = f"fill({self.reduce_to(code, shape, ())}, {kept})"
+                    else:
+                        code = f"np.sum(fill({code}, {shape}), axis={axis}).reshape({kept})"
+                    shape = kept
+            return self.reduce_to(code, shape, to_shape)
         raise ModelError(f"cannot differentiate a broadcast from shape {from_shape} to {to_shape}")
 
     def backward(self, i, g):
