@@ -11,8 +11,13 @@ from numba.extending import intrinsic
 
 
 def njit(fn=None, **options):
-    """numba.njit with exmc's defaults: cached on disk, numpy error model, no fastmath."""
-    options = {"cache": True, "error_model": "numpy", **options}
+    """numba.njit with exmc's defaults: cached on disk, numpy error model, no fastmath.
+
+    Kernels are inlined into their callers at Numba's IR level: the sampler passes
+    tuples of many arrays around, and a real call costs a reference-count update
+    per array (inlining halved the sampler's time per leapfrog step).
+    """
+    options = {"cache": True, "error_model": "numpy", "inline": "always", **options}
     return _numba_njit(**options) if fn is None else _numba_njit(**options)(fn)
 
 

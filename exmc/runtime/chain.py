@@ -17,11 +17,13 @@ from exmc.samplers.trajectory import make_workspace
 INIT_TRIES = 100
 
 
-def make_settings(num_warmup, max_tree_depth=10, target_accept=0.8, fault_rate=0.0):
+def make_settings(num_warmup, max_tree_depth=10, target_accept=0.8, fault_rate=0.0,
+                  gradient_metric=False):
     """NUTS settings with Stan's defaults for everything not named."""
     collect, window_end = schedule_arrays(num_warmup)
     return Settings(int(num_warmup), int(max_tree_depth), float(target_accept), 1000.0,
-                    0.05, 10.0, 0.75, float(fault_rate), collect, window_end)
+                    0.05, 10.0, 0.75, float(fault_rate), collect, window_end,
+                    bool(gradient_metric), int(0.3 * num_warmup), num_warmup - int(0.15 * num_warmup))
 
 
 def initial_point(compiled, init, rng):

@@ -33,7 +33,7 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
-           save_warmup=False):
+           save_warmup=False, adaptation="stan"):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -53,13 +53,17 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     target_accept : float
         Dual-averaging target for the mean acceptance statistic (Stan's ``adapt_delta``).
     max_tree_depth : int
-        At most 2**max_tree_depth leapfrog steps per draw.
+        At most 2**max_tree_depth - 1 leapfrog steps per draw.
     dense_mass : bool
         Adapt a dense inverse mass matrix instead of a diagonal one.
     progressbar : bool
         Show per-chain progress (draws, divergences, step size) while sampling.
     save_warmup : bool
         Also return warmup draws (groups ``warmup_posterior``, ``warmup_sample_stats``).
+    adaptation : {"stan", "gradient"}
+        ``"stan"``: Stan's windowed warmup (default).  ``"gradient"``: nutpie's
+        diagonal metric adaptation, M^{-1} = sqrt(var(draws) / var(gradients)),
+        refreshed every warmup draw from overlapping windows (diagonal metric only).
 
     Returns
     -------
@@ -72,10 +76,15 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
     _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_depth)
+    if adaptation not in ("stan", "gradient"):
+        raise ValueError(f"adaptation must be 'stan' or 'gradient', got {adaptation!r}")
+    if adaptation == "gradient" and dense_mass:
+        raise ValueError("adaptation='gradient' adapts a diagonal metric; use dense_mass=False")
     fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
     start = time.perf_counter()
     compiled = compile_model(model)
-    settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate)
+    settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate,
+                             gradient_metric=(adaptation == "gradient"))
     load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
     seed_sequence = np.random.SeedSequence(seed)
@@ -101,7 +110,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     attrs = {"exmc_version": exmc.__version__, "sampler": "NUTS", "seed": str(seed_sequence.entropy),
              "num_warmup": num_warmup, "compile_time": compile_time,
              "sampling_time": sampling_time, "dense_mass": int(dense_mass),
-             "target_accept": target_accept, "max_tree_depth": max_tree_depth}
+             "target_accept": target_accept, "max_tree_depth": max_tree_depth,
+             "adaptation": adaptation}
     return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
 
 

@@ -19,6 +19,9 @@ from typing import NamedTuple
 import numpy as np
 
 from exmc.compiler.njit import njit
+from exmc.samplers.adaptation.gradient import (BACKGROUND, FOREGROUND, add_draw,
+                                               metric_from_gradient, metric_from_windows,
+                                               promote_background)
 from exmc.samplers.adaptation.metric import update_metric, welford_add
 from exmc.samplers.adaptation.stepsize import (final_step_size, init_step_size, learn_step_size,
                                                restart_dual_averaging)
@@ -44,6 +47,9 @@ class Settings(NamedTuple):
     fault_rate: float  # probability that an evaluation reports a failure (testing only)
     collect: np.ndarray  # (num_warmup,) bool: draw feeds the metric window
     window_end: np.ndarray  # (num_warmup,) bool: a metric window ends here
+    gradient_metric: bool  # nutpie-style metric adaptation instead of Stan's windows
+    early_end: int  # gradient metric: windows of 10 draws before this iteration
+    metric_end: int  # gradient metric: the metric is frozen from this iteration on
 
 
 class ChainState(NamedTuple):
@@ -58,10 +64,12 @@ class ChainState(NamedTuple):
     metric: Metric
     window_mean: np.ndarray  # (d,)
     window_m2: np.ndarray  # (d, d) dense, (1, d) diagonal
+    gradient_windows: np.ndarray  # (2, 4, d) foreground / background draw and gradient moments
 
 
 ITERATION, LOGP, STEP, DUAL = 0, 1, 2, slice(3, 7)
-WINDOW_COUNT = 7
+WINDOW_COUNT, FG_COUNT, BG_COUNT, GRAD_WINDOW, METRIC_CHANGED = 7, 8, 9, 10, 11
+N_SCALARS = 12
 
 
 def new_chain_state(position, grad, logp, dense):
@@ -69,11 +77,11 @@ def new_chain_state(position, grad, logp, dense):
     d = position.shape[0]
     big = (d, d) if dense else (1, 1)
     metric = Metric(np.ones(d), np.eye(*big), np.eye(*big), dense)
-    scalars = np.zeros(8)
+    scalars = np.zeros(N_SCALARS)
     scalars[LOGP], scalars[STEP] = logp, 1.0
     m2 = np.zeros((d, d)) if dense else np.zeros((1, d))
     return ChainState(np.array(position, dtype=float), np.array(grad, dtype=float), scalars,
-                      metric, np.zeros(d), m2)
+                      metric, np.zeros(d), m2, np.zeros((2, 4, d)))
 
 
 @njit
@@ -164,9 +172,11 @@ def run_block(address, data, settings, state, rng, ws, num_iterations, draws, st
     """Run ``num_iterations`` iterations from ``state`` (mutated in place), warmup included.
 
     ``draws`` (n, d) receives unconstrained positions and ``stats`` (n, len(STAT_NAMES))
-    the per-draw statistics.  Adaptation follows Stan: dual averaging on every warmup
-    draw, metric windows per ``settings.collect`` / ``settings.window_end``, and after
-    each window a fresh step-size search and dual-averaging restart.
+    the per-draw statistics.  Adaptation follows Stan by default: dual averaging on every
+    warmup draw, metric windows per ``settings.collect`` / ``settings.window_end``, and
+    after each window a fresh step-size search and dual-averaging restart.  With
+    ``settings.gradient_metric`` the metric instead follows nutpie's gradient-based
+    scheme (``adapt_gradient_metric``) while dual averaging runs throughout.
     """
     s = state.scalars
     dual = s[DUAL]
@@ -176,17 +186,32 @@ def run_block(address, data, settings, state, rng, ws, num_iterations, draws, st
         it = int(s[ITERATION])
         warmup = it < num_warmup
         if it == 0 and num_warmup > 0:
+            if settings.gradient_metric:
+                metric_from_gradient(metric, grad)
+                s[FG_COUNT] = add_draw(state.gradient_windows, FOREGROUND, s[FG_COUNT], q, grad)
+                s[BG_COUNT] = add_draw(state.gradient_windows, BACKGROUND, s[BG_COUNT], q, grad)
+                s[GRAD_WINDOW] = 80.0
+            # As Stan: the first phase's dual averaging centres on 10x the initial step size,
+            # chosen before the step-size search.
+            restart_dual_averaging(dual, s[STEP])
             s[STEP] = init_step_size(address, data, metric, ws, q, grad, s[LOGP], s[STEP], rng,
                                      settings.fault_rate)
-            restart_dual_averaging(dual, s[STEP])
         if it == num_warmup and num_warmup > 0:
             s[STEP] = final_step_size(dual)
+        moved_from = s[LOGP]
         s[LOGP] = nuts_transition(address, data, metric, ws, q, grad, s[LOGP], s[STEP],
                                   settings.max_tree_depth, settings.max_energy_error, rng,
                                   settings.fault_rate, stats[k])
         stats[k, WARMUP] = 1.0 if warmup else 0.0
         draws[k] = q
-        if warmup:
+        if warmup and settings.gradient_metric:
+            if stats[k, RECOVERED] == 0.0:
+                s[STEP] = learn_step_size(dual, stats[k, ACCEPTANCE], settings.target_accept,
+                                          settings.gamma, settings.t0, settings.kappa)
+            if it < settings.metric_end:
+                adapt_gradient_metric(address, data, settings, state, rng, ws, it,
+                                      s[LOGP] != moved_from)
+        elif warmup:
             if stats[k, RECOVERED] == 0.0:
                 s[STEP] = learn_step_size(dual, stats[k, ACCEPTANCE], settings.target_accept,
                                           settings.gamma, settings.t0, settings.kappa)
@@ -200,6 +225,31 @@ def run_block(address, data, settings, state, rng, ws, num_iterations, draws, st
                                          rng, settings.fault_rate)
                 restart_dual_averaging(dual, s[STEP])
         s[ITERATION] = it + 1
+
+@njit
+def adapt_gradient_metric(address, data, settings, state, rng, ws, it, moved):
+    """One warmup draw of nutpie-style metric adaptation (see adaptation/gradient.py)."""
+    s, est, metric = state.scalars, state.gradient_windows, state.metric
+    early = it < settings.early_end
+    if it == settings.early_end:
+        s[GRAD_WINDOW] = max(s[GRAD_WINDOW], s[BG_COUNT])
+    if moved:
+        s[FG_COUNT] = add_draw(est, FOREGROUND, s[FG_COUNT], state.position, state.grad)
+        s[BG_COUNT] = add_draw(est, BACKGROUND, s[BG_COUNT], state.position, state.grad)
+    switch_at = 10.0 if early else s[GRAD_WINDOW]
+    next_window = 10.0 if early else max(s[GRAD_WINDOW] + 1.0, round(s[GRAD_WINDOW] * 1.5))
+    late = next_window + it > settings.metric_end
+    if s[BG_COUNT] >= switch_at and not late:
+        promote_background(est)
+        s[FG_COUNT], s[BG_COUNT] = s[BG_COUNT], 0.0
+        if not early:
+            s[GRAD_WINDOW] = next_window
+    if metric_from_windows(metric, est, s[FG_COUNT]) and s[METRIC_CHANGED] == 0.0:
+        s[METRIC_CHANGED] = 1.0
+        s[STEP] = init_step_size(address, data, metric, ws, state.position, state.grad, s[LOGP],
+                                 s[STEP], rng, settings.fault_rate)
+        restart_dual_averaging(s[DUAL], s[STEP])
+
 
 __all__ = ["STAT_NAMES", "Settings", "ChainState", "new_chain_state", "nuts_transition",
            "run_block", "make_workspace"]

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from exmc.compiler.njit import njit
-from exmc.samplers.integrators import hamiltonian, leapfrog
+from exmc.samplers.integrators import dot, hamiltonian, leapfrog
 
 
 class Workspace(NamedTuple):
@@ -65,14 +65,14 @@ def make_workspace(dim, max_depth):
 @njit
 def no_u_turn(v_minus, v_plus, rho):
     """Stan's compute_criterion: both ends' velocities still point along rho (no U-turn)."""
-    return np.dot(v_plus, rho) > 0.0 and np.dot(v_minus, rho) > 0.0
+    return dot(v_plus, rho) > 0.0 and dot(v_minus, rho) > 0.0
 
 
 @njit
 def no_u_turn_across(v_minus, v_plus, rho, extra_p):
     """``no_u_turn`` on rho + extra_p, without forming the sum."""
-    return (np.dot(v_plus, rho) + np.dot(v_plus, extra_p) > 0.0
-            and np.dot(v_minus, rho) + np.dot(v_minus, extra_p) > 0.0)
+    return (dot(v_plus, rho) + dot(v_plus, extra_p) > 0.0
+            and dot(v_minus, rho) + dot(v_minus, extra_p) > 0.0)
 
 
 @njit
@@ -87,16 +87,17 @@ def log_sum_exp(a, b):
 
 @njit
 def copy_subtree(ws, src, dst):
-    ws.tree_q[dst] = ws.tree_q[src]
-    ws.tree_p[dst] = ws.tree_p[src]
-    ws.tree_grad[dst] = ws.tree_grad[src]
     ws.tree_logp[dst] = ws.tree_logp[src]
     ws.tree_log_weight[dst] = ws.tree_log_weight[src]
-    ws.tree_p_begin[dst] = ws.tree_p_begin[src]
-    ws.tree_v_begin[dst] = ws.tree_v_begin[src]
-    ws.tree_p_end[dst] = ws.tree_p_end[src]
-    ws.tree_v_end[dst] = ws.tree_v_end[src]
-    ws.tree_rho[dst] = ws.tree_rho[src]
+    for i in range(ws.tree_q.shape[1]):
+        ws.tree_q[dst, i] = ws.tree_q[src, i]
+        ws.tree_p[dst, i] = ws.tree_p[src, i]
+        ws.tree_grad[dst, i] = ws.tree_grad[src, i]
+        ws.tree_p_begin[dst, i] = ws.tree_p_begin[src, i]
+        ws.tree_v_begin[dst, i] = ws.tree_v_begin[src, i]
+        ws.tree_p_end[dst, i] = ws.tree_p_end[src, i]
+        ws.tree_v_end[dst, i] = ws.tree_v_end[src, i]
+        ws.tree_rho[dst, i] = ws.tree_rho[src, i]
 
 
 @njit
@@ -146,16 +147,18 @@ def build_subtree(address, data, metric, ws, depth, step, H0, max_energy_error, 
         recovered = status != 0
         divergent = h - H0 > max_energy_error
         sum_metro += 1.0 if H0 - h > 0.0 else math.exp(H0 - h)
-        ws.tree_q[top] = ws.q
-        ws.tree_p[top] = ws.p
-        ws.tree_grad[top] = ws.grad
         ws.tree_logp[top] = ws.logp[0]
         ws.tree_log_weight[top] = H0 - h
-        ws.tree_p_begin[top] = ws.p
-        ws.tree_v_begin[top] = ws.v
-        ws.tree_p_end[top] = ws.p
-        ws.tree_v_end[top] = ws.v
-        ws.tree_rho[top] = ws.p
+        for i in range(ws.q.shape[0]):
+            p_i, v_i = ws.p[i], ws.v[i]
+            ws.tree_q[top, i] = ws.q[i]
+            ws.tree_p[top, i] = p_i
+            ws.tree_grad[top, i] = ws.grad[i]
+            ws.tree_p_begin[top, i] = p_i
+            ws.tree_v_begin[top, i] = v_i
+            ws.tree_p_end[top, i] = p_i
+            ws.tree_v_end[top, i] = v_i
+            ws.tree_rho[top, i] = p_i
         if divergent:
             return False, n_leapfrog, sum_metro, True, recovered
         level = 0

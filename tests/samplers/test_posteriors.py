@@ -218,8 +218,7 @@ def test_correlated_gaussian_as_normal_hierarchy():
     assert_moments_close(draws, mean, cov)
     assert_whitened_close(draws, mean, cov)
     # Negative control: the same model written with the conditional sd squared by mistake.
-    wrong = sample(Builder().rv("x1", Normal(0, 1)).rv("x2", Normal(1.0 + 0.8 * ref("x1"), 0.36)),
-                   chains=1)
+    wrong = sample(Builder().rv("x1", Normal(0, 1)).rv("x2", Normal(1.0 + 0.8 * ref("x1"), 0.36)))
     wrong_draws = np.stack([draws_of(wrong, "x1"), draws_of(wrong, "x2")], axis=-1)
     with pytest.raises(AssertionError, match="whitened moment"):
         assert_whitened_close(wrong_draws, mean, cov)
