@@ -33,7 +33,9 @@ sys.path.insert(0, str(HERE.parent))
 from benchmarks.models import MODELS  # noqa: E402
 from benchmarks.peers import free_names, pymc_model  # noqa: E402
 
-SAMPLERS = ("exmc", "pymc", "nutpie")
+SAMPLERS = ("exmc", "exmc_gradient", "pymc", "nutpie")
+LABELS = {"exmc": "exmc", "exmc_gradient": "exmc (gradient adaptation)", "pymc": "PyMC",
+          "nutpie": "nutpie"}
 
 
 def min_bulk_ess(idata, names):
@@ -90,11 +92,11 @@ def exmc_cached_compile(name):
     return imports, first_draw
 
 
-def run_exmc(name, seed, args):
+def run_exmc(name, seed, args, adaptation="stan"):
     import exmc
     idata = exmc.sample(MODELS[name](), chains=args.chains, num_samples=args.draws,
                         num_warmup=args.warmup, seed=seed, progressbar=False,
-                        save_warmup=args.profile)
+                        save_warmup=args.profile, adaptation=adaptation)
     stats = idata.sample_stats
     r = row(idata, free_names(name), idata.attrs["sampling_time"], float(stats.n_steps.mean()),
             stats.diverging.sum())
@@ -156,11 +158,16 @@ def run_nutpie(name, seed, args):
     return r
 
 
-RUNNERS = {"exmc": run_exmc, "pymc": run_pymc, "nutpie": run_nutpie}
+def run_exmc_gradient(name, seed, args):
+    return run_exmc(name, seed, args, adaptation="gradient")
+
+
+RUNNERS = {"exmc": run_exmc, "exmc_gradient": run_exmc_gradient, "pymc": run_pymc,
+           "nutpie": run_nutpie}
 
 
 def available(sampler):
-    if sampler == "exmc":
+    if sampler.startswith("exmc"):
         return True
     try:
         __import__("pymc" if sampler == "pymc" else "nutpie")
@@ -198,26 +205,40 @@ def fmt(x, digits=3):
 
 
 def markdown(table, meta):
+    samplers = [s for s in SAMPLERS if any(s in e for e in table.values())]
+    mine = [s for s in samplers if s.startswith("exmc")]
+    peers = [s for s in samplers if not s.startswith("exmc")]
     lines = [f"Race of {meta['date']} on {meta['machine']} ({meta['cores']} cores); "
              f"{meta['chains']} chain(s), {meta['warmup']} warmup + {meta['draws']} draws, "
-             f"seeds {meta['seeds']}, medians.  Command: `{meta['command']}`", "",
-             "| model | exmc ESS/s | PyMC ESS/s | nutpie ESS/s | exmc/PyMC | exmc/nutpie "
-             "| exmc compile new / cached s | nutpie compile s | exmc div | exmc grads/draw "
-             "| nutpie grads/draw |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"seeds {meta['seeds']}, medians.  Command: `{meta['command']}`", ""]
+    head = ["model"] + [f"{LABELS[s]} ESS/s" for s in samplers]
+    head += [f"{LABELS[m]} / {LABELS[p]}" for m in mine for p in peers]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, e in table.items():
-        ex, pm_, nu = e.get("exmc", {}), e.get("pymc", {}), e.get("nutpie", {})
-        ratio = lambda a, b: (a["ess_per_s"] / b["ess_per_s"]) if a and b else None  # noqa: E731
-        compile_cell = f"{fmt(ex.get('compile_new'))} / {fmt(ex.get('compile_cached'))}"
-        lines.append(f"| {name} | {fmt(ex.get('ess_per_s'))} | {fmt(pm_.get('ess_per_s'))} | "
-                     f"{fmt(nu.get('ess_per_s'))} | {fmt(ratio(ex, pm_))} | {fmt(ratio(ex, nu))} | "
-                     f"{compile_cell} | {fmt(nu.get('compile'))} | {fmt(ex.get('divergences'))} | "
-                     f"{fmt(ex.get('grads_per_draw'))} | {fmt(nu.get('grads_per_draw'))} |")
-    if any("gradient_share" in e.get("exmc", {}) and e["exmc"]["gradient_share"] is not None
-           for e in table.values()):
-        lines += ["", "| model | exmc share of sampling time in the gradient |", "|---|---|"]
+        cells = [name] + [fmt(e.get(s, {}).get("ess_per_s")) for s in samplers]
+        cells += [fmt(e[m]["ess_per_s"] / e[p]["ess_per_s"]) if m in e and p in e else "-"
+                  for m in mine for p in peers]
+        lines.append("| " + " | ".join(cells) + " |")
+    head = ["model"] + [f"{LABELS[s]} grads/draw" for s in samplers] + \
+        [f"{LABELS[s]} divergences" for s in samplers] + \
+        ["exmc compile, new model s", "exmc compile, cached s (fresh process)", "exmc import s"] + \
+        [f"{LABELS[p]} compile s" for p in peers]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, e in table.items():
+        ex = e.get("exmc", {})
+        cells = [name] + [fmt(e.get(s, {}).get("grads_per_draw")) for s in samplers]
+        cells += [fmt(e.get(s, {}).get("divergences")) for s in samplers]
+        cells += [fmt(ex.get("compile_new")), fmt(ex.get("compile_cached")),
+                  fmt(ex.get("import_seconds"))]
+        cells += [fmt(e.get(p, {}).get("compile")) for p in peers]
+        lines.append("| " + " | ".join(cells) + " |")
+    shares = {n: e.get(s, {}).get("gradient_share") for n, e in table.items() for s in mine}
+    if any(v is not None for v in shares.values()):
+        head = ["model"] + [f"{LABELS[s]}: share of sampling time in the gradient" for s in mine]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, e in table.items():
-            lines.append(f"| {name} | {fmt(e.get('exmc', {}).get('gradient_share'))} |")
+            lines.append("| " + " | ".join([name] + [fmt(e.get(s, {}).get("gradient_share"))
+                                                     for s in mine]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -229,17 +250,22 @@ def bar_chart(table, path):
     except ImportError:
         return False
     names = list(table)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.38
-    for k, peer in enumerate(("pymc", "nutpie")):
-        ratios = [table[n]["exmc"]["ess_per_s"] / table[n][peer]["ess_per_s"]
-                  if "exmc" in table[n] and peer in table[n] else np.nan for n in names]
-        ax.bar(np.arange(len(names)) + (k - 0.5) * width, ratios, width, label=f"exmc / {peer}")
+    pairs = [(m, p) for m in ("exmc", "exmc_gradient") for p in ("pymc", "nutpie")
+             if any(m in e and p in e for e in table.values())]
+    if not pairs:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(len(pairs), 1)
+    for k, (m, p) in enumerate(pairs):
+        ratios = [table[n][m]["ess_per_s"] / table[n][p]["ess_per_s"]
+                  if m in table[n] and p in table[n] else np.nan for n in names]
+        ax.bar(np.arange(len(names)) + (k - (len(pairs) - 1) / 2) * width, ratios, width,
+               label=f"{LABELS[m]} / {LABELS[p]}")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(names)), names, rotation=20)
     ax.set_ylabel("ESS/s ratio (median over seeds)")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return True
@@ -297,6 +323,7 @@ def main(argv=None):
         if "exmc" in e and "pymc" in e:
             for var, v in e["exmc"]["means"].items():
                 print(f"  {name}.{var}: exmc {v}  pymc {e['pymc']['means'][var]}")
+    return table
 
 
 if __name__ == "__main__":
