@@ -11,7 +11,13 @@ import numpy as np
 
 from exmc.compiler.njit import call_model, njit
 
-STATUS_INJECTED = 2  # a fault injected for testing (see ``fault_rate``)
+# Evaluation status codes.  1 (from generated code): a computed parameter is outside its
+# domain, so the density is zero there; a property of the target, handled like a
+# divergence.  2 and up: the evaluation itself failed (an injected fault for now); such
+# steps are "recovered" and kept out of step-size adaptation.
+STATUS_DOMAIN = 1
+STATUS_FAILED = 2
+STATUS_INJECTED = STATUS_FAILED  # a fault injected for testing (see ``fault_rate``)
 
 
 class Metric(NamedTuple):

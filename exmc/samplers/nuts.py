@@ -7,9 +7,9 @@ number of iterations, warmup included, entirely in compiled code; Python
 only sees finished draws.  Everything is resumable between blocks: the chain's
 whole state lives in a ``ChainState`` of arrays.
 
-Divergence, a non-finite log density, or a failed evaluation (a computed
-parameter outside its domain, or an injected fault) end the subtree; the draw
-is then flagged ``diverging`` and, for failed evaluations, ``recovered``.
+Divergence, a non-finite log density, a computed parameter outside its domain
+(zero density, as Stan's rejection) or a failed evaluation end the subtree; the
+draw is then flagged ``diverging`` and, for failed evaluations, ``recovered``.
 Recovered draws do not feed step-size adaptation; divergent draws do not feed
 metric estimation.
 """

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from exmc.compiler.njit import njit
-from exmc.samplers.integrators import dot, hamiltonian, leapfrog
+from exmc.samplers.integrators import STATUS_FAILED, dot, hamiltonian, leapfrog
 
 
 class Workspace(NamedTuple):
@@ -144,7 +144,7 @@ def build_subtree(address, data, metric, ws, depth, step, H0, max_energy_error, 
                           rng, fault_rate)
         n_leapfrog += 1
         h = hamiltonian(status, ws.logp[0], ws.p, ws.v)
-        recovered = status != 0
+        recovered = status >= STATUS_FAILED
         divergent = h - H0 > max_energy_error
         sum_metro += 1.0 if H0 - h > 0.0 else math.exp(H0 - h)
         ws.tree_logp[top] = ws.logp[0]

@@ -115,18 +115,16 @@ def test_dense_mass_runs_and_adapts():
     assert abs(float(idata.posterior["mu"].mean()) - Y.mean()) < 1.0
 
 
-def test_parameter_leaving_its_domain_is_recovered_not_fatal():
-    # sigma = a can go negative: Stan would throw a domain error; here the evaluation reports a
-    # failure, the subtree becomes a divergent placeholder, and the chain goes on.
+def test_parameter_leaving_its_domain_is_a_divergence_not_fatal():
+    # sigma = a can go negative: Stan would throw a domain error and reject; here the
+    # evaluation reports it, the subtree ends as a divergence, and the chain goes on.  It is
+    # a property of the target (zero density), not a failure: not "recovered", and it feeds
+    # step-size adaptation, so warmup shrinks the step instead of getting stuck.
     m = (Builder().rv("a", Normal(1.0, 1.0))
          .obs("y", Normal(0.0, "a"), np.array([0.1, -0.2, 0.3])))
     idata = exmc.sample(m, chains=1, num_samples=300, num_warmup=300, seed=4, progressbar=False,
                         save_warmup=True)
-    recovered = int(idata.sample_stats["recovered"].sum() + idata.warmup_sample_stats["recovered"].sum())
-    assert recovered > 0
-    both = np.concatenate([idata.sample_stats["diverging"].values.ravel(),
-                           idata.warmup_sample_stats["diverging"].values.ravel()])
-    flags = np.concatenate([idata.sample_stats["recovered"].values.ravel(),
-                            idata.warmup_sample_stats["recovered"].values.ravel()])
-    assert np.all(both[flags])  # every recovered draw is flagged divergent
+    warm = idata.warmup_sample_stats
+    assert int(warm["diverging"].sum()) > 0
+    assert int(warm["recovered"].sum() + idata.sample_stats["recovered"].sum()) == 0
     assert np.all(idata.posterior["a"] > 0)  # draws never land where the density is undefined

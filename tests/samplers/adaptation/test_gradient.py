@@ -77,3 +77,14 @@ def test_bad_adaptation_arguments():
         exmc.sample(scaled_gaussian(), adaptation="magic", progressbar=False)
     with pytest.raises(ValueError, match="diagonal metric"):
         exmc.sample(scaled_gaussian(), adaptation="gradient", dense_mass=True, progressbar=False)
+
+
+def test_domain_errors_shrink_the_step_instead_of_sticking():
+    # Regression: on the race's sv model, seed 2 started with a huge step (metric from
+    # 1/|grad|); every trajectory overflowed a scale to 0, and while such steps counted as
+    # failed evaluations step-size adaptation never saw them and the chain froze.
+    from benchmarks.models import sv
+    idata = exmc.sample(sv(), chains=1, num_samples=200, num_warmup=1000, seed=2,
+                        progressbar=False, adaptation="gradient")
+    assert float(idata.sample_stats["diverging"].mean()) < 0.05
+    assert len(np.unique(idata.posterior["sigma"].values)) > 100
