@@ -288,6 +288,11 @@ def main(argv=None):
     skipped = set(args.samplers.split(",")) - set(samplers)
     if skipped:
         print(f"not installed, skipped: {', '.join(sorted(skipped))} (pip install -e '.[bench]')")
+    if any(s.startswith("exmc") for s in samplers):
+        # Compile or load the sampler itself once, so "new model" times only the model.
+        import exmc
+        exmc.sample(exmc.Builder().rv("warm", exmc.Normal(0, 1)), chains=1, num_samples=1,
+                    num_warmup=1, progressbar=False)
     results = {}
     for name in models:
         results[name] = {}
