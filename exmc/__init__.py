@@ -12,6 +12,6 @@ __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "
            "GaussianRandomWalk", "HalfCauchy", "HalfNormal", "InverseGamma", "Laplace",
            "LogNormal", "Normal", "Poisson", "StudentT", "Uniform"]
 
-from exmc.runtime.sample import sample  # noqa: E402  (after the IR: the runtime builds on it)
+from exmc.runtime.sample import sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
 
-__all__.append("sample")
+__all__ += ["sample", "sample_stream"]

@@ -12,6 +12,7 @@ from exmc.compiler import compile_model
 from exmc.ir.builder import Model
 from exmc.runtime.chain import load_kernels, make_settings, run_chain, start_state
 from exmc.runtime.progress import ChainProgress, NoProgress
+from exmc.runtime.stream import Publisher, make_sink, new_run_id
 from exmc.samplers.nuts import STAT_NAMES, STEP
 
 FAULT_RATE_ENV = "EXMC_INJECT_FAULTS"
@@ -33,7 +34,7 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
-           save_warmup=False, adaptation="stan"):
+           save_warmup=False, adaptation="stan", stream_to=None, run_id=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -64,6 +65,12 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         ``"stan"``: Stan's windowed warmup (default).  ``"gradient"``: nutpie's
         diagonal metric adaptation, M^{-1} = sqrt(var(draws) / var(gradients)),
         refreshed every warmup draw from overlapping windows (diagonal metric only).
+    stream_to : str or callable, optional
+        Publish every draw (warmup included) as it is made: a ZeroMQ address to bind
+        an XPUB socket to (``"tcp://127.0.0.1:5556"``; watch it with ``exmc watch``),
+        or a callable receiving each message dict.  See docs/protocol.md.
+    run_id : str, optional
+        The run's name on the stream (an identifier); random by default.
 
     Returns
     -------
@@ -91,6 +98,12 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     rngs = [np.random.Generator(np.random.PCG64(s)) for s in seed_sequence.spawn(chains)]
     total = num_warmup + num_samples
     results = []
+    publisher = None
+    if stream_to is not None:
+        run_id = run_id or new_run_id()
+        if not run_id.isidentifier():
+            raise ValueError(f"run_id must be an identifier, got {run_id!r}")
+        publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup)
     sampling_start = time.perf_counter()
     display = ChainProgress() if progressbar else NoProgress()
     with display:
@@ -98,21 +111,44 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             state = start_state(compiled, init, rng, dense_mass)
             task = display.add_chain(chain, total)
 
-            def report(result, task=task):
+            published = [0]
+
+            def report(result, task=task, chain=chain, published=published):
                 display.update(task, result.done, int(result.stats[:result.done, 1].sum()),
                                result.state.scalars[STEP], result.done < num_warmup)
+                if publisher is not None:
+                    rows = slice(published[0], result.done)
+                    publisher.block(chain, published[0], result.draws[rows], result.stats[rows])
+                    published[0] = result.done
 
             result = run_chain(compiled, settings, state, rng, total, on_block=report)
             results.append(result)
+            if publisher is not None:
+                publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
+                               "interrupted" if result.interrupted else None)
             if result.interrupted:
                 break
     sampling_time = time.perf_counter() - sampling_start
+    if publisher is not None:
+        publisher.close()
+        stream_time = time.perf_counter() - sampling_start
     attrs = {"exmc_version": exmc.__version__, "sampler": "NUTS", "seed": str(seed_sequence.entropy),
              "num_warmup": num_warmup, "compile_time": compile_time,
              "sampling_time": sampling_time, "dense_mass": int(dense_mass),
              "target_accept": target_accept, "max_tree_depth": max_tree_depth,
              "adaptation": adaptation}
+    if publisher is not None:
+        attrs["run_id"] = run_id
+        attrs["stream_time"] = stream_time  # until the last message was handed to the sink
     return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+
+
+def sample_stream(model, stream_to, **kwargs):
+    """``sample`` that also publishes every draw to ``stream_to`` (address or callable).
+
+    Takes the same keyword arguments as ``exmc.sample`` and returns the same InferenceData.
+    """
+    return sample(model, stream_to=stream_to, **kwargs)
 
 
 def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs):

@@ -167,7 +167,7 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
     return ws.sample_logp[0]
 
 
-@njit
+@njit(nogil=True)  # releases the GIL: streaming and viewers run beside the sampler
 def run_block(address, data, settings, state, rng, ws, num_iterations, draws, stats):
     """Run ``num_iterations`` iterations from ``state`` (mutated in place), warmup included.
 

@@ -1,0 +1,74 @@
+"""Cost of streaming every draw: sampling time with and without a stream, same seeds.
+
+    python benchmarks/stream_overhead.py            # simple and logistic, seeds 1..5
+
+Streams to a ZeroMQ subscriber in another process (counting messages) and to a no-op
+callback.  Reports median sampling seconds and the overhead relative to no stream.
+"""
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import exmc  # noqa: E402
+from benchmarks.models import MODELS  # noqa: E402
+
+COUNTER = textwrap.dedent("""
+    import sys, zmq
+    sub = zmq.Context().socket(zmq.SUB); sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(sys.argv[1]); sub.setsockopt(zmq.SUBSCRIBE, b"exmc.")
+    print("ready", flush=True)
+    n = 0
+    while sub.poll(10000):
+        topic, body = sub.recv_multipart(); n += 1
+        if body.startswith(b"\\x87") and b"exmc_done" in body:
+            break
+    print(n, flush=True)
+""")
+
+
+def free_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def timed(name, seed, mode):
+    """(sampling seconds, seconds until the last message left) for one run."""
+    kwargs = dict(chains=1, seed=seed, progressbar=False)
+    if mode == "none":
+        t = exmc.sample(MODELS[name](), **kwargs).attrs["sampling_time"]
+        return t, t
+    if mode == "callback":
+        attrs = exmc.sample_stream(MODELS[name](), lambda m: None, **kwargs).attrs
+        return attrs["sampling_time"], attrs["stream_time"]
+    address = free_address()
+    counter = subprocess.Popen([sys.executable, "-c", COUNTER, address], stdout=subprocess.PIPE,
+                               text=True)
+    counter.stdout.readline()
+    attrs = exmc.sample_stream(MODELS[name](), address, **kwargs).attrs
+    counter.wait(timeout=60)
+    return attrs["sampling_time"], attrs["stream_time"]
+
+
+def main():
+    seeds = range(1, 6)
+    for name in ("simple", "logistic"):
+        timed(name, 1, "none")  # compile
+        runs = {mode: [timed(name, s, mode) for s in seeds] for mode in ("none", "callback", "zmq")}
+        base = statistics.median(r[0] for r in runs["none"])
+        cells = []
+        for mode in ("callback", "zmq"):
+            sampling = statistics.median(r[0] for r in runs[mode])
+            flushed = statistics.median(r[1] for r in runs[mode])
+            cells.append(f"{mode}: sampling {sampling:.4f} s ({100 * (sampling / base - 1):+.0f}%), "
+                         f"last message out {flushed:.4f} s")
+        print(f"{name:9s} no stream: sampling {base:.4f} s | " + " | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Streaming: every draw, warmup included, leaves the process as a protocol message.
+
+The compiled loop hands over blocks of draws; a publisher thread turns each block
+into messages (``exmc/runtime/protocol.py``) and sends them to a sink, while the
+sampler, which releases the GIL, goes on with the next block.  Sinks: a ZeroMQ
+PUB socket bound to an address, or any callable receiving each message dict.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+
+import numpy as np
+
+from exmc.runtime import protocol
+from exmc.samplers.nuts import STAT_NAMES
+
+_COLUMNS = {name: STAT_NAMES.index(name) for name in protocol.STAT_FIELDS}
+
+
+class CallbackSink:
+    """Calls ``fn(message)`` for every message."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def send(self, message):
+        self.fn(message)
+
+    def close(self):
+        pass
+
+
+class ZmqSink:
+    """A ZeroMQ XPUB socket bound to ``address``; waits for a first subscriber (slow joiner).
+
+    XPUB is PUB that also reports subscriptions, so the first draw is not sent into
+    the void while a subscriber is still connecting.  After ``wait_for_subscriber``
+    seconds without one, publishing starts anyway (viewers are best-effort).
+    """
+
+    def __init__(self, address, wait_for_subscriber=5.0, high_water_mark=100_000):
+        import zmq
+        self.zmq = zmq
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.XPUB)
+        self.socket.setsockopt(zmq.LINGER, 2000)
+        self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
+        self.socket.bind(address)
+        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.wait_for_subscriber = wait_for_subscriber
+        self.subscribed = False
+
+    def _await_subscriber(self):
+        deadline = time.monotonic() + self.wait_for_subscriber
+        while not self.subscribed and time.monotonic() < deadline:
+            if self.socket.poll(50, self.zmq.POLLIN):
+                frame = self.socket.recv()
+                self.subscribed = self.subscribed or frame[:1] == b"\x01"
+        self.subscribed = True  # do not wait again
+
+    def send(self, message):
+        if not self.subscribed:
+            self._await_subscriber()
+        self.socket.send_multipart(protocol.encode(message))
+
+    def close(self):
+        self.socket.close()
+
+
+def make_sink(target, wait_for_subscriber=5.0):
+    if callable(target):
+        return CallbackSink(target)
+    if isinstance(target, str):
+        return ZmqSink(target, wait_for_subscriber)
+    raise TypeError(f"stream target must be a ZeroMQ address or a callable, got {type(target).__name__}")
+
+
+def new_run_id():
+    return "r" + uuid.uuid4().hex[:10]
+
+
+class Publisher:
+    """Turns blocks of draws into messages on a background thread; ``close`` flushes.
+
+    Per chain, ``seq`` numbers the messages from 0 without gaps (``exmc_done`` included).
+    """
+
+    def __init__(self, sink, compiled, run_id, num_warmup):
+        self.sink, self.compiled, self.run, self.num_warmup = sink, compiled, run_id, num_warmup
+        self.queue: queue.Queue = queue.Queue()
+        self.seq: dict = {}
+        self.error = None
+        self.thread = threading.Thread(target=self._loop, name="exmc-publisher", daemon=True)
+        self.thread.start()
+
+    def block(self, chain, first, draws, stats):
+        """Queue draws (n, dim) and stats (n, len(STAT_NAMES)) whose first iteration is ``first``."""
+        self.queue.put(("block", chain, first, draws.copy(), stats.copy()))
+
+    def done(self, chain, num_draws, status="ok", reason=None):
+        self.queue.put(("done", chain, num_draws, status, reason))
+
+    def close(self):
+        self.queue.put(None)
+        self.thread.join()
+        self.sink.close()
+        if self.error is not None:
+            raise RuntimeError(f"streaming failed: {self.error}") from self.error
+
+    def _next_seq(self, chain):
+        seq = self.seq.get(chain, 0)
+        self.seq[chain] = seq + 1
+        return seq
+
+    def _loop(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # keep draining so the sampler never blocks on us
+            try:
+                self._publish(item)
+            except Exception as err:  # a broken viewer must not break sampling
+                self.error = err
+
+    def _publish(self, item):
+        if item[0] == "done":
+            _, chain, num_draws, status, reason = item
+            self.sink.send(protocol.done_message(self.run, chain, self._next_seq(chain),
+                                                 num_draws, status, reason))
+            return
+        _, chain, first, draws, stats = item
+        points = self.compiled.constrain(draws)
+        for k in range(draws.shape[0]):
+            i = first + k
+            row = stats[k]
+            self.sink.send(protocol.sample_message(
+                self.run, chain, i, self._next_seq(chain), i < self.num_warmup,
+                {name: values[k] for name, values in points.items()},
+                {name: row[col] for name, col in _COLUMNS.items()}))
+
+
+__all__ = ["CallbackSink", "ZmqSink", "Publisher", "make_sink", "new_run_id", "np"]
