@@ -1,1 +1,1 @@
-"""Runtime: running chains, progress display, and assembling results (streaming comes later)."""
+"""Runtime: running chains, progress display, streaming draws, watching runs, assembling results."""
