@@ -13,7 +13,7 @@ from exmc.ir.builder import Model
 from exmc.runtime.chain import load_kernels, make_settings, run_chain, start_state
 from exmc.runtime.progress import ChainProgress, NoProgress
 from exmc.runtime.stream import Publisher, make_sink, new_run_id
-from exmc.samplers.nuts import STAT_NAMES, STEP
+from exmc.samplers.nuts import DIVERGING, STAT_NAMES, STEP
 
 FAULT_RATE_ENV = "EXMC_INJECT_FAULTS"
 BOOL_STATS = ("diverging", "recovered")
@@ -106,32 +106,37 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup)
     sampling_start = time.perf_counter()
     display = ChainProgress() if progressbar else NoProgress()
-    with display:
-        for chain, rng in enumerate(rngs):
-            state = start_state(compiled, init, rng, dense_mass)
-            task = display.add_chain(chain, total)
+    try:
+        with display:
+            for chain, rng in enumerate(rngs):
+                state = start_state(compiled, init, rng, dense_mass)
+                task = display.add_chain(chain, total)
+                published = [0]
 
-            published = [0]
+                def report(result, task=task, chain=chain, published=published):
+                    display.update(task, result.done,
+                                   int(result.stats[:result.done, DIVERGING].sum()),
+                                   result.state.scalars[STEP], result.done < num_warmup)
+                    if publisher is not None:
+                        rows = slice(published[0], result.done)
+                        publisher.block(chain, published[0], result.draws[rows],
+                                        result.stats[rows])
+                        published[0] = result.done
 
-            def report(result, task=task, chain=chain, published=published):
-                display.update(task, result.done, int(result.stats[:result.done, 1].sum()),
-                               result.state.scalars[STEP], result.done < num_warmup)
+                result = run_chain(compiled, settings, state, rng, total, on_block=report)
+                results.append(result)
                 if publisher is not None:
-                    rows = slice(published[0], result.done)
-                    publisher.block(chain, published[0], result.draws[rows], result.stats[rows])
-                    published[0] = result.done
-
-            result = run_chain(compiled, settings, state, rng, total, on_block=report)
-            results.append(result)
-            if publisher is not None:
-                publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
-                               "interrupted" if result.interrupted else None)
-            if result.interrupted:
-                break
-    sampling_time = time.perf_counter() - sampling_start
-    if publisher is not None:
-        publisher.close()
+                    publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
+                                   "interrupted" if result.interrupted else None)
+                if result.interrupted:
+                    break
+    finally:
+        sampling_time = time.perf_counter() - sampling_start
+        stream_error = publisher.close() if publisher is not None else None
         stream_time = time.perf_counter() - sampling_start
+    if stream_error is not None:
+        warnings.warn(f"streaming failed: {stream_error!r}; the returned trace is complete",
+                      RuntimeWarning, stacklevel=2)
     attrs = {"exmc_version": exmc.__version__, "sampler": "NUTS", "seed": str(seed_sequence.entropy),
              "num_warmup": num_warmup, "compile_time": compile_time,
              "sampling_time": sampling_time, "dense_mass": int(dense_mass),

@@ -104,11 +104,11 @@ class Publisher:
         self.queue.put(("done", chain, num_draws, status, reason))
 
     def close(self):
+        """Send what is queued, close the sink; returns the error that stopped streaming, if any."""
         self.queue.put(None)
         self.thread.join()
         self.sink.close()
-        if self.error is not None:
-            raise RuntimeError(f"streaming failed: {self.error}") from self.error
+        return self.error
 
     def _next_seq(self, chain):
         seq = self.seq.get(chain, 0)
