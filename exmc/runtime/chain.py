@@ -60,7 +60,7 @@ class ChainResult:
         return self.stats[:self.done, STAT_NAMES.index(name)]
 
 
-def run_chain(compiled, settings, state, rng, num_iterations, dense=False, on_block=None,
+def run_chain(compiled, settings, state, rng, num_iterations, on_block=None,
               block_seconds=0.25):
     """Run ``num_iterations`` iterations of NUTS from ``state``; returns a ``ChainResult``.
 

@@ -36,7 +36,7 @@ def chain(compiled, seed, num_warmup=300, num_samples=300, dense=False, **kwargs
     rng = np.random.default_rng(seed)
     state = start_state(compiled, None, rng, dense)
     settings = make_settings(num_warmup, **kwargs)
-    return run_chain(compiled, settings, state, rng, num_warmup + num_samples, dense=dense)
+    return run_chain(compiled, settings, state, rng, num_warmup + num_samples)
 
 
 def test_same_seed_gives_bit_identical_draws(correlated):
