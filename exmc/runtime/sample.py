@@ -13,7 +13,7 @@ from exmc.ir.builder import Model
 from exmc.runtime.chain import load_kernels, make_settings, run_chain, start_state
 from exmc.runtime.progress import ChainProgress, NoProgress
 from exmc.runtime.stream import Publisher, make_sink, new_run_id
-from exmc.samplers.nuts import DIVERGING, STAT_NAMES, STEP
+from exmc.samplers.nuts import DIVERGING, STAT_NAMES, STEP_SIZE
 
 FAULT_RATE_ENV = "EXMC_INJECT_FAULTS"
 BOOL_STATS = ("diverging", "recovered")
@@ -34,7 +34,7 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
-           save_warmup=False, adaptation="stan", stream_to=None, run_id=None):
+           save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -71,6 +71,12 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         or a callable receiving each message dict.  See docs/protocol.md.
     run_id : str, optional
         The run's name on the stream (an identifier); random by default.
+    cores : int, optional
+        Run each chain in its own supervised worker process, at most ``cores`` at once.
+        A worker that crashes is restarted and resumes from its last delivered draw
+        (draws are bit-for-bit those of the in-process chain); a chain that keeps
+        failing (more than 3 restarts in 60 s) is reported and the others are returned.
+        By default chains run one after another in this process.
 
     Returns
     -------
@@ -95,7 +101,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
     seed_sequence = np.random.SeedSequence(seed)
-    rngs = [np.random.Generator(np.random.PCG64(s)) for s in seed_sequence.spawn(chains)]
+    chain_seeds = seed_sequence.spawn(chains)
+    rngs = [np.random.Generator(np.random.PCG64(s)) for s in chain_seeds]
     total = num_warmup + num_samples
     results = []
     publisher = None
@@ -106,30 +113,41 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup)
     sampling_start = time.perf_counter()
     display = ChainProgress() if progressbar else NoProgress()
+    tasks = {}
+    restarts = failures = None
+
+    def report(chain, draws, stats, done):
+        display.update(tasks[chain], done, int(stats[:done, DIVERGING].sum()),
+                       stats[done - 1, STEP_SIZE] if done else 1.0, done < num_warmup)
+
     try:
         with display:
-            for chain, rng in enumerate(rngs):
-                state = start_state(compiled, init, rng, dense_mass)
-                task = display.add_chain(chain, total)
-                published = [0]
+            for chain in range(chains):
+                tasks[chain] = display.add_chain(chain, total)
+            if cores is None:
+                for chain, rng in enumerate(rngs):
+                    published = [0]
 
-                def report(result, task=task, chain=chain, published=published):
-                    display.update(task, result.done,
-                                   int(result.stats[:result.done, DIVERGING].sum()),
-                                   result.state.scalars[STEP], result.done < num_warmup)
+                    def on_block(result, chain=chain, published=published):
+                        report(chain, result.draws, result.stats, result.done)
+                        if publisher is not None:
+                            rows = slice(published[0], result.done)
+                            publisher.block(chain, published[0], result.draws[rows],
+                                            result.stats[rows])
+                            published[0] = result.done
+
+                    state = start_state(compiled, init, rng, dense_mass)
+                    result = run_chain(compiled, settings, state, rng, total, on_block=on_block)
+                    results.append(result)
                     if publisher is not None:
-                        rows = slice(published[0], result.done)
-                        publisher.block(chain, published[0], result.draws[rows],
-                                        result.stats[rows])
-                        published[0] = result.done
-
-                result = run_chain(compiled, settings, state, rng, total, on_block=report)
-                results.append(result)
-                if publisher is not None:
-                    publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
-                                   "interrupted" if result.interrupted else None)
-                if result.interrupted:
-                    break
+                        publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
+                                       "interrupted" if result.interrupted else None)
+                    if result.interrupted:
+                        break
+            else:
+                results, restarts, failures = _run_in_workers(
+                    model, compiled, settings, chain_seeds, cores, init,
+                    dense_mass, total, report, publisher)
     finally:
         sampling_time = time.perf_counter() - sampling_start
         stream_error = publisher.close() if publisher is not None else None
@@ -142,10 +160,49 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
              "sampling_time": sampling_time, "dense_mass": int(dense_mass),
              "target_accept": target_accept, "max_tree_depth": max_tree_depth,
              "adaptation": adaptation}
+    if restarts is not None:
+        attrs["cores"] = int(cores)
+        attrs["restarts"] = [int(r) for r in restarts]
+        for chain, reason in enumerate(failures):
+            if reason is not None:
+                warnings.warn(f"chain {chain} failed: {reason}; returning the other chains",
+                              RuntimeWarning, stacklevel=2)
     if publisher is not None:
         attrs["run_id"] = run_id
         attrs["stream_time"] = stream_time  # until the last message was handed to the sink
     return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+
+
+def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dense, total, report,
+                    publisher):
+    """Chains in supervised worker processes (exmc/runtime/worker.py); ChainResults back."""
+    from exmc.runtime.chain import ChainResult
+    from exmc.runtime.worker import run_in_workers
+
+    if isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
+        raise ValueError(f"cores must be an integer >= 1, got {cores!r}")
+    options = {"dim": compiled.dim, "total": total, "num_warmup": settings.num_warmup,
+               "max_tree_depth": settings.max_tree_depth, "target_accept": settings.target_accept,
+               "fault_rate": settings.fault_rate, "gradient_metric": settings.gradient_metric,
+               "init": init, "dense": dense}
+
+    def on_rows(chain, first, end, collector):
+        report(chain, collector.draws[chain], collector.stats[chain], end)
+        if publisher is not None:
+            publisher.block(chain, first, collector.draws[chain, first:end],
+                            collector.stats[chain, first:end])
+            if end == total:
+                publisher.done(chain, end)
+
+    collector, restarts, failures = run_in_workers(model, options, seed_sequences, int(cores),
+                                                   on_rows)
+    results = []
+    for chain in range(len(seed_sequences)):
+        result = ChainResult(collector.draws[chain], collector.stats[chain],
+                             collector.received[chain], None)
+        result.interrupted = failures[chain] is not None
+        results.append(result)
+    return results, restarts, failures
 
 
 def sample_stream(model, stream_to, **kwargs):
@@ -161,8 +218,8 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
     kept = [r for r in results if r.done > num_warmup]
     n = min((r.done - num_warmup for r in kept), default=0)
     if any(r.interrupted for r in results) or len(kept) < len(results):
-        warnings.warn(f"sampling was interrupted: returning {len(kept)} chain(s) with {n} draws "
-                      f"each", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"sampling was interrupted or a chain failed: returning {len(kept)} of "
+                      f"{len(results)} chain(s) with {n} draws each", RuntimeWarning, stacklevel=3)
     if not kept:
         raise KeyboardInterrupt("sampling interrupted before any post-warmup draw")
     groups = {}
