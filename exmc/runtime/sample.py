@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 
@@ -34,7 +35,8 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
-           save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None):
+           save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
+           blocking=True, _live=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -77,6 +79,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         (draws are bit-for-bit those of the in-process chain); a chain that keeps
         failing (more than 3 restarts in 60 s) is reported and the others are returned.
         By default chains run one after another in this process.
+    blocking : bool
+        False returns at once a ``SampleHandle`` with ``wait()``, ``inspect()`` (the
+        trace so far) and ``abort()`` (stop, keep the partial trace).
 
     Returns
     -------
@@ -85,6 +90,12 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         ``sample_stats`` (lp, diverging, energy, tree_depth, n_steps, step_size,
         acceptance_rate, recovered) and ``observed_data``.
     """
+    if not blocking:
+        return SampleHandle(model, dict(
+            init=init, num_samples=num_samples, num_warmup=num_warmup, chains=chains, seed=seed,
+            target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+            progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
+            stream_to=stream_to, run_id=run_id, cores=cores))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -119,6 +130,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     def report(chain, draws, stats, done):
         display.update(tasks[chain], done, int(stats[:done, DIVERGING].sum()),
                        stats[done - 1, STEP_SIZE] if done else 1.0, done < num_warmup)
+        if _live is not None:
+            _live.update(compiled, chain, draws, stats, done)
+            if _live.aborted.is_set():
+                raise KeyboardInterrupt  # run_chain keeps what was drawn
 
     try:
         with display:
@@ -147,7 +162,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             else:
                 results, restarts, failures = _run_in_workers(
                     model, compiled, settings, chain_seeds, cores, init,
-                    dense_mass, total, report, publisher)
+                    dense_mass, total, report, publisher,
+                    _live.aborted.is_set if _live is not None else (lambda: False))
     finally:
         sampling_time = time.perf_counter() - sampling_start
         stream_error = publisher.close() if publisher is not None else None
@@ -174,7 +190,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
 
 
 def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dense, total, report,
-                    publisher):
+                    publisher, should_stop):
     """Chains in supervised worker processes (exmc/runtime/worker.py); ChainResults back."""
     from exmc.runtime.chain import ChainResult
     from exmc.runtime.worker import run_in_workers
@@ -195,7 +211,11 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
                 publisher.done(chain, end)
 
     collector, restarts, failures = run_in_workers(model, options, seed_sequences, int(cores),
-                                                   on_rows)
+                                                   on_rows, should_stop)
+    if publisher is not None:
+        for chain, reason in enumerate(failures):
+            if reason is not None:
+                publisher.done(chain, collector.received[chain], "failed", reason)
     results = []
     for chain in range(len(seed_sequences)):
         result = ChainResult(collector.draws[chain], collector.stats[chain],
@@ -203,6 +223,76 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
         result.interrupted = failures[chain] is not None
         results.append(result)
     return results, restarts, failures
+
+
+class _Live:
+    """What a running ``sample`` has drawn so far, for ``SampleHandle.inspect``."""
+
+    def __init__(self):
+        self.aborted = threading.Event()
+        self.lock = threading.Lock()
+        self.compiled = None
+        self.chains = {}
+
+    def update(self, compiled, chain, draws, stats, done):
+        with self.lock:
+            self.compiled = compiled
+            self.chains[chain] = (draws, stats, done)
+
+
+class SampleHandle:
+    """A run started with ``exmc.sample(..., blocking=False)``, going on in a background thread."""
+
+    def __init__(self, model, options):
+        self._options = options
+        self._live = _Live()
+        self._result = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(model,), name="exmc-sample",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, model):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._result = sample(model, **self._options, _live=self._live)
+        except BaseException as err:  # handed to wait()
+            self._error = err
+
+    def done(self):
+        return not self._thread.is_alive()
+
+    def wait(self, timeout=None):
+        """The InferenceData, once sampling ends (TimeoutError if still running after ``timeout``)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("sampling is still running")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def abort(self, timeout=60.0):
+        """Stop sampling and return the trace drawn so far."""
+        self._live.aborted.set()
+        return self.wait(timeout)
+
+    def inspect(self):
+        """InferenceData of the post-warmup draws made so far (equal length per chain), or None."""
+        from exmc.runtime.chain import ChainResult
+
+        with self._live.lock:
+            compiled = self._live.compiled
+            snapshot = {c: (d.copy(), s.copy(), n) for c, (d, s, n) in self._live.chains.items()}
+        num_warmup = self._options["num_warmup"]
+        results = [ChainResult(d, s, n, None) for c, (d, s, n) in sorted(snapshot.items())
+                   if n > num_warmup]
+        if compiled is None or not results:
+            return None
+        n = min(r.done for r in results) - num_warmup
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return to_inference_data(compiled, results, num_warmup, n, False,
+                                     {"partial": 1})
 
 
 def sample_stream(model, stream_to, **kwargs):

@@ -170,12 +170,13 @@ class Collector:
         return chain, start, start
 
 
-def run_in_workers(model, options, seed_sequences, cores, on_rows, heartbeat_timeout=120.0,
-                   max_restarts=3, max_seconds=60.0):
+def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,
+                   heartbeat_timeout=120.0, max_restarts=3, max_seconds=60.0):
     """Run every chain in supervised worker processes, at most ``cores`` at once.
 
-    ``on_rows(chain, first, end, collector)`` is called as draws arrive.  Returns
-    (collector, restarts per chain, failure reason per chain or None).
+    ``on_rows(chain, first, end, collector)`` is called as draws arrive.  Ctrl-C or
+    ``should_stop()`` stops every worker and keeps what arrived.  Returns (collector,
+    restarts per chain, failure reason per chain or None).
     """
     import zmq
 
@@ -205,7 +206,7 @@ def run_in_workers(model, options, seed_sequences, cores, on_rows, heartbeat_tim
         running[chain] = Supervisor(spec, on_event=count).start()
 
     try:
-        while waiting or running:
+        while (waiting or running) and not should_stop():
             while waiting and len(running) < cores:
                 launch(waiting.pop(0))
             if pull.poll(100):
@@ -221,8 +222,13 @@ def run_in_workers(model, options, seed_sequences, cores, on_rows, heartbeat_tim
                                        f"{sup.failure.reason if sup.failure else 'unknown'}")
                     sup.stop()
                     del running[chain]
+    except KeyboardInterrupt:
+        pass
     finally:
         for sup in running.values():
             sup.stop()
         pull.close()
+    for chain in range(chains):
+        if not collector.finished[chain] and failures[chain] is None:
+            failures[chain] = "interrupted"
     return collector, restarts, failures

@@ -89,3 +89,44 @@ def test_collector_keeps_each_draw_once():
     c.receive(msgpack.packb({"kind": "done", "chain": 0, "done": 6}))
     assert c.finished[0] and c.draws[0, :, 0].tolist() == [0, 1, 2, 3, 4, 5]
     assert c.checkpoint_path(0).exists()
+
+
+def wait_for(predicate, seconds=60.0):
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value is not None:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("cores", [None, 2])
+def test_non_blocking_handle_inspect_and_abort(cores):
+    long_run = dict(chains=2, num_samples=200_000, num_warmup=100, seed=3, progressbar=False)
+    handle = exmc.sample(model(), blocking=False, cores=cores, **long_run)
+    partial = wait_for(handle.inspect)  # the trace so far, while sampling goes on
+    assert not handle.done()
+    assert 0 < partial.posterior.sizes["draw"] < 200_000
+    idata = handle.abort()
+    assert handle.done()
+    assert 0 < idata.posterior.sizes["draw"] < 200_000
+    assert np.all(np.isfinite(idata.posterior["mu"].values))
+
+
+@pytest.mark.timeout(120)
+def test_non_blocking_wait_returns_the_full_trace(in_process):
+    handle = exmc.sample(model(), blocking=False, **RUN)
+    idata = handle.wait(timeout=100)
+    assert_same_trace(in_process, idata)
+
+
+def test_streaming_from_workers_delivers_every_draw():
+    messages = []
+    exmc.sample_stream(model(), messages.append, cores=2, **RUN)
+    for chain in range(3):
+        seqs = [m["seq"] for m in messages if m["chain"] == chain]
+        assert seqs == list(range(701))
+        assert messages[[i for i, m in enumerate(messages) if m["chain"] == chain][-1]]["type"] == "exmc_done"
