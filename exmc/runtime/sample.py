@@ -272,9 +272,12 @@ class SampleHandle:
         return self._result
 
     def abort(self, timeout=60.0):
-        """Stop sampling and return the trace drawn so far."""
+        """Stop sampling and return the trace drawn so far (None before any post-warmup draw)."""
         self._live.aborted.set()
-        return self.wait(timeout)
+        try:
+            return self.wait(timeout)
+        except KeyboardInterrupt:  # stopped before anything could be returned
+            return None
 
     def inspect(self):
         """InferenceData of the post-warmup draws made so far (equal length per chain), or None."""

@@ -130,3 +130,10 @@ def test_streaming_from_workers_delivers_every_draw():
         seqs = [m["seq"] for m in messages if m["chain"] == chain]
         assert seqs == list(range(701))
         assert messages[[i for i, m in enumerate(messages) if m["chain"] == chain][-1]]["type"] == "exmc_done"
+
+
+@pytest.mark.timeout(120)
+def test_abort_before_any_kept_draw_returns_none():
+    handle = exmc.sample(model(), blocking=False, chains=1, num_samples=10, num_warmup=10**7,
+                         progressbar=False)
+    assert handle.abort() is None and handle.done()
