@@ -1,5 +1,4 @@
 """The seven race models written for PyMC (used by race.py for PyMC and nutpie; needs the bench extra)."""
-import numpy as np
 
 from benchmarks.models import load
 
@@ -60,4 +59,4 @@ def free_names(name):
             "logistic": ["alpha", "beta"], "sv": ["sigma", "nu", "s"]}[name]
 
 
-__all__ = ["pymc_model", "free_names", "np"]
+__all__ = ["pymc_model", "free_names"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from exmc.compiler import transforms
 from exmc.ir.builder import Model, ModelError, op_shape
-from exmc.ir.dists.base import Distribution
+from exmc.ir.dists.base import Distribution, names_in
 from exmc.ir.expr import COMPARISONS, Expr
 
 CODEGEN_VERSION = 1
@@ -170,7 +170,7 @@ class _Lowering:
             node = self.add("logp", tuple(args.values()), (d, tuple(args)), shape)
             templates = d.templates()
             for check in templates.checks:
-                involved = [k for k in args if k != "x" and re.search(rf"\b{k}\b", check)]
+                involved = names_in(check, [k for k in args if k != "x"])
                 if any(self.nodes[args[k]].op != "literal" and self.nodes[args[k]].active
                        for k in involved):
                     self.checks.append((node, check))

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from exmc.ir.dists.base import Distribution, ModelError
+from exmc.ir.dists.base import Distribution, ModelError, names_in
 from exmc.ir.expr import Expr, as_expr, index_to_python
 
 KINDS = ("rv", "obs", "det")
@@ -308,7 +308,7 @@ def _check_params(dist, shapes, where, shape):
     constants = {k: v.value for k, v in dist.param_exprs.items()
                  if isinstance(v, Expr) and v.op == "const"}
     for check in dist.templates().checks:
-        involved = [k for k in dist.param_exprs if _mentions(check, k)]
+        involved = names_in(check, dist.param_exprs)
         if involved and all(k in constants for k in involved):
             ok = eval(check, {"np": np}, dict(constants))  # our own template, constants only
             if not np.all(ok):
@@ -321,11 +321,6 @@ def _check_params(dist, shapes, where, shape):
         if lp_shape is None:
             raise ModelError(f"{where}: logp has no shape")
     return shape
-
-
-def _mentions(template, name):
-    import re
-    return re.search(rf"\b{name}\b", template) is not None
 
 
 def _short(value):

@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 
-import numpy as np
 
 from exmc.runtime import protocol
 from exmc.samplers.nuts import STAT_NAMES
@@ -144,4 +143,4 @@ class Publisher:
                 {name: row[col] for name, col in _COLUMNS.items()}))
 
 
-__all__ = ["CallbackSink", "ZmqSink", "Publisher", "make_sink", "new_run_id", "np"]
+__all__ = ["CallbackSink", "ZmqSink", "Publisher", "make_sink", "new_run_id"]

@@ -16,6 +16,7 @@ terms of simpler ones.
 from __future__ import annotations
 
 import itertools
+import re
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -148,6 +149,11 @@ class Distribution(ExprOps):
         inner = ", ".join(f"{k}={v!r}" for k, v in self.param_exprs.items())
         shape = f", shape={self.shape}" if self.shape is not None else ""
         return f"{self.family}({inner}{shape})"
+
+
+def names_in(template, names):
+    """Those of ``names`` that a code template mentions as whole words."""
+    return [n for n in names if re.search(rf"\b{n}\b", template)]
 
 
 def normalize_shape(shape):

@@ -3,7 +3,7 @@ import numpy as np
 
 from exmc.ir.dists.base import Distribution
 from exmc.ir.dists.continuous import Normal
-from exmc.ir.expr import Expr, as_expr
+from exmc.ir.expr import Expr
 
 
 class GaussianRandomWalk(Distribution):
@@ -84,4 +84,4 @@ def substitute_value(expr: Expr, value: Expr) -> Expr:
     return Expr(expr.op, tuple(substitute_value(a, value) for a in expr.args), expr.value)
 
 
-__all__ = ["GaussianRandomWalk", "Custom", "as_expr"]
+__all__ = ["GaussianRandomWalk", "Custom"]

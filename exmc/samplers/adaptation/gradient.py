@@ -9,7 +9,6 @@ growing by 1.5x); the metric is refreshed after every warmup draw.
 """
 import math
 
-import numpy as np
 
 from exmc.compiler.njit import njit
 

@@ -4,7 +4,7 @@ import pytest
 
 import exmc
 from exmc import Builder, Custom, Normal
-from exmc.samplers.adaptation.gradient import (BACKGROUND, FOREGROUND, M2_G, M2_Q, MEAN_G, MEAN_Q,
+from exmc.samplers.adaptation.gradient import (BACKGROUND, M2_G, M2_Q, MEAN_G, MEAN_Q,
                                                add_draw, metric_from_gradient, metric_from_windows,
                                                promote_background)
 from exmc.samplers.integrators import Metric
