@@ -23,6 +23,7 @@ first life, right after it delivers the block that passes that iteration;
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -131,43 +132,164 @@ def run_worker(model_bytes, chain, seed_sequence, options, endpoint, checkpoint_
 
 
 class Collector:
-    """Parent side: assembles each chain's draws from blocks, keeps checkpoints, counts lives."""
+    """Parent side: assembles each chain's draws from blocks and keeps checkpoints.
 
-    def __init__(self, dim, total, chains, directory=None):
+    With ``keep_draws=False`` (an ``exmc-node`` relaying blocks onward) only the
+    counters and checkpoints are kept.  ``close`` removes a checkpoint folder it made.
+    """
+
+    def __init__(self, dim, total, chains, directory=None, keep_draws=True):
         self.dim, self.total = dim, total
-        self.draws = np.zeros((chains, total, dim))
-        self.stats = np.zeros((chains, total, len(STAT_NAMES)))
+        rows = total if keep_draws else 0
+        self.draws = np.zeros((chains, rows, dim))
+        self.stats = np.zeros((chains, rows, len(STAT_NAMES)))
         self.received = [0] * chains
         self.finished = [False] * chains
+        self.own_directory = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="exmc-run-"))
 
     def checkpoint_path(self, chain):
         return self.directory / f"chain-{chain}.msgpack"
 
+    def resume_from(self, chain, packed_state):
+        """Start ``chain`` from a packed state (``pack_state``): its worker will read it."""
+        self.received[chain] = int(unpack_state(packed_state)[0].scalars[0])
+        self._write_checkpoint(chain, packed_state)
+
+    def _write_checkpoint(self, chain, packed_state):
+        tmp = self.checkpoint_path(chain).with_suffix(".tmp")
+        tmp.write_bytes(msgpack.packb({"state": packed_state}, use_bin_type=True))
+        os.replace(tmp, self.checkpoint_path(chain))
+
     def receive(self, payload):
-        """Fold one message in; returns (chain, first, end) of the rows it added."""
-        msg = msgpack.unpackb(payload, raw=False)
-        if not isinstance(msg, dict) or msg.get("kind") not in ("block", "done"):
-            raise ValueError("malformed worker message")
-        chain = int(msg["chain"])
+        """Fold one message in; returns (chain, first, end) of the rows it added.
+
+        Raises ``ValueError`` for a message that does not follow the worker link's format.
+        """
+        msg = _unpack_link(payload)
+        chain = msg["chain"]
+        if chain >= len(self.received):
+            raise ValueError(f"malformed worker message: chain {chain} is not in this run")
         if msg["kind"] == "done":
-            self.finished[chain] = self.received[chain] >= int(msg["done"]) >= self.total
+            self.finished[chain] = self.received[chain] >= msg["done"] >= self.total
             return chain, 0, 0
-        first, n = int(msg["first"]), int(msg["n"])
-        draws = np.frombuffer(msg["draws"], dtype=np.float64).reshape(n, self.dim)
-        stats = np.frombuffer(msg["stats"], dtype=np.float64).reshape(n, len(STAT_NAMES))
+        first, n = msg["first"], msg["n"]
+        if msg["draws"].shape[1:] != (self.dim,) or first + n > self.total:
+            raise ValueError(f"malformed worker message: draws of shape {msg['draws'].shape} "
+                             f"from iteration {first}; expected {self.dim} columns up to {self.total}")
         # A resumed worker regenerates draws after its checkpoint; keep only new indices.
         new = max(self.received[chain] - first, 0)
         end, start = first + n, self.received[chain]
         if new < n and first <= self.received[chain]:
-            self.draws[chain, first + new:end] = draws[new:]
-            self.stats[chain, first + new:end] = stats[new:]
+            if self.draws.shape[1]:
+                self.draws[chain, first + new:end] = msg["draws"][new:]
+                self.stats[chain, first + new:end] = msg["stats"][new:]
             self.received[chain] = end
-            tmp = self.checkpoint_path(chain).with_suffix(".tmp")
-            tmp.write_bytes(msgpack.packb({"state": msg["state"]}, use_bin_type=True))
-            os.replace(tmp, self.checkpoint_path(chain))
+            self._write_checkpoint(chain, msg["state"])
             return chain, start, end
         return chain, start, start
+
+    def close(self):
+        if self.own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _unpack_link(payload):
+    """A worker-link message, checked: blocks can also come from an exmc-node over the network."""
+    try:
+        msg = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_ext_len=0)
+        kind = msg["kind"]
+        chain = msg["chain"]
+        if not (isinstance(chain, int) and chain >= 0):
+            raise ValueError("chain")
+        if kind == "done":
+            return {"kind": kind, "chain": chain, "done": int(msg["done"])}
+        if kind != "block":
+            raise ValueError("kind")
+        first, n = int(msg["first"]), int(msg["n"])
+        draws = np.frombuffer(msg["draws"], dtype=np.float64)
+        stats = np.frombuffer(msg["stats"], dtype=np.float64).reshape(n, len(STAT_NAMES))
+        unpack_state(msg["state"])  # a state that cannot be resumed is refused now, not later
+        if first < 0 or n < 0:
+            raise ValueError("first, n")
+        return {"kind": kind, "chain": chain, "first": first, "n": n,
+                "draws": draws.reshape(n, -1) if n else draws.reshape(0, 0), "stats": stats, "state": msg["state"]}
+    except Exception as err:  # msgpack and shape errors come in many types
+        raise ValueError(f"malformed worker message: {err!r}") from None
+
+
+class ChainGroup:
+    """The chains of one run, each in a worker process under its own supervisor.
+
+    Workers PUSH their blocks to this group's PULL socket on loopback; ``receive``
+    folds one into the collector.  The caller decides how many run at once
+    (``launch_waiting``) and calls ``reap`` to retire finished and failed chains.
+    """
+
+    def __init__(self, model_bytes, options, seed_sequences, collector,
+                 heartbeat_timeout=120.0, max_restarts=3, max_seconds=60.0):
+        import zmq
+
+        self.pull = zmq.Context.instance().socket(zmq.PULL)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.pull.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.model_bytes, self.options, self.seeds = model_bytes, options, dict(seed_sequences)
+        self.collector = collector
+        self.limits = (heartbeat_timeout, max_restarts, max_seconds)
+        self.waiting = sorted(self.seeds)
+        self.running = {}
+        self.restarts = {chain: 0 for chain in self.seeds}
+        self.failures = {chain: None for chain in self.seeds}
+
+    @property
+    def active(self):
+        return bool(self.waiting or self.running)
+
+    def launch_waiting(self, slots):
+        while self.waiting and slots > 0:
+            self._launch(self.waiting.pop(0))
+            slots -= 1
+
+    def _launch(self, chain):
+        from supervisor import ChildRestarted, ChildSpec, Supervisor, SupervisorSpec, TRANSIENT
+
+        def count(event, chain=chain):
+            if isinstance(event, ChildRestarted):
+                self.restarts[chain] += 1
+        heartbeat_timeout, max_restarts, max_seconds = self.limits
+        spec = SupervisorSpec(f"chain{chain}", children=[ChildSpec(
+            f"chain-{chain}", run_worker,
+            (self.model_bytes, chain, self.seeds[chain], self.options, self.endpoint,
+             str(self.collector.checkpoint_path(chain))),
+            restart=TRANSIENT, heartbeat_timeout=heartbeat_timeout)],
+            max_restarts=max_restarts, max_seconds=max_seconds)
+        self.running[chain] = Supervisor(spec, on_event=count).start()
+
+    def receive(self):
+        """(chain, first, end, payload) of one message from the workers; call when ``pull`` is readable."""
+        payload = self.pull.recv()
+        return (*self.collector.receive(payload), payload)
+
+    def reap(self):
+        """Retire chains whose last message is in, and chains past their restart intensity."""
+        for chain, sup in list(self.running.items()):
+            if self.collector.finished[chain]:  # its last message is in: the worker is exiting
+                sup.stop()
+                del self.running[chain]
+            elif sup.status == "gave up":
+                self.failures[chain] = (f"gave up after {self.restarts[chain]} restarts: "
+                                        f"{sup.failure.reason if sup.failure else 'unknown'}")
+                sup.stop()
+                del self.running[chain]
+
+    def stop(self):
+        """Stop every worker (no orphans), close the socket, drop the checkpoints."""
+        for sup in self.running.values():
+            sup.stop()
+        self.running.clear()
+        self.pull.close()
+        self.collector.close()
 
 
 def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,
@@ -178,57 +300,24 @@ def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=l
     ``should_stop()`` stops every worker and keeps what arrived.  Returns (collector,
     restarts per chain, failure reason per chain or None).
     """
-    import zmq
-
-    from supervisor import ChildRestarted, ChildSpec, Supervisor, SupervisorSpec, TRANSIENT
-
     chains = len(seed_sequences)
-    context = zmq.Context.instance()
-    pull = context.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    pull.bind("tcp://127.0.0.1:*")
-    endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
     collector = Collector(options["dim"], options["total"], chains)
-    restarts, failures = [0] * chains, [None] * chains
-    waiting, running = list(range(chains)), {}
-    model_bytes = model.to_msgpack()
-
-    def launch(chain):
-        def count(event, chain=chain):
-            if isinstance(event, ChildRestarted):
-                restarts[chain] += 1
-        spec = SupervisorSpec(f"chain{chain}", children=[ChildSpec(
-            f"chain-{chain}", run_worker,
-            (model_bytes, chain, seed_sequences[chain], options, endpoint,
-             str(collector.checkpoint_path(chain))),
-            restart=TRANSIENT, heartbeat_timeout=heartbeat_timeout)],
-            max_restarts=max_restarts, max_seconds=max_seconds)
-        running[chain] = Supervisor(spec, on_event=count).start()
-
+    group = ChainGroup(model.to_msgpack(), options, enumerate(seed_sequences), collector,
+                       heartbeat_timeout, max_restarts, max_seconds)
     try:
-        while (waiting or running) and not should_stop():
-            while waiting and len(running) < cores:
-                launch(waiting.pop(0))
-            if pull.poll(100):
-                chain, first, end = collector.receive(pull.recv())
+        while group.active and not should_stop():
+            group.launch_waiting(cores - len(group.running))
+            if group.pull.poll(100):
+                chain, first, end, _ = group.receive()
                 if end > first:
                     on_rows(chain, first, end, collector)
-            for chain, sup in list(running.items()):
-                if collector.finished[chain]:  # its last message is in: the worker is exiting
-                    sup.stop()
-                    del running[chain]
-                elif sup.status == "gave up":
-                    failures[chain] = (f"gave up after {restarts[chain]} restarts: "
-                                       f"{sup.failure.reason if sup.failure else 'unknown'}")
-                    sup.stop()
-                    del running[chain]
+            group.reap()
     except KeyboardInterrupt:
         pass
     finally:
-        for sup in running.values():
-            sup.stop()
-        pull.close()
+        group.stop()
+    failures = [group.failures[chain] for chain in range(chains)]
     for chain in range(chains):
         if not collector.finished[chain] and failures[chain] is None:
             failures[chain] = "interrupted"
-    return collector, restarts, failures
+    return collector, [group.restarts[chain] for chain in range(chains)], failures

@@ -84,11 +84,12 @@ def test_collector_keeps_each_draw_once():
 
     assert c.receive(block(0, [0, 1, 2])) == (0, 0, 3)
     assert c.receive(block(2, [2, 3])) == (0, 3, 4)  # a resumed worker overlaps: keep only index 3
-    assert c.receive(block(6, [9])) == (0, 4, 4)  # a gap is never filled out of order
+    assert c.receive(block(5, [9])) == (0, 4, 4)  # a gap is never filled out of order
     c.receive(block(4, [4, 5]))
     c.receive(msgpack.packb({"kind": "done", "chain": 0, "done": 6}))
     assert c.finished[0] and c.draws[0, :, 0].tolist() == [0, 1, 2, 3, 4, 5]
     assert c.checkpoint_path(0).exists()
+    c.close()
 
 
 def wait_for(predicate, seconds=60.0):
@@ -137,3 +138,22 @@ def test_abort_before_any_kept_draw_returns_none():
     handle = exmc.sample(model(), blocking=False, chains=1, num_samples=10, num_warmup=10**7,
                          progressbar=False)
     assert handle.abort() is None and handle.done()
+
+
+@pytest.mark.parametrize("payload", [
+    b"\xc1garbage", b"\x93\x01\x02\x03",
+    {"kind": "block", "chain": 0, "first": 0, "n": 1, "draws": b"\0" * 16, "stats": b"\0" * 72},
+    {"kind": "block", "chain": 5, "first": 0, "n": 0, "draws": b"", "stats": b""},
+    {"kind": "note", "chain": 0},
+])
+def test_collector_refuses_malformed_messages(payload):
+    import msgpack
+    c = Collector(dim=1, total=6, chains=1)
+    if isinstance(payload, dict):
+        payload["state"] = pack_state(new_chain_state(np.zeros(1), np.zeros(1), 0.0, False),
+                                      np.random.default_rng(0))
+        payload = msgpack.packb(payload, use_bin_type=True)
+    with pytest.raises(ValueError, match="malformed worker message"):
+        c.receive(payload)
+    c.close()
+    assert not c.directory.exists()
