@@ -213,7 +213,8 @@ def _unpack_link(payload):
         if first < 0 or n < 0:
             raise ValueError("first, n")
         return {"kind": kind, "chain": chain, "first": first, "n": n,
-                "draws": draws.reshape(n, -1) if n else draws.reshape(0, 0), "stats": stats, "state": msg["state"]}
+                "draws": draws.reshape(n, -1) if n else draws.reshape(0, 0), "stats": stats,
+                "state": msg["state"]}
     except Exception as err:  # msgpack and shape errors come in many types
         raise ValueError(f"malformed worker message: {err!r}") from None
 
@@ -266,9 +267,10 @@ class ChainGroup:
             max_restarts=max_restarts, max_seconds=max_seconds)
         self.running[chain] = Supervisor(spec, on_event=count).start()
 
-    def receive(self):
-        """(chain, first, end, payload) of one message from the workers; call when ``pull`` is readable."""
-        payload = self.pull.recv()
+    def receive(self, flags=0):
+        """(chain, first, end, payload) of one message from the workers; with ``zmq.NOBLOCK``
+        in ``flags``, raises ``zmq.Again`` when there is none."""
+        payload = self.pull.recv(flags)
         return (*self.collector.receive(payload), payload)
 
     def reap(self):

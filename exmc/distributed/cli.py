@@ -1,0 +1,99 @@
+"""The ``exmc-node`` command: serve chains to coordinators, or make CURVE keys.
+
+    exmc-node --bind tcp://0.0.0.0:5555 --workers 8 --secret-key node.key_secret --allow clients/
+    exmc-node keygen NAME [--dir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from exmc.distributed import wire
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def serve_parser():
+    p = argparse.ArgumentParser(
+        prog="exmc-node",
+        description="Run chains for exmc coordinators (exmc.distributed.sample_chains). Jobs "
+                    "arrive as schema-checked msgpack (model IR, data, sampler options, chain "
+                    "seeds); each chain runs in a supervised worker process; draws go back "
+                    "to the coordinator as they are made. Stops cleanly on SIGTERM or Ctrl-C. "
+                    "'exmc-node keygen NAME' makes a CURVE key pair.",
+        epilog="Listening on a non-loopback address needs --secret-key and --allow: clients "
+               "are then authenticated (ZeroMQ CURVE + ZAP) and traffic is encrypted.")
+    p.add_argument("--bind", default="tcp://127.0.0.1:5555", metavar="ADDRESS",
+                   help="ZeroMQ address to listen on (default tcp://127.0.0.1:5555; "
+                        "tcp://127.0.0.1:* picks a free port)")
+    p.add_argument("--workers", type=_positive(int), metavar="N",
+                   help="chains run at once over all jobs (default: the number of CPUs)")
+    p.add_argument("--secret-key", metavar="FILE",
+                   help="this node's CURVE key pair (a .key_secret file from exmc-node keygen)")
+    p.add_argument("--allow", metavar="DIR",
+                   help="folder of the public .key files of the clients allowed to connect")
+    p.add_argument("--client-timeout", type=_positive(float), default=10.0, metavar="SECONDS",
+                   help="stop a job whose coordinator has been silent this long (default 10)")
+    p.add_argument("--max-message-mb", type=_positive(float),
+                   default=wire.MAX_MESSAGE_BYTES / 2**20, metavar="MB",
+                   help=f"largest request accepted; a bigger one drops the connection "
+                        f"(default {wire.MAX_MESSAGE_BYTES // 2**20})")
+    p.add_argument("--name", help="node name reported to coordinators (default: host name)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="stderr log level (default info)")
+    return p
+
+
+def keygen_parser():
+    p = argparse.ArgumentParser(
+        prog="exmc-node keygen",
+        description="Write NAME.key (public: give it to the other side) and NAME.key_secret "
+                    "(keep it: mode 0600) for CURVE. A node uses its .key_secret with "
+                    "--secret-key and lists clients' .key files in its --allow folder; a "
+                    "client passes its .key_secret as client_key= and the node's .key as node_key=.")
+    p.add_argument("name", help="key name, e.g. node1 or alice")
+    p.add_argument("--dir", default=".", help="folder to write the two files in (default .)")
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keygen"]:
+        args = keygen_parser().parse_args(argv[1:])
+        from exmc.distributed.keys import keygen
+        public, secret = keygen(args.dir, args.name)
+        print(f"public key: {public}\nsecret key: {secret}")
+        return 0
+    args = serve_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(asctime)s exmc-node %(levelname)s %(message)s")
+    import zmq
+
+    from exmc.distributed.keys import KeyFileError
+    from exmc.distributed.node import Node, NodeConfigError
+    try:
+        node = Node(args.bind, args.workers, args.secret_key, args.allow, args.client_timeout,
+                    int(args.max_message_mb * 2**20), args.name)
+    except (NodeConfigError, KeyFileError) as err:
+        logging.getLogger("exmc.node").error("%s", err)
+        return 2
+    except zmq.ZMQError as err:
+        logging.getLogger("exmc.node").error("cannot listen on %s: %s", args.bind, err)
+        return 2
+    try:
+        node.serve()  # closes the node (and its workers) however it ends
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,511 @@
+"""The coordinator: spread chains over exmc-node daemons, collect every draw, survive node loss.
+
+The model goes to each node as its IR (msgpack data); each node compiles it for
+itself and sends back the worker-link blocks of draws (``exmc/runtime/worker.py``)
+with the chain's state after each block.  The coordinator folds them into one
+``Collector`` (each draw kept once, by iteration index) and keeps each chain's
+latest state, so a chain whose node stops answering resumes elsewhere from its
+last received draw, with its step size, metric and random state: its trace is
+the one it would have had without the failure.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import msgpack
+import numpy as np
+
+from exmc.distributed import wire
+from exmc.runtime.worker import Collector, pack_state, unpack_state
+
+log = logging.getLogger("exmc.distributed")
+
+LOCAL = "local"
+PING_SECONDS = 0.5
+
+
+class NodeError(RuntimeError):
+    """Nodes that cannot be used: unreachable, refusing, or failed with no fallback."""
+
+
+class NodeLink:
+    """A DEALER connection to one exmc-node; ``last_heard`` feeds failure detection."""
+
+    def __init__(self, address, client_key=None, node_key=None, process=None):
+        import zmq
+
+        self.address, self.process = address, process
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 10_000)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        if "[" in address:
+            self.socket.setsockopt(zmq.IPV6, 1)
+        if node_key is not None:
+            if client_key is None:
+                raise ValueError(f"node_key for {address} needs client_key= (a .key_secret file)")
+            from exmc.distributed.keys import use_curve
+            use_curve(self.socket, client_key, node_key)
+        self.socket.connect(address)
+        self.workers = 1
+        self.name = address
+        self.alive = True
+        self.last_heard = self.last_ping = time.monotonic()
+        self.jobs: dict = {}  # job id -> chain ids
+
+    def send(self, message):
+        import zmq
+        try:
+            self.socket.send(wire.pack(message), zmq.NOBLOCK)
+        except zmq.Again:  # not connected or not reading: the heartbeat will tell
+            pass
+
+    def receive(self):
+        """The next checked message, or None when there is none now."""
+        import zmq
+        try:
+            payload = self.socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        self.last_heard = time.monotonic()
+        return wire.check_reply(wire.unpack(payload))
+
+    def close(self):
+        self.socket.close()
+        if self.process is not None:
+            self.process.stop()
+
+
+class LocalNode:
+    """An exmc-node subprocess on loopback: how ``"local"`` joins a run."""
+
+    def __init__(self, workers=None, timeout=60.0):
+        self.log = tempfile.NamedTemporaryFile(prefix="exmc-node-", suffix=".log", delete=False)
+        command = [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*"]
+        if workers:
+            command += ["--workers", str(workers)]
+        self.popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.address = wait_for_listening(self.log.name, self.popen, timeout)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+def wait_for_listening(log_path, popen, timeout=60.0):
+    """The address an exmc-node announced in its log ("listening on ADDRESS")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log_path) as fh:
+            found = re.search(r"listening on (\S+)", fh.read())
+        if found:
+            return found.group(1)
+        if popen.poll() is not None:
+            with open(log_path) as fh:
+                raise NodeError(f"exmc-node exited with status {popen.returncode}: {fh.read()}")
+        time.sleep(0.05)
+    raise NodeError(f"exmc-node did not start listening within {timeout:g} s")
+
+
+def _node_key_for(node_key, address):
+    if isinstance(node_key, dict):
+        return node_key.get(address)
+    return node_key
+
+
+def connect(nodes, client_key=None, node_key=None, timeout=10.0, local_workers=None):
+    """NodeLinks that answered hello, and {address: reason} for those that did not."""
+    links, failed = [], {}
+    for address in nodes:
+        if address == LOCAL:
+            try:
+                local = LocalNode(local_workers)
+            except NodeError as err:
+                failed[LOCAL] = str(err)
+                continue
+            links.append(NodeLink(local.address, process=local))
+            links[-1].name = LOCAL
+        else:
+            try:
+                links.append(NodeLink(address, client_key, _node_key_for(node_key, address)))
+            except Exception as err:  # bad address or key file
+                failed[address] = str(err)
+    for link in links:
+        link.send({"type": "hello"})
+    deadline = time.monotonic() + timeout
+    waiting = list(links)
+    while waiting and time.monotonic() < deadline:
+        for link in list(waiting):
+            try:
+                msg = link.receive()
+            except wire.WireError as err:
+                failed[link.address] = f"answered with a bad message: {err}"
+                waiting.remove(link)
+                continue
+            if msg is not None and msg["type"] == "welcome":
+                link.workers = msg["workers"]
+                waiting.remove(link)
+            elif msg is not None and msg["type"] == "error":
+                failed[link.address] = f"refused: {msg['message']}"
+                waiting.remove(link)
+        time.sleep(0.01)
+    for link in waiting:
+        failed[link.address] = (f"no answer within {timeout:g} s (not running, unreachable, or "
+                                f"refusing this client's CURVE keys)")
+    good = [link for link in links if link.address not in failed]
+    for link in links:
+        if link.address in failed:
+            link.close()
+    return good, failed
+
+
+class Run:
+    """One distributed run: which chain is where, what has arrived, where chains moved."""
+
+    def __init__(self, model_bytes, options, seeds, links, collector, on_rows, run_id,
+                 on_node_failure, node_timeout, client_key, node_key):
+        self.model_bytes, self.options, self.seeds = model_bytes, options, seeds
+        self.links, self.collector, self.on_rows = links, collector, on_rows
+        self.run_id, self.on_node_failure, self.node_timeout = run_id, on_node_failure, node_timeout
+        self.keys = (client_key, node_key)
+        self.where: dict = {}     # chain -> link running it
+        self.history = {chain: [] for chain in range(len(seeds))}  # node names, in order
+        self.moves: list = []
+        self.failures = [None] * len(seeds)
+        self.jobs = 0
+        self.pending_warmup = None  # (chain, chains waiting for its tuning) with warmup="once"
+
+    # -- placing chains ---------------------------------------------------------------------
+    def submit(self, link, chains, options=None, states=None):
+        """Send ``chains`` to ``link`` as one job; ``states`` resume chains from a packed state."""
+        self.jobs += 1
+        job = f"{self.run_id}_{self.jobs}"
+        states = states or {}
+        link.send({"type": "submit", "job": job, "model": self.model_bytes,
+                   "options": options or self.options,
+                   "chains": [{"chain": c, "entropy": str(self.seeds[c].entropy),
+                               "spawn_key": [int(k) for k in self.seeds[c].spawn_key],
+                               "state": states.get(c)} for c in chains]})
+        link.jobs[job] = list(chains)
+        for c in chains:
+            self.where[c] = link
+            self.history[c].append(link.name)
+        log.info("job %s: chains %s on %s", job, list(chains), link.name)
+
+    def spread(self, chains):
+        """Assign chains to live nodes in proportion to their workers; one job per node."""
+        live = [link for link in self.links if link.alive]
+        share = {link: [] for link in live}
+        for c in chains:
+            target = min(live, key=lambda link: (len(share[link]) + self.load(link)) / link.workers)
+            share[target].append(c)
+        for link, assigned in share.items():
+            if assigned:
+                self.submit(link, assigned, states={c: self.state_of(c) for c in assigned})
+
+    def load(self, link):
+        return sum(1 for c, where in self.where.items() if where is link and not self.settled(c))
+
+    def settled(self, chain):
+        return self.collector.finished[chain] or self.failures[chain] is not None
+
+    def state_of(self, chain):
+        """The chain's latest received state (None before its first block: it starts afresh)."""
+        path = self.collector.checkpoint_path(chain)
+        if not path.exists():
+            return None
+        return msgpack.unpackb(path.read_bytes(), raw=False)["state"]
+
+    # -- the loop ---------------------------------------------------------------------------
+    def pump(self):
+        """Handle what arrived, ping nodes, notice silent ones; returns when all chains settle."""
+        import zmq
+
+        while not all(self.settled(c) for c in range(len(self.seeds))):
+            poller = zmq.Poller()
+            live = [link for link in self.links if link.alive]
+            for link in live:
+                poller.register(link.socket, zmq.POLLIN)
+            ready = dict(poller.poll(100))
+            now = time.monotonic()
+            for link in live:
+                if link.socket in ready:
+                    self._drain(link)
+                if now - link.last_ping > PING_SECONDS:
+                    link.send({"type": "ping", "jobs": list(link.jobs)})
+                    link.last_ping = now
+                if link.alive and now - link.last_heard > self.node_timeout:
+                    self.node_failed(link, f"silent for {self.node_timeout:g} s")
+
+    def _drain(self, link, limit=1000):
+        for _ in range(limit):
+            try:
+                msg = link.receive()
+            except wire.WireError as err:
+                self.node_failed(link, f"sent a bad message: {err}")
+                return
+            if msg is None:
+                return
+            job = msg.get("job")
+            if job is not None and job not in link.jobs:
+                continue  # from a job this run abandoned
+            if msg["type"] == "block":
+                self._block(link, msg["data"])
+            elif msg["type"] == "chain_failed":
+                self.failures[msg["chain"]] = f"on {link.name}: {msg['reason']}"
+            elif msg["type"] == "error":
+                self.node_failed(link, f"refused job {job}: {msg['message']}")
+                return
+
+    def _block(self, link, data):
+        try:
+            chain, first, end = self.collector.receive(data)
+        except ValueError as err:
+            self.node_failed(link, str(err))
+            return
+        if end > first:
+            self.on_rows(chain, first, end)
+        if self.pending_warmup and chain == self.pending_warmup[0]:
+            self._after_warmup(link)
+
+    def node_failed(self, link, reason):
+        """Move the unsettled chains of a node that failed, or fail them if nowhere is left."""
+        link.alive = False
+        for job in link.jobs:
+            link.send({"type": "cancel", "job": job})  # in case it is alive but cut off
+        link.jobs.clear()
+        orphans = [c for c, where in self.where.items() if where is link and not self.settled(c)]
+        log.warning("node %s failed (%s); moving chains %s", link.name, reason, orphans)
+        if not orphans:
+            return
+        if not any(other.alive for other in self.links) and self.on_node_failure == LOCAL:
+            self._add_local()
+        if not any(other.alive for other in self.links):
+            for c in orphans:
+                self.failures[c] = f"node {link.name} failed ({reason}) and no node is left"
+            return
+        iterations = {c: self.collector.received[c] for c in orphans}
+        warming = self.pending_warmup[0] if self.pending_warmup else None
+        if warming in orphans:
+            self._submit_warmup(warming)
+        self.spread([c for c in orphans if c != warming])
+        for c in orphans:
+            self.moves.append(f"chain {c}: {link.name} -> {self.where[c].name} at iteration "
+                              f"{iterations[c]} ({reason})")
+
+    def _add_local(self):
+        try:
+            local = LocalNode()
+        except NodeError as err:
+            log.error("could not start a local node: %s", err)
+            return
+        link = NodeLink(local.address, process=local)
+        link.name = LOCAL
+        link.workers = os.cpu_count() or 1
+        self.links.append(link)
+
+    # -- warmup="once" ----------------------------------------------------------------------
+    def _submit_warmup(self, chain):
+        live = [link for link in self.links if link.alive]
+        target = min(live, key=lambda link: self.load(link) / link.workers)
+        options = dict(self.options, total=self.options["num_warmup"])
+        self.submit(target, [chain], options, {chain: self.state_of(chain)})
+
+    def _after_warmup(self, link):
+        chain, others = self.pending_warmup
+        if self.collector.received[chain] < self.options["num_warmup"]:
+            return
+        self.pending_warmup = None
+        tuned, _ = unpack_state(self.state_of(chain))
+        states = {}
+        for c in others:  # chain 0's tuning and position, each chain's own random stream
+            rng = np.random.Generator(np.random.PCG64(self.seeds[c]))
+            states[c] = pack_state(tuned, rng)
+            self.collector.resume_from(c, states[c])
+            self.collector.draws[c, :self.options["num_warmup"]] = np.nan
+            self.collector.stats[c, :self.options["num_warmup"]] = np.nan
+        self.where.pop(chain)  # the warmup job is over; the chain is placed again below
+        self.spread([chain, *others])
+
+    def close(self):
+        for link in self.links:
+            for job in list(link.jobs):
+                link.send({"type": "cancel", "job": job})
+        time.sleep(0.05)  # let the cancels leave before the sockets close
+        for link in self.links:
+            link.close()
+
+
+def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, num_warmup=1000,
+                  seed=None, target_accept=0.8, max_tree_depth=10, dense_mass=False,
+                  adaptation="stan", warmup="each", stream_to=None, run_id=None,
+                  on_node_failure="error", client_key=None, node_key=None, node_timeout=5.0,
+                  connect_timeout=10.0, save_warmup=False, progressbar=True):
+    """Run NUTS chains on exmc-node daemons and return one InferenceData with every chain.
+
+    Parameters beyond ``exmc.sample``'s
+    -----------------------------------
+    nodes : list of str
+        Node addresses (``"tcp://10.0.0.2:5555"``); ``"local"`` starts a node on this
+        machine for the run.  Chains are spread in proportion to each node's workers.
+    warmup : "each" or "once"
+        ``"each"``: every chain warms up on its node.  ``"once"``: chain 0 warms up,
+        then every chain starts from its tuned step size, metric and final position,
+        each with its own random stream (the other chains' warmup draws are NaN).
+    on_node_failure : "error" or "local"
+        What to do when no node is left (at start or mid-run): raise `NodeError` /
+        report the chains failed, or start a node on this machine and go on there.
+        Chains of a failed node move to the other live nodes either way.
+    client_key, node_key
+        CURVE: this client's ``.key_secret`` file, and the node's public ``.key`` file
+        (one for all nodes, or a dict address -> file).  See ``exmc-node keygen``.
+    node_timeout : float
+        Seconds of silence after which a node counts as failed (pinged every 0.5 s).
+    connect_timeout : float
+        Seconds to wait for each node's answer at start.
+
+    The returned InferenceData's attrs record ``nodes`` (where each chain ran, in
+    order, joined by ``>``) and ``moves`` (each move with its iteration and reason).
+    """
+    from exmc.compiler import compile_model
+    from exmc.runtime.chain import make_settings
+    from exmc.runtime.progress import ChainProgress, NoProgress
+    from exmc.runtime.sample import _check_arguments
+    from exmc.runtime.stream import Publisher, make_sink, new_run_id
+    from exmc.samplers.nuts import DIVERGING, STEP_SIZE
+
+    _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_depth)
+    if warmup not in ("each", "once"):
+        raise ValueError(f"warmup must be 'each' or 'once', got {warmup!r}")
+    if on_node_failure not in ("error", LOCAL):
+        raise ValueError(f"on_node_failure must be 'error' or 'local', got {on_node_failure!r}")
+    if adaptation not in ("stan", "gradient"):
+        raise ValueError(f"adaptation must be 'stan' or 'gradient', got {adaptation!r}")
+    if isinstance(nodes, str) or not nodes:
+        raise ValueError("nodes must be a non-empty list of addresses (or 'local')")
+    start = time.perf_counter()
+    compiled = compile_model(model)  # checks the model and init here, before any node sees them
+    init = _plain_init(compiled, init)
+    settings = make_settings(num_warmup, max_tree_depth, target_accept,
+                             gradient_metric=(adaptation == "gradient"))
+    total = num_warmup + num_samples
+    options = {"num_warmup": settings.num_warmup, "total": total,
+               "max_tree_depth": settings.max_tree_depth, "target_accept": settings.target_accept,
+               "gradient_metric": settings.gradient_metric, "dense": bool(dense_mass), "init": init}
+    wire.check_options(options)
+    seed_sequence = np.random.SeedSequence(seed)
+    seeds = seed_sequence.spawn(chains)
+    run_id = run_id or new_run_id()
+    if not run_id.isidentifier():
+        raise ValueError(f"run_id must be an identifier, got {run_id!r}")
+
+    links, failed = connect(list(nodes), client_key, node_key, connect_timeout)
+    if failed:
+        detail = "; ".join(f"{address}: {reason}" for address, reason in failed.items())
+        if on_node_failure != LOCAL:
+            for link in links:
+                link.close()
+            raise NodeError(f"{len(failed)} of {len(nodes)} node(s) cannot be used: {detail} "
+                            f"(on_node_failure='local' runs their chains here instead)")
+        warnings.warn(f"nodes not used: {detail}", RuntimeWarning, stacklevel=2)
+        if not links:
+            links, more = connect([LOCAL])
+            if not links:
+                raise NodeError(f"no node could be used and a local node failed: {more}")
+    compile_time = time.perf_counter() - start
+
+    publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup) if stream_to else None
+    display = ChainProgress() if progressbar else NoProgress()
+    collector = Collector(compiled.dim, total, chains)
+    tasks = {}
+
+    def on_rows(chain, first, end):
+        stats = collector.stats[chain]
+        display.update(tasks[chain], end, int(np.nansum(stats[:end, DIVERGING])),
+                       stats[end - 1, STEP_SIZE], end < num_warmup)
+        if publisher is not None:
+            publisher.block(chain, first, collector.draws[chain, first:end],
+                            collector.stats[chain, first:end])
+            if end == total:
+                publisher.done(chain, end)
+
+    run = Run(model.to_msgpack(), options, seeds, links, collector, on_rows, run_id,
+              on_node_failure, node_timeout, client_key, node_key)
+    sampling_start = time.perf_counter()
+    try:
+        with display:
+            for chain in range(chains):
+                tasks[chain] = display.add_chain(chain, total)
+            if warmup == "once" and num_warmup > 0:
+                run.pending_warmup = (0, list(range(1, chains)))
+                run._submit_warmup(0)
+            else:
+                run.spread(list(range(chains)))
+            run.pump()
+    except KeyboardInterrupt:
+        for chain in range(chains):
+            if not run.settled(chain):
+                run.failures[chain] = "interrupted"
+    finally:
+        run.close()
+        sampling_time = time.perf_counter() - sampling_start
+        stream_error = publisher.close() if publisher is not None else None
+        collector.close()
+    if publisher is not None and stream_error is not None:
+        warnings.warn(f"streaming failed: {stream_error!r}; the returned trace is complete",
+                      RuntimeWarning, stacklevel=2)
+    return _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup,
+                     {"exmc_version": _version(), "sampler": "NUTS", "seed": str(seed_sequence.entropy),
+                      "num_warmup": num_warmup, "compile_time": compile_time,
+                      "sampling_time": sampling_time, "dense_mass": int(dense_mass),
+                      "target_accept": target_accept, "max_tree_depth": max_tree_depth,
+                      "adaptation": adaptation, "warmup": warmup, "run_id": run_id})
+
+
+def _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup, attrs):
+    from exmc.runtime.chain import ChainResult
+    from exmc.runtime.sample import to_inference_data
+
+    results = []
+    for chain, reason in enumerate(run.failures):
+        if reason is not None:
+            warnings.warn(f"chain {chain} failed: {reason}; returning the other chains",
+                          RuntimeWarning, stacklevel=3)
+        result = ChainResult(collector.draws[chain], collector.stats[chain],
+                             collector.received[chain], None)
+        result.interrupted = reason is not None
+        results.append(result)
+    attrs["nodes"] = [" > ".join(run.history[c]) for c in range(len(results))]
+    attrs["moves"] = list(run.moves)
+    return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+
+
+def _plain_init(compiled, init):
+    """``init`` as msgpack-able lists, checked against the sampled variables."""
+    if not init:
+        return None
+    names = compiled.pointmap.names
+    unknown = [k for k in init if k not in names]
+    if unknown:
+        raise ValueError(f"init has values for {', '.join(map(repr, unknown))}, which are not "
+                         f"sampled variables; sampled variables: {', '.join(names)}")
+    return {k: np.asarray(v, dtype=np.float64).tolist() for k, v in init.items()}
+
+
+def _version():
+    import exmc
+    return exmc.__version__

@@ -1,0 +1,299 @@
+"""exmc-node: a daemon that runs chains for coordinators on other hosts.
+
+One thread serves a ZeroMQ ROUTER socket (the protocol is in
+``exmc/distributed/wire.py``).  A submitted job is checked (schema, model IR,
+options, chain states), then each of its chains runs in a worker process under
+its own supervisor, exactly as ``exmc.sample(..., cores=K)`` runs them locally
+(``exmc.runtime.worker.ChainGroup``): the model is compiled here, for this
+host.  Blocks of draws from the workers are relayed to the job's coordinator
+as they come.  At most ``workers`` chains run at once over all jobs.
+
+Heartbeats both ways: the coordinator pings every half second and the node
+answers; a job whose coordinator has been silent for ``client_timeout``
+seconds is stopped and its workers cleaned up.  Nothing received is unpickled;
+a bad request gets an ``error`` reply naming the problem and the node goes on.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import os
+import signal
+import time
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from exmc.distributed import wire
+from exmc.runtime.worker import ChainGroup, Collector, unpack_state
+
+log = logging.getLogger("exmc.node")
+
+CLIENT_TIMEOUT = 10.0
+
+
+class NodeConfigError(ValueError):
+    """The node cannot start with these options."""
+
+
+def is_loopback(address):
+    """True for tcp addresses on a loopback interface, and for ipc/inproc."""
+    scheme, _, rest = address.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = urlsplit(f"//{rest}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name or a host name: not known to be loopback
+        return False
+
+
+class Job:
+    """One coordinator's chains on this node."""
+
+    def __init__(self, job_id, client, group, chains):
+        self.id, self.client, self.group, self.chains = job_id, client, group, chains
+        self.last_seen = time.monotonic()
+        self.reported = set()  # chains whose failure was sent
+
+
+class Node:
+    """The daemon's state and loop.  ``serve()`` runs until ``stop()`` or SIGTERM."""
+
+    def __init__(self, bind="tcp://127.0.0.1:5555", workers=None, secret_key=None, allow=None,
+                 client_timeout=CLIENT_TIMEOUT, max_message_bytes=wire.MAX_MESSAGE_BYTES,
+                 name=None):
+        import zmq
+
+        if (secret_key is None) != (allow is None):
+            raise NodeConfigError("CURVE needs both --secret-key and --allow")
+        if not is_loopback(bind) and secret_key is None:
+            raise NodeConfigError(f"refusing to listen on non-loopback {bind} without CURVE keys: "
+                                  f"pass --secret-key and --allow (make keys with exmc-node keygen)")
+        self.workers = int(workers or os.cpu_count() or 1)
+        self.client_timeout = client_timeout
+        self.max_message_bytes = max_message_bytes
+        self.name = name or os.uname().nodename
+        self.jobs: dict = {}
+        self.stopping = False
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # libzmq drops bigger peers
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished client raises, not queues
+        self.socket.setsockopt(zmq.SNDHWM, 100_000)
+        self.auth = None
+        if secret_key is not None:
+            from exmc.distributed.keys import serve_curve
+            self.auth = serve_curve(self.socket, secret_key, allow)
+        if "[" in bind:
+            self.socket.setsockopt(zmq.IPV6, 1)
+        self.socket.bind(bind)
+        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.info("listening on %s (%d workers, %s)", self.address, self.workers,
+                 "CURVE, clients from the allow list" if self.auth else "plaintext, loopback")
+
+    # -- the loop ---------------------------------------------------------------------------
+    def serve(self):
+        import zmq
+
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        try:
+            while not self.stopping:
+                poller = zmq.Poller()
+                poller.register(self.socket, zmq.POLLIN)
+                for job in self.jobs.values():
+                    poller.register(job.group.pull, zmq.POLLIN)
+                ready = dict(poller.poll(100))
+                if self.socket in ready:
+                    self._drain_requests()
+                for job in list(self.jobs.values()):
+                    if job.group.pull in ready:
+                        self._relay(job)
+                    self._tend(job)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.close()
+
+    def stop(self):
+        self.stopping = True
+
+    def close(self):
+        for job in list(self.jobs.values()):
+            self._end(job, "node shutting down")
+        self.socket.close()
+        if self.auth is not None:
+            self.auth.stop()
+        log.info("stopped")
+
+    # -- requests ---------------------------------------------------------------------------
+    def _drain_requests(self, limit=100):
+        import zmq
+
+        for _ in range(limit):  # bounded, so workers' blocks are relayed under a request flood
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            client, payload = frames[0], frames[-1]
+            try:
+                if len(frames) != 2:
+                    raise wire.WireError(f"expected one frame per request, got {len(frames) - 1}")
+                self._handle(client, wire.check_request(wire.unpack(payload, self.max_message_bytes)))
+            except (wire.WireError, ValueError) as err:
+                log.warning("refused a request from client %s: %s", client.hex(), err)
+                self._send(client, {"type": "error", "job": _job_of(payload), "message": str(err)})
+            except Exception as err:  # noqa: BLE001 -- a bug here must not take the node down
+                log.exception("failed on a request from client %s", client.hex())
+                self._send(client, {"type": "error", "job": _job_of(payload),
+                                    "message": f"the node failed on this request: {err!r}"})
+
+    def _handle(self, client, msg):
+        kind = msg["type"]
+        if kind == "hello":
+            self._send(client, {"type": "welcome", "version": wire.VERSION, "node": self.name,
+                                "workers": self.workers})
+        elif kind == "ping":
+            now = time.monotonic()
+            for job_id in msg["jobs"]:
+                job = self.jobs.get((client, job_id))
+                if job is not None:
+                    job.last_seen = now
+            self._send(client, {"type": "pong"})
+        elif kind == "cancel":
+            job = self.jobs.get((client, msg["job"]))
+            if job is not None:
+                self._end(job, "cancelled by its coordinator")
+            self._send(client, {"type": "cancelled", "job": msg["job"]})
+        else:
+            self._submit(client, msg)
+
+    def _submit(self, client, msg):
+        key = (client, msg["job"])
+        if key in self.jobs:
+            raise wire.WireError(f"job {msg['job']} is already running")
+        model, dim = _read_model(msg["model"])
+        options = dict(msg["options"])
+        _check_init(model, options["init"])
+        options.update(dim=dim, fault_rate=_fault_rate())
+        chains = {spec["chain"]: spec for spec in msg["chains"]}
+        collector = Collector(dim, options["total"], max(chains) + 1, keep_draws=False)
+        try:
+            for chain, spec in chains.items():
+                if spec["state"] is not None:
+                    _check_state(spec["state"], chain, dim, options)
+                    collector.resume_from(chain, spec["state"])
+            seeds = {chain: np.random.SeedSequence(int(spec["entropy"]),
+                                                   spawn_key=tuple(spec["spawn_key"]))
+                     for chain, spec in chains.items()}
+            group = ChainGroup(msg["model"], options, seeds, collector)
+        except BaseException:
+            collector.close()
+            raise
+        self.jobs[key] = Job(msg["job"], client, group, sorted(chains))
+        log.info("job %s from client %s: chains %s, %d parameters, %d iterations", msg["job"],
+                 client.hex(), sorted(chains), dim, options["total"])
+        self._send(client, {"type": "accepted", "job": msg["job"]})
+
+    # -- jobs -------------------------------------------------------------------------------
+    def _relay(self, job, limit=1000):
+        import zmq
+
+        for _ in range(limit):
+            try:
+                *_, payload = job.group.receive(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError as err:  # our own worker sent nonsense: log, do not relay
+                log.error("job %s: %s", job.id, err)
+                continue
+            self._send(job.client, {"type": "block", "job": job.id, "data": payload})
+
+    def _tend(self, job):
+        running = sum(len(j.group.running) for j in self.jobs.values())
+        job.group.launch_waiting(self.workers - running)
+        job.group.reap()
+        for chain, reason in job.group.failures.items():
+            if reason is not None and chain not in job.reported:
+                job.reported.add(chain)
+                log.warning("job %s chain %d failed: %s", job.id, chain, reason)
+                self._send(job.client, {"type": "chain_failed", "job": job.id, "chain": chain,
+                                        "reason": reason})
+        if not job.group.active:
+            self._end(job, "finished")
+        elif time.monotonic() - job.last_seen > self.client_timeout:
+            self._end(job, f"its coordinator was silent for {self.client_timeout:g} s")
+
+    def _end(self, job, why):
+        job.group.stop()
+        self.jobs.pop((job.client, job.id), None)
+        log.info("job %s ended: %s", job.id, why)
+
+    def _send(self, client, message):
+        import zmq
+
+        try:
+            self.socket.send_multipart([client, wire.pack(message)], zmq.NOBLOCK)
+        except zmq.ZMQError as err:  # the client is gone or not reading: its heartbeat will lapse
+            log.debug("could not send to client %s: %s", client.hex(), err)
+
+
+def _job_of(payload):
+    """The job id of a refused request, when it can be read, for the error reply."""
+    try:
+        job = wire.unpack(payload).get("job")
+        return job if isinstance(job, str) and len(job) <= 64 else None
+    except wire.WireError:
+        return None
+
+
+def _read_model(model_bytes):
+    """(Model, number of parameters) from IR bytes; ModelError names what is wrong."""
+    from exmc.ir.serialize import loads
+
+    model = loads(model_bytes)  # schema-checked; raises ModelError (a ValueError)
+    shapes = model.shapes()
+    free = model.free_variables
+    if not free:
+        raise wire.WireError("the model has no free variables to sample")
+    return model, int(sum(math.prod(shapes[v.name]) for v in free))
+
+
+def _check_init(model, init):
+    if not init:
+        return
+    names = {v.name: v for v in model.free_variables}
+    shapes = model.shapes()
+    for name, value in init.items():
+        if name not in names:
+            raise wire.WireError(f"init names {name!r}, which is not a free variable; free "
+                                 f"variables: {', '.join(names)}")
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise wire.WireError(f"init value for {name!r} is not numeric") from None
+        if array.shape != tuple(shapes[name]) or not np.all(np.isfinite(array)):
+            raise wire.WireError(f"init value for {name!r} must be finite with shape "
+                                 f"{tuple(shapes[name])}, got shape {array.shape}")
+
+
+def _check_state(packed, chain, dim, options):
+    try:
+        state, _ = unpack_state(packed)
+    except Exception as err:
+        raise wire.WireError(f"chain {chain}'s state cannot be read: {err!r}") from None
+    if state.position.shape != (dim,) or state.metric.inverse_diag.shape != (dim,):
+        raise wire.WireError(f"chain {chain}'s state has {state.position.shape} parameters, "
+                             f"the model {dim}")
+    iteration = int(state.scalars[0])
+    if not 0 <= iteration <= options["total"]:
+        raise wire.WireError(f"chain {chain}'s state is at iteration {iteration}, outside the job")
+
+
+def _fault_rate():
+    from exmc.runtime.sample import FAULT_RATE_ENV
+    return float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
