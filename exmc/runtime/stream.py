@@ -1,9 +1,9 @@
 """Streaming: every draw, warmup included, leaves the process as a protocol message.
 
-The compiled loop hands over blocks of draws; a publisher thread turns each block
-into messages (``exmc/runtime/protocol.py``) and sends them to a sink, while the
-sampler, which releases the GIL, goes on with the next block.  Sinks: a ZeroMQ
-PUB socket bound to an address, or any callable receiving each message dict.
+The compiled loop hands over blocks of draws; a publisher thread encodes each block
+into message bodies at once (``protocol.SampleEncoder``) and sends them to a sink,
+while the sampler, which releases the GIL, goes on with the next block.  Sinks: a
+ZeroMQ PUB socket bound to an address, or any callable receiving each message dict.
 """
 from __future__ import annotations
 
@@ -12,21 +12,28 @@ import threading
 import time
 import uuid
 
+import msgpack
+import numpy as np
 
 from exmc.runtime import protocol
 from exmc.samplers.nuts import STAT_NAMES
 
 _COLUMNS = {name: STAT_NAMES.index(name) for name in protocol.STAT_FIELDS}
+# Draws encoded and sent at a time: bounds the memory of a large block's bodies and
+# lets the first messages of a block leave before the whole block is encoded.
+CHUNK_DRAWS = 256
 
 
 class CallbackSink:
-    """Calls ``fn(message)`` for every message."""
+    """Calls ``fn(message)`` for every message, with the dict a subscriber would decode."""
 
     def __init__(self, fn):
         self.fn = fn
 
-    def send(self, message):
-        self.fn(message)
+    def send(self, topic, bodies):
+        for body in bodies:
+            # Unpacking the encoded body in C is cheaper than building dicts in Python.
+            self.fn(msgpack.unpackb(body))
 
     def close(self):
         pass
@@ -60,10 +67,15 @@ class ZmqSink:
                 self.subscribed = self.subscribed or frame[:1] == b"\x01"
         self.subscribed = True  # do not wait again
 
-    def send(self, message):
+    def send(self, topic, bodies):
+        """Send each body (bytes-like) as a [topic, body] message."""
         if not self.subscribed:
             self._await_subscriber()
-        self.socket.send_multipart(protocol.encode(message))
+        more = self.zmq.SNDMORE
+        for body in bodies:
+            # Two send calls cost less Python per message than send_multipart.
+            self.socket.send(topic, more)
+            self.socket.send(body)
 
     def close(self):
         self.socket.close()
@@ -84,6 +96,8 @@ def new_run_id():
 class Publisher:
     """Turns blocks of draws into messages on a background thread; ``close`` flushes.
 
+    A sink has ``send(topic, bodies)`` (encoded bodies, one per message) and ``close()``.
+
     Per chain, ``seq`` numbers the messages from 0 without gaps (``exmc_done`` included).
     """
 
@@ -91,6 +105,7 @@ class Publisher:
         self.sink, self.compiled, self.run, self.num_warmup = sink, compiled, run_id, num_warmup
         self.queue: queue.Queue = queue.Queue()
         self.seq: dict = {}
+        self.encoders: dict = {}
         self.error = None
         self.thread = threading.Thread(target=self._loop, name="exmc-publisher", daemon=True)
         self.thread.start()
@@ -109,10 +124,18 @@ class Publisher:
         self.sink.close()
         return self.error
 
-    def _next_seq(self, chain):
+    def _next_seq(self, chain, count=1):
+        """The first of ``count`` consecutive sequence numbers of ``chain``."""
         seq = self.seq.get(chain, 0)
-        self.seq[chain] = seq + 1
+        self.seq[chain] = seq + count
         return seq
+
+    def _encoder(self, chain, points):
+        encoder = self.encoders.get(chain)
+        if encoder is None:
+            shapes = {name: values.shape[1:] for name, values in points.items()}
+            encoder = self.encoders[chain] = protocol.SampleEncoder(self.run, chain, shapes)
+        return encoder
 
     def _loop(self):
         while True:
@@ -123,24 +146,25 @@ class Publisher:
                 continue  # keep draining so the sampler never blocks on us
             try:
                 self._publish(item)
-            except Exception as err:  # a broken viewer must not break sampling
+            except Exception as err:  # noqa: BLE001 -- a broken viewer must not break sampling
                 self.error = err
 
     def _publish(self, item):
         if item[0] == "done":
             _, chain, num_draws, status, reason = item
-            self.sink.send(protocol.done_message(self.run, chain, self._next_seq(chain),
-                                                 num_draws, status, reason))
+            topic, body = protocol.encode(protocol.done_message(
+                self.run, chain, self._next_seq(chain), num_draws, status, reason))
+            self.sink.send(topic, [body])
             return
         _, chain, first, draws, stats = item
-        points = self.compiled.constrain(draws)
-        for k in range(draws.shape[0]):
-            i = first + k
-            row = stats[k]
-            self.sink.send(protocol.sample_message(
-                self.run, chain, i, self._next_seq(chain), i < self.num_warmup,
-                {name: values[k] for name, values in points.items()},
-                {name: row[col] for name, col in _COLUMNS.items()}))
+        for start in range(0, len(draws), CHUNK_DRAWS):
+            end = min(start + CHUNK_DRAWS, len(draws))
+            points = self.compiled.constrain(draws[start:end])
+            encoder = self._encoder(chain, points)
+            i = np.arange(first + start, first + end)
+            seq = self._next_seq(chain, end - start) + np.arange(end - start)
+            stat_values = {name: stats[start:end, col] for name, col in _COLUMNS.items()}
+            self.sink.send(encoder.topic,
+                           encoder.encode(i, seq, i < self.num_warmup, points, stat_values))
 
-
-__all__ = ["CallbackSink", "ZmqSink", "Publisher", "make_sink", "new_run_id"]
+__all__ = ["CallbackSink", "Publisher", "ZmqSink", "make_sink", "new_run_id"]

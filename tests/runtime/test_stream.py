@@ -8,9 +8,11 @@ import textwrap
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import exmc
-from exmc import Builder, HalfNormal, Normal
+from exmc import Builder, HalfNormal, Normal, ref
 from exmc.runtime import protocol
 
 Y = np.random.default_rng(1).normal(3.0, 1.0, size=20)
@@ -135,3 +137,84 @@ def test_protocol_rejects_malformed_frames():
     msg["stats"]["tree_depth"] = "deep"
     with pytest.raises(protocol.ProtocolError, match="tree_depth"):
         protocol.check(msg)
+
+
+def reference_body(run, chain, i, seq, warmup, point, stats):
+    """The body the per-draw definition (sample_message + encode) gives, unpacked."""
+    frames = protocol.encode(protocol.sample_message(run, chain, i, seq, warmup, point, stats))
+    return msgpack.unpackb(frames[1])
+
+
+def same(a, b):
+    """Equal with the same types and key order, NaN equal to NaN (repr shows all three)."""
+    return repr(a) == repr(b)
+
+
+finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=64)
+shapes = st.lists(st.integers(0, 3), max_size=3).map(tuple)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(),
+       named_shapes=st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), shapes,
+                                    max_size=4),
+       n=st.integers(1, 4), chain=st.integers(0, 2**31))
+def test_block_encoder_matches_the_per_draw_definition(data, named_shapes, n, chain):
+    encoder = protocol.SampleEncoder("r1", chain, named_shapes)
+    big = st.integers(0, 2**63 - 1)
+    i = np.array(data.draw(st.lists(big, min_size=n, max_size=n)), dtype=np.int64)
+    seq = np.array(data.draw(st.lists(big, min_size=n, max_size=n)), dtype=np.int64)
+    warmup = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    point = {name: np.array(data.draw(st.lists(finite_or_not, min_size=n * int(np.prod(shape)),
+                                               max_size=n * int(np.prod(shape))))).reshape((n, *shape))
+             for name, shape in named_shapes.items()}
+    # Stats arrive as the sampler's float64 columns, flags and counts included.
+    stat_values = {k: np.array(data.draw(st.lists(
+        finite_or_not if cast is float else st.integers(0, 2**40 if cast is int else 1),
+        min_size=n, max_size=n)), dtype=np.float64) for k, cast in protocol.STAT_FIELDS.items()}
+    stat_values["step_size"] = np.abs(np.nan_to_num(stat_values["step_size"]))  # never NaN
+    rows = encoder.encode(i, seq, warmup, point, stat_values)
+    assert rows.shape[0] == n
+    for k in range(n):
+        body = rows[k].tobytes()
+        expected = reference_body("r1", chain, i[k], seq[k], warmup[k],
+                                  {name: values[k] for name, values in point.items()},
+                                  {name: values[k] for name, values in stat_values.items()})
+        assert same(msgpack.unpackb(body), expected)
+        assert same(protocol.decode([encoder.topic, body]), expected)
+
+
+def test_block_encoder_edge_values():
+    encoder = protocol.SampleEncoder("run_2", 7, {"s": (), "v": (3,), "m": (2, 2), "e": (0,)})
+    point = {"s": np.array([np.nan, -0.0]), "v": np.array([[np.inf, -np.inf, 1e308]] * 2),
+             "m": np.arange(8.0).reshape(2, 2, 2), "e": np.zeros((2, 0))}
+    stats = dict.fromkeys(protocol.STAT_FIELDS, np.zeros(2))
+    stats.update(lp=np.array([np.nan, -1.5]), diverging=np.array([1.0, 0.0]),
+                 recovered=np.array([0.0, 1.0]), tree_depth=np.array([10.0, 0.0]))
+    rows = encoder.encode(np.array([0, 2**53 + 1]), np.array([2**63 - 1, 5]), np.array([True, False]),
+                          point, stats)
+    first, second = (msgpack.unpackb(row.tobytes()) for row in rows)
+    assert first["i"] == 0 and second["i"] == 2**53 + 1 and first["seq"] == 2**63 - 1
+    assert first["warmup"] is True and second["warmup"] is False
+    assert first["stats"]["diverging"] is True and second["stats"]["recovered"] is True
+    assert np.isnan(first["stats"]["lp"]) and first["stats"]["tree_depth"] == 10
+    assert np.isnan(first["point"]["s"]) and repr(second["point"]["s"]) == "-0.0"
+    assert first["point"]["v"] == [np.inf, -np.inf, 1e308]
+    assert second["point"]["m"] == [[4.0, 5.0], [6.0, 7.0]] and first["point"]["e"] == []
+    assert rows.shape == (2, len(rows[0].tobytes()))
+
+
+def test_streamed_messages_are_the_per_draw_definition():
+    """Through the real publisher: matrix-shaped and deterministic values, every kept draw."""
+    shaped = (Builder().rv("mu", Normal(0, 1)).rv("m", Normal(0, 1, shape=(2, 3)))
+              .det("shifted", ref("mu") + ref("m")))
+    messages = []
+    idata = exmc.sample_stream(shaped, messages.append, chains=1, num_samples=30, num_warmup=20,
+                               seed=3, progressbar=False, run_id="defn")
+    draws = [m for m in messages if m["type"] == protocol.SAMPLE]
+    assert [m["i"] for m in draws] == list(range(50))
+    sample_stats = idata.sample_stats
+    for k, msg in enumerate(draws[20:]):
+        point = {name: idata.posterior[name].values[0, k] for name in ("mu", "m", "shifted")}
+        stats = {name: sample_stats[name].values[0, k] for name in protocol.STAT_FIELDS}
+        assert same(msg, reference_body("defn", 0, 20 + k, 20 + k, False, point, stats))
