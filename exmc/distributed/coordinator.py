@@ -249,7 +249,9 @@ class Run:
                     link.send({"type": "ping", "jobs": list(link.jobs)})
                     link.last_ping = now
                 if link.alive and now - link.last_heard > self.node_timeout:
-                    self.node_failed(link, f"silent for {self.node_timeout:g} s")
+                    self._drain(link)  # what arrived since the poll (this loop may have stalled)
+                    if link.alive and time.monotonic() - link.last_heard > self.node_timeout:
+                        self.node_failed(link, f"silent for {self.node_timeout:g} s")
 
     def _drain(self, link, limit=1000):
         for _ in range(limit):
@@ -365,7 +367,8 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
     warmup : "each" or "once"
         ``"each"``: every chain warms up on its node.  ``"once"``: chain 0 warms up,
         then every chain starts from its tuned step size, metric and final position,
-        each with its own random stream (the other chains' warmup draws are NaN).
+        each with its own random stream (the other chains' warmup draws and float
+        warmup stats are NaN, their integer stats -1 and flags False).
     on_node_failure : "error" or "local"
         What to do when no node is left (at start or mid-run): raise `NodeError` /
         report the chains failed, or start a node on this machine and go on there.
@@ -480,6 +483,9 @@ def _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup, at
     from exmc.runtime.chain import ChainResult
     from exmc.runtime.sample import to_inference_data
 
+    if all(run.failures) and max(collector.received) <= num_warmup:
+        raise NodeError("no chain made a draw to keep: " + "; ".join(
+            f"chain {chain} {reason}" for chain, reason in enumerate(run.failures)))
     results = []
     for chain, reason in enumerate(run.failures):
         if reason is not None:

@@ -335,8 +335,10 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
 
 
 def _stat(values, name):
+    """A stat column in its type; rows never sampled (NaN) read False or -1."""
+    missing = np.isnan(values)
     if name in BOOL_STATS:
-        return values.astype(bool)
+        return np.where(missing, 0, values).astype(bool)
     if name in INT_STATS:
-        return values.astype(np.int64)
+        return np.where(missing, -1, values).astype(np.int64)
     return values

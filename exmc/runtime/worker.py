@@ -80,7 +80,7 @@ def _crash_plan(chain):
     return spec.split(":")[1]
 
 
-def run_worker(model_bytes, chain, seed_sequence, options, endpoint, checkpoint_path):
+def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_path):
     """Worker process entry point: run (or resume) one chain, PUSH its blocks to ``endpoint``."""
     import zmq
 
@@ -92,7 +92,7 @@ def run_worker(model_bytes, chain, seed_sequence, options, endpoint, checkpoint_
     crash = _crash_plan(chain)
     if crash == "always":
         os.kill(os.getpid(), signal.SIGKILL)
-    compiled = compile_model(loads(model_bytes))
+    compiled = compile_model(loads(Path(model_path).read_bytes()))
     settings = make_settings(options["num_warmup"], options["max_tree_depth"],
                              options["target_accept"], options["fault_rate"],
                              gradient_metric=options["gradient_metric"])
@@ -235,7 +235,11 @@ class ChainGroup:
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.bind("tcp://127.0.0.1:*")
         self.endpoint = self.pull.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.model_bytes, self.options, self.seeds = model_bytes, options, dict(seed_sequences)
+        # The model goes to workers as a file: spawning pipes the arguments to the child, and
+        # a large model (much data) would block the caller until the child has started.
+        self.model_path = collector.directory / "model.msgpack"
+        self.model_path.write_bytes(model_bytes)
+        self.options, self.seeds = options, dict(seed_sequences)
         self.collector = collector
         self.limits = (heartbeat_timeout, max_restarts, max_seconds)
         self.waiting = sorted(self.seeds)
@@ -261,7 +265,7 @@ class ChainGroup:
         heartbeat_timeout, max_restarts, max_seconds = self.limits
         spec = SupervisorSpec(f"chain{chain}", children=[ChildSpec(
             f"chain-{chain}", run_worker,
-            (self.model_bytes, chain, self.seeds[chain], self.options, self.endpoint,
+            (str(self.model_path), chain, self.seeds[chain], self.options, self.endpoint,
              str(self.collector.checkpoint_path(chain))),
             restart=TRANSIENT, heartbeat_timeout=heartbeat_timeout)],
             max_restarts=max_restarts, max_seconds=max_seconds)

@@ -28,21 +28,31 @@ class RunningNode:
         return self.popen.returncode
 
 
+def launch(log, *args, env=None):
+    """Start ``exmc-node *args`` (on a free loopback port unless --bind is given), logging to
+    the file ``log``; returns the RunningNode once it listens."""
+    command = [sys.executable, "-m", "exmc.distributed.cli", *args]
+    if "--bind" not in args:
+        command += ["--bind", "tcp://127.0.0.1:*"]
+    with open(log, "w") as fh:
+        popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, env=env)
+    node = RunningNode(popen, None, log)
+    try:
+        node.address = wait_for_listening(log, popen, timeout=60)
+    except BaseException:
+        node.stop()
+        raise
+    return node
+
+
 @pytest.fixture
 def start_node(tmp_path):
-    """start_node(*args, env=None) -> RunningNode, on a free loopback port unless --bind is given."""
+    """start_node(*args, env=None) -> RunningNode; every node is stopped after the test."""
     nodes = []
 
     def start(*args, env=None):
-        log = tmp_path / f"node{len(nodes)}.log"
-        command = [sys.executable, "-m", "exmc.distributed.cli", *args]
-        if "--bind" not in args:
-            command += ["--bind", "tcp://127.0.0.1:*"]
-        with open(log, "w") as fh:
-            popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, env=env)
-        node = RunningNode(popen, None, log)
+        node = launch(tmp_path / f"node{len(nodes)}.log", *args, env=env)
         nodes.append(node)
-        node.address = wait_for_listening(log, popen, timeout=60)
         return node
 
     yield start

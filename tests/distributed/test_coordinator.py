@@ -1,0 +1,159 @@
+"""The coordinator against real exmc-node daemons on loopback: same draws as local chains,
+streaming, warmup once, node failure, unreachable nodes."""
+import time
+
+import numpy as np
+import pytest
+
+import exmc
+from exmc import Builder, HalfNormal, Normal
+from exmc.distributed import NodeError, sample_chains
+from tests.distributed.conftest import launch
+
+Y = np.random.default_rng(1).normal(3.0, 1.0, size=20)
+SMALL = Builder().rv("mu", Normal(0, 5)).rv("sigma", HalfNormal(2.0)).obs("y", Normal("mu", "sigma"), Y)
+RUN = {"num_samples": 200, "num_warmup": 200, "seed": 5, "progressbar": False}
+# Slow enough per iteration (20,000 observations) that a node can be killed mid-chain.
+Y_LONG = np.random.default_rng(2).normal(1.0, 2.0, size=20_000)
+LONG = (Builder().rv("mu", Normal(0, 5)).rv("sigma", HalfNormal(5.0))
+        .obs("y", Normal("mu", "sigma"), Y_LONG))
+LONG_RUN = {"num_samples": 1000, "num_warmup": 500, "seed": 11, "progressbar": False}
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory):
+    """Three nodes with one worker each, shared by the tests that leave them running."""
+    folder = tmp_path_factory.mktemp("trio")
+    nodes = []
+    try:
+        for k in range(3):
+            nodes.append(launch(folder / f"node{k}.log", "--workers", "1"))
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def assert_same_draws(idata, reference):
+    for name in reference.posterior.data_vars:
+        np.testing.assert_array_equal(idata.posterior[name].values, reference.posterior[name].values)
+    for name in ("step_size", "tree_depth", "diverging", "lp"):
+        np.testing.assert_array_equal(idata.sample_stats[name].values,
+                                      reference.sample_stats[name].values)
+
+
+def test_three_nodes_give_the_draws_of_local_chains(trio):
+    addresses = [node.address for node in trio]
+    idata = sample_chains(SMALL, nodes=addresses, chains=4, **RUN)
+    assert_same_draws(idata, exmc.sample(SMALL, chains=4, **RUN))
+    # one worker each: chains 0..2 take one node each, chain 3 joins the first
+    assert idata.attrs["nodes"] == [addresses[0], addresses[1], addresses[2], addresses[0]]
+    assert idata.attrs["moves"] == []
+
+
+def test_stream_to_gets_every_draw_of_every_node(trio):
+    messages = []
+    idata = sample_chains(SMALL, nodes=[node.address for node in trio], chains=3,
+                          stream_to=messages.append, run_id="dist", **RUN)
+    total = RUN["num_warmup"] + RUN["num_samples"]
+    for chain in range(3):
+        mine = [m for m in messages if m["chain"] == chain]
+        draws = [m for m in mine if m["type"] == "exmc_sample"]
+        assert [m["i"] for m in draws] == list(range(total))
+        assert [m["seq"] for m in mine] == list(range(total + 1))
+        assert mine[-1]["type"] == "exmc_done" and mine[-1]["num_draws"] == total
+        kept = [m["point"]["mu"] for m in draws if not m["warmup"]]
+        np.testing.assert_array_equal(kept, idata.posterior["mu"].values[chain])
+    assert {m["run"] for m in messages} == {"dist"}
+
+
+def test_warmup_once_shares_the_tuning_of_chain_0(trio):
+    idata = sample_chains(SMALL, nodes=[node.address for node in trio], chains=3, warmup="once",
+                          save_warmup=True, **RUN)
+    reference = exmc.sample(SMALL, chains=1, **RUN)
+    # chain 0 is an ordinary chain; the others start from its tuning, each on its own stream
+    np.testing.assert_array_equal(idata.posterior["mu"].values[0], reference.posterior["mu"].values[0])
+    step = idata.sample_stats["step_size"].values
+    assert np.all(step == step[0, 0])
+    assert np.all(np.isnan(idata.warmup_posterior["mu"].values[1:]))
+    assert np.all(idata.warmup_sample_stats["tree_depth"].values[1:] == -1)
+    assert not np.isnan(idata.warmup_posterior["mu"].values[0]).any()
+    mu = idata.posterior["mu"].values
+    assert not np.array_equal(mu[1], mu[2])
+    assert abs(mu.mean() - Y.mean()) < 0.5
+
+
+def test_sigkill_of_a_node_mid_run_loses_no_draw(start_node):
+    nodes = [start_node("--workers", "1") for _ in range(3)]
+    victim = nodes[1]  # runs chain 1 (one worker per node, chains placed in order)
+    killed_at = []
+
+    def kill_on_first_draw_of_chain_1(msg):
+        if msg["type"] == "exmc_sample" and msg["chain"] == 1 and not killed_at:
+            victim.popen.kill()
+            killed_at.append(msg["i"])
+
+    idata = sample_chains(LONG, nodes=[node.address for node in nodes], chains=3,
+                          stream_to=kill_on_first_draw_of_chain_1, node_timeout=3.0, **LONG_RUN)
+    assert killed_at and victim.popen.wait(10) == -9
+    assert idata.attrs["nodes"][1].startswith(victim.address + " > ")
+    [move] = idata.attrs["moves"]
+    assert move.startswith(f"chain 1: {victim.address} -> ") and "silent" in move
+    assert_same_draws(idata, exmc.sample(LONG, chains=3, **LONG_RUN))
+
+
+def test_when_every_node_dies_the_chains_finish_locally(start_node):
+    node = start_node("--workers", "2")
+    messages = []
+
+    def kill_after_first_block(msg):
+        messages.append(msg)
+        if len(messages) == 1:
+            node.popen.kill()
+
+    idata = sample_chains(LONG, nodes=[node.address], chains=2, stream_to=kill_after_first_block,
+                          node_timeout=3.0, on_node_failure="local", **LONG_RUN)
+    assert [where.split(" > ") for where in idata.attrs["nodes"]] == [[node.address, "local"]] * 2
+    assert len(idata.attrs["moves"]) == 2
+    assert_same_draws(idata, exmc.sample(LONG, chains=2, **LONG_RUN))
+
+
+def test_when_the_only_node_dies_without_fallback_the_run_fails_clearly(start_node):
+    node = start_node("--workers", "1")
+
+    def kill_at_once(msg):
+        if node.popen.poll() is None:
+            node.popen.kill()
+
+    with pytest.raises(NodeError, match="no chain made a draw.*no node is left"):
+        sample_chains(LONG, nodes=[node.address], chains=1, stream_to=kill_at_once,
+                      node_timeout=1.0, **LONG_RUN)
+
+
+def test_an_unreachable_node_is_a_clear_error_within_the_timeout():
+    start = time.monotonic()
+    with pytest.raises(NodeError, match=r"tcp://127\.0\.0\.1:9.*no answer within 1 s"):
+        sample_chains(SMALL, nodes=["tcp://127.0.0.1:9"], chains=1, connect_timeout=1.0, **RUN)
+    assert time.monotonic() - start < 30
+
+
+def test_an_unreachable_node_falls_back_to_a_local_node():
+    with pytest.warns(RuntimeWarning, match="nodes not used"):
+        idata = sample_chains(SMALL, nodes=["tcp://127.0.0.1:9"], chains=2, connect_timeout=1.0,
+                              on_node_failure="local", **RUN)
+    assert idata.attrs["nodes"] == ["local", "local"]
+    assert_same_draws(idata, exmc.sample(SMALL, chains=2, **RUN))
+
+
+@pytest.mark.parametrize("kwargs, problem", [
+    ({"nodes": "tcp://127.0.0.1:5555"}, "nodes must be a non-empty list"),
+    ({"nodes": []}, "nodes must be a non-empty list"),
+    ({"warmup": "twice"}, "warmup must be 'each' or 'once'"),
+    ({"on_node_failure": "retry"}, "on_node_failure must be 'error' or 'local'"),
+    ({"run_id": "a b"}, "run_id must be an identifier"),
+    ({"init": {"nu": 1.0}}, "'nu'.*not sampled variables"),
+])
+def test_bad_arguments_are_named_before_any_node_is_contacted(kwargs, problem):
+    arguments = {"nodes": ["tcp://127.0.0.1:9"], "chains": 1, **RUN, **kwargs}
+    with pytest.raises(ValueError, match=problem):
+        sample_chains(SMALL, **arguments)
