@@ -14,4 +14,6 @@ __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "
 
 from exmc.runtime.sample import sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
 
-__all__ += ["sample", "sample_stream"]
+from exmc import distributed  # noqa: E402  exmc.distributed.sample_chains
+
+__all__ += ["distributed", "sample", "sample_stream"]
