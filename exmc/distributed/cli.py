@@ -39,7 +39,8 @@ def serve_parser():
     p.add_argument("--secret-key", metavar="FILE",
                    help="this node's CURVE key pair (a .key_secret file from exmc-node keygen)")
     p.add_argument("--allow", metavar="DIR",
-                   help="folder of the public .key files of the clients allowed to connect")
+                   help="folder of the public .key files of the clients allowed to connect "
+                        "(read at start)")
     p.add_argument("--client-timeout", type=_positive(float), default=10.0, metavar="SECONDS",
                    help="stop a job whose coordinator has been silent this long (default 10)")
     p.add_argument("--max-message-mb", type=_positive(float),
@@ -58,7 +59,8 @@ def keygen_parser():
         description="Write NAME.key (public: give it to the other side) and NAME.key_secret "
                     "(keep it: mode 0600) for CURVE. A node uses its .key_secret with "
                     "--secret-key and lists clients' .key files in its --allow folder; a "
-                    "client passes its .key_secret as client_key= and the node's .key as node_key=.")
+                    "client passes its .key_secret as client_key= and the node's .key as node_key=. "
+                    "Existing key files are never overwritten.")
     p.add_argument("name", help="key name, e.g. node1 or alice")
     p.add_argument("--dir", default=".", help="folder to write the two files in (default .)")
     return p
@@ -68,8 +70,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keygen"]:
         args = keygen_parser().parse_args(argv[1:])
-        from exmc.distributed.keys import keygen
-        public, secret = keygen(args.dir, args.name)
+        from exmc.distributed.keys import KeyFileError, keygen
+        try:
+            public, secret = keygen(args.dir, args.name)
+        except (KeyFileError, OSError) as err:
+            print(f"exmc-node keygen: {err}", file=sys.stderr)
+            return 2
         print(f"public key: {public}\nsecret key: {secret}")
         return 0
     args = serve_parser().parse_args(argv)
