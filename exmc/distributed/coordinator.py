@@ -41,6 +41,9 @@ class NodeLink:
     def __init__(self, address, client_key=None, node_key=None, process=None):
         import zmq
 
+        if (client_key is None) != (node_key is None):
+            raise ValueError(f"CURVE for {address} needs both client_key= (this client's "
+                             f".key_secret file) and node_key= (the node's .key file)")
         self.address, self.process = address, process
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -48,12 +51,14 @@ class NodeLink:
         self.socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
         if "[" in address:
             self.socket.setsockopt(zmq.IPV6, 1)
-        if node_key is not None:
-            if client_key is None:
-                raise ValueError(f"node_key for {address} needs client_key= (a .key_secret file)")
-            from exmc.distributed.keys import use_curve
-            use_curve(self.socket, client_key, node_key)
-        self.socket.connect(address)
+        try:
+            if node_key is not None:
+                from exmc.distributed.keys import use_curve
+                use_curve(self.socket, client_key, node_key)
+            self.socket.connect(address)
+        except BaseException:
+            self.socket.close()
+            raise
         self.workers = 1
         self.name = address
         self.alive = True

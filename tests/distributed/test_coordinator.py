@@ -157,3 +157,9 @@ def test_bad_arguments_are_named_before_any_node_is_contacted(kwargs, problem):
     arguments = {"nodes": ["tcp://127.0.0.1:9"], "chains": 1, **RUN, **kwargs}
     with pytest.raises(ValueError, match=problem):
         sample_chains(SMALL, **arguments)
+
+
+def test_a_client_key_without_the_node_key_is_not_silently_plaintext(tmp_path):
+    with pytest.raises(NodeError, match="needs both client_key=.*and node_key="):
+        sample_chains(SMALL, nodes=["tcp://127.0.0.1:9"], chains=1,
+                      client_key=str(tmp_path / "me.key_secret"), **RUN)
