@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import math
 import os
+import resource
 import signal
 import time
 from urllib.parse import urlsplit
@@ -27,10 +28,13 @@ import numpy as np
 
 from exmc.distributed import wire
 from exmc.runtime.worker import ChainGroup, Collector, unpack_state
+from exmc.samplers.nuts import ITERATION, N_SCALARS, STEP
 
 log = logging.getLogger("exmc.node")
 
 CLIENT_TIMEOUT = 10.0
+MAX_ERROR_CHARS = 2000  # error replies and log lines stay readable whatever the request held
+MAX_JOBS = 1000
 
 
 class NodeConfigError(ValueError):
@@ -145,12 +149,13 @@ class Node:
                     raise wire.WireError(f"expected one frame per request, got {len(frames) - 1}")
                 self._handle(client, wire.check_request(wire.unpack(payload, self.max_message_bytes)))
             except (wire.WireError, ValueError) as err:
-                log.warning("refused a request from client %s: %s", client.hex(), err)
-                self._send(client, {"type": "error", "job": _job_of(payload), "message": str(err)})
+                message = _shorten(str(err))
+                log.warning("refused a request from client %s: %s", client.hex(), message)
+                self._send(client, {"type": "error", "job": _job_of(payload), "message": message})
             except Exception as err:  # noqa: BLE001 -- a bug here must not take the node down
                 log.exception("failed on a request from client %s", client.hex())
-                self._send(client, {"type": "error", "job": _job_of(payload),
-                                    "message": f"the node failed on this request: {err!r}"})
+                message = _shorten(f"the node failed on this request: {err!r}")
+                self._send(client, {"type": "error", "job": _job_of(payload), "message": message})
 
     def _handle(self, client, msg):
         kind = msg["type"]
@@ -176,6 +181,9 @@ class Node:
         key = (client, msg["job"])
         if key in self.jobs:
             raise wire.WireError(f"job {msg['job']} is already running")
+        if len(self.jobs) >= _job_limit(self.workers):
+            raise wire.WireError(f"this node holds {len(self.jobs)} jobs, as many as it can; "
+                                 f"try again later or another node")
         model, dim = _read_model(msg["model"])
         options = dict(msg["options"])
         _check_init(model, options["init"])
@@ -242,6 +250,23 @@ class Node:
             log.debug("could not send to client %s: %s", client.hex(), err)
 
 
+def _job_limit(workers):
+    """Jobs held at once.  Each holds sockets and each running chain pipes, and libzmq aborts
+    the whole process when it runs out of file descriptors: stay well below the limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_JOBS
+    return max(1, min(MAX_JOBS, (soft - 64 - 10 * workers) // 4))
+
+
+def _shorten(text):
+    """One line (a log line per event) of at most about MAX_ERROR_CHARS characters."""
+    text = " ".join(text.split())
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters)"
+
+
 def _job_of(payload):
     """The job id of a refused request, when it can be read, for the error reply."""
     try:
@@ -253,14 +278,41 @@ def _job_of(payload):
 
 def _read_model(model_bytes):
     """(Model, number of parameters) from IR bytes; ModelError names what is wrong."""
+    from exmc.ir.builder import ModelError
     from exmc.ir.serialize import loads
 
-    model = loads(model_bytes)  # schema-checked; raises ModelError (a ValueError)
-    shapes = model.shapes()
+    try:
+        model = loads(model_bytes)  # schema-checked; raises ModelError (a ValueError)
+        shapes = model.shapes()
+    except ModelError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- a hole in the IR checks is still bad input
+        raise wire.WireError(f"the model IR cannot be read: {type(err).__name__}: {err}") from None
+    _check_constants(model)
     free = model.free_variables
     if not free:
         raise wire.WireError("the model has no free variables to sample")
     return model, int(sum(math.prod(shapes[v.name]) for v in free))
+
+
+def _check_constants(model):
+    """Constants in a model are data sent to this node: like observed data, they must be finite."""
+    from exmc.ir.dists import Distribution
+
+    def exprs(dist, where):
+        for key, value in dist.param_exprs.items():
+            if isinstance(value, Distribution):
+                yield from exprs(value, f"{where}.{key}")
+            else:
+                yield value, f"{where}, parameter {key!r}"
+
+    for var in model.variables:
+        where = f"variable {var.name!r}"
+        found = [(var.expr, where)] if var.expr is not None else exprs(var.dist, where)
+        for expr, place in found:
+            for node in expr.walk():
+                if node.op == "const" and not np.all(np.isfinite(node.value)):
+                    raise wire.WireError(f"{place}: constants must be finite, got {node.value!r}")
 
 
 def _check_init(model, init):
@@ -286,12 +338,26 @@ def _check_state(packed, chain, dim, options):
         state, _ = unpack_state(packed)
     except Exception as err:
         raise wire.WireError(f"chain {chain}'s state cannot be read: {err!r}") from None
-    if state.position.shape != (dim,) or state.metric.inverse_diag.shape != (dim,):
-        raise wire.WireError(f"chain {chain}'s state has {state.position.shape} parameters, "
-                             f"the model {dim}")
-    iteration = int(state.scalars[0])
-    if not 0 <= iteration <= options["total"]:
+    arrays = {**state._asdict(), **state.metric._asdict()}
+    for name, shape in _state_shapes(dim, bool(state.metric.dense)).items():
+        if arrays[name].shape != shape:
+            raise wire.WireError(f"chain {chain}'s state has {name} of shape "
+                                 f"{arrays[name].shape}; a model of {dim} parameters needs {shape}")
+        if not np.all(np.isfinite(arrays[name])):
+            raise wire.WireError(f"chain {chain}'s state has non-finite values in {name}")
+    iteration = state.scalars[ITERATION]
+    if not (iteration == int(iteration) and 0 <= iteration <= options["total"]):
         raise wire.WireError(f"chain {chain}'s state is at iteration {iteration}, outside the job")
+    if not (state.scalars[STEP] > 0 and np.all(state.metric.inverse_diag > 0)):
+        raise wire.WireError(f"chain {chain}'s state needs a positive step size and metric")
+
+
+def _state_shapes(d, dense):
+    """Array shapes of a chain state of ``d`` parameters, as nuts.new_chain_state makes them."""
+    big = (d, d) if dense else (1, 1)
+    return {"position": (d,), "grad": (d,), "scalars": (N_SCALARS,), "window_mean": (d,),
+            "window_m2": (d, d) if dense else (1, d), "gradient_windows": (2, 4, d),
+            "inverse_diag": (d,), "inverse_dense": big, "momentum_factor": big}
 
 
 def _fault_rate():

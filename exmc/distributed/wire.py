@@ -155,10 +155,13 @@ def check_reply(msg: dict) -> dict:
     if kind == "block":
         _need(isinstance(msg["data"], bytes), "block's data must be binary")
     if kind == "chain_failed":
-        _need(_is_int(msg["chain"]) and isinstance(msg["reason"], str),
-              "chain_failed needs an integer chain and a string reason")
+        _need(_is_int(msg["chain"]) and 0 <= msg["chain"] < MAX_CHAINS_PER_JOB
+              and isinstance(msg["reason"], str),
+              "chain_failed needs a chain id from 0 to "
+              f"{MAX_CHAINS_PER_JOB - 1} and a string reason")
     if kind == "welcome":
         _need(msg["version"] == VERSION, f"node speaks protocol version {msg['version']!r}, "
                                          f"this coordinator {VERSION}")
         _need(_is_int(msg["workers"]) and msg["workers"] >= 1, "welcome's workers must be >= 1")
+        _need(isinstance(msg["node"], str), "welcome's node must be a string")
     return msg

@@ -242,7 +242,8 @@ def op_shape(op, arg_shapes, value, where):
         if arg_shapes[0] == ():
             raise ModelError(f"{where}: cannot index a scalar")
         try:
-            return np.empty(arg_shapes[0])[index_to_python(value)].shape
+            # a zero-stride view: no memory of the (possibly huge) indexed shape
+            return np.broadcast_to(0.0, arg_shapes[0])[index_to_python(value)].shape
         except IndexError as err:
             raise ModelError(f"{where}: index {value!r} does not fit shape {arg_shapes[0]}: {err}") from None
     if len(arg_shapes) == 1:

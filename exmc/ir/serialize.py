@@ -14,6 +14,7 @@ shapes: models that differ only in data share compiled code.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import msgpack
 import numpy as np
@@ -90,15 +91,20 @@ def _need(cond, msg):
         raise SchemaError(msg)
 
 
+def _int64(v):
+    return isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63
+
+
 def _read_array(obj, where):
     _need(isinstance(obj, dict) and set(obj) == {"nd", "shape", "bytes"}, f"{where}: malformed array")
-    _need(obj["nd"] in DTYPES, f"{where}: array dtype must be one of {sorted(DTYPES)}")
+    _need(isinstance(obj["nd"], str) and obj["nd"] in DTYPES,
+          f"{where}: array dtype must be one of {sorted(DTYPES)}")
     shape = obj["shape"]
     _need(isinstance(shape, list) and len(shape) <= 8
           and all(isinstance(s, int) and 0 <= s for s in shape), f"{where}: bad array shape")
     _need(isinstance(obj["bytes"], bytes), f"{where}: array bytes missing")
     dtype = DTYPES[obj["nd"]]
-    _need(len(obj["bytes"]) == int(np.prod(shape)) * 8, f"{where}: array size does not match shape")
+    _need(len(obj["bytes"]) == math.prod(shape) * 8, f"{where}: array size does not match shape")
     return np.frombuffer(obj["bytes"], dtype=dtype).reshape(shape).copy()
 
 
@@ -106,7 +112,8 @@ def _read_expr(obj, where, depth=0):
     _need(depth < MAX_DEPTH, f"{where}: expression nested too deeply")
     _need(isinstance(obj, dict) and set(obj) == {"op", "args", "value"}, f"{where}: malformed expression")
     op, args, v = obj["op"], obj["args"], obj["value"]
-    _need(op in OPS and op != "dslvar", f"{where}: unknown expression operation {op!r}")
+    _need(isinstance(op, str) and op in OPS and op != "dslvar",
+          f"{where}: unknown expression operation {op!r}")
     _need(isinstance(args, list) and len(args) == OPS[op], f"{where}: {op} takes {OPS[op]} arguments")
     if op == "const":
         if isinstance(v, dict):
@@ -121,11 +128,11 @@ def _read_expr(obj, where, depth=0):
             v = _read_array(v, where).astype(np.int64)
             _need(v.ndim == 1, f"{where}: index arrays must be 1-d")
         elif isinstance(v, list):
-            _need(len(v) == 4 and v[0] == "slice"
-                  and all(p is None or isinstance(p, int) for p in v[1:]), f"{where}: bad slice")
+            _need(len(v) == 4 and v[0] == "slice" and v[3] != 0
+                  and all(p is None or _int64(p) for p in v[1:]), f"{where}: bad slice")
             v = tuple(v)
         else:
-            _need(isinstance(v, int) and not isinstance(v, bool), f"{where}: bad index")
+            _need(_int64(v), f"{where}: bad index")
     else:
         _need(v is None, f"{where}: {op} carries no value")
     return Expr(op, tuple(_read_expr(a, where, depth + 1) for a in args), v)
@@ -135,7 +142,8 @@ def _read_dist(obj, where, depth=0):
     _need(depth < 4, f"{where}: distributions nested too deeply")
     _need(isinstance(obj, dict) and set(obj) == {"family", "params", "shape"}, f"{where}: malformed distribution")
     family = obj["family"]
-    _need(family in FAMILIES, f"{where}: unknown distribution {family!r}; known: {', '.join(FAMILIES)}")
+    _need(isinstance(family, str) and family in FAMILIES,
+          f"{where}: unknown distribution {family!r}; known: {', '.join(FAMILIES)}")
     cls = FAMILIES[family]
     params = obj["params"]
     _need(isinstance(params, dict) and all(k in cls.params for k in params),

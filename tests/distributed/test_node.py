@@ -1,0 +1,457 @@
+"""exmc-node against bad, hostile and vanishing clients: real daemons, plain DEALER sockets.
+
+Every bad request must get an ``error`` reply naming the problem, and the node must go on
+serving (``hello`` -> ``welcome``).  Jobs must end with their coordinator's heartbeat, and
+SIGTERM must stop the node and every worker process.  Every wait is bounded.
+"""
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import exmc
+from exmc.distributed import cli, wire
+from exmc.runtime.worker import Collector, pack_state
+from exmc.samplers.nuts import new_chain_state
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ exmc-node (DEBUG|INFO|WARNING|ERROR) ")
+
+
+# ---- building requests ----------------------------------------------------------------------
+def model_ir():
+    """A one-parameter model as its IR dict, to edit into bad ones."""
+    model = exmc.Builder().rv("mu", exmc.Normal(0, 1)).obs("y", exmc.Normal("mu", 1.0),
+                                                           np.array([0.1, -0.4, 0.3]))
+    return msgpack.unpackb(model.to_msgpack(), raw=False)
+
+
+def pack_ir(ir):
+    return msgpack.packb(ir, use_bin_type=True)
+
+
+def edit_ir(edit):
+    ir = model_ir()
+    edit(ir)
+    return pack_ir(ir)
+
+
+def submit(job="job_1", model=None, chains=1, total=60, num_warmup=30, states=None, **options):
+    """A submit as the coordinator sends it (Run.submit, options as in sample_chains)."""
+    seeds = np.random.SeedSequence(1).spawn(chains)
+    states = states or {}
+    return {"type": "submit", "job": job, "model": pack_ir(model_ir()) if model is None else model,
+            "options": {"num_warmup": num_warmup, "total": total, "max_tree_depth": 6,
+                        "target_accept": 0.8, "gradient_metric": False, "dense": False,
+                        "init": None, **options},
+            "chains": [{"chain": c, "entropy": str(seeds[c].entropy),
+                        "spawn_key": [int(k) for k in seeds[c].spawn_key],
+                        "state": states.get(c)} for c in range(chains)]}
+
+
+def packed_state(dim=1, **arrays):
+    state = new_chain_state(np.zeros(dim), np.zeros(dim), -1.0, False)._replace(**arrays)
+    return pack_state(state, np.random.Generator(np.random.PCG64(1)))
+
+
+# ---- talking to a node ----------------------------------------------------------------------
+class Client:
+    """A DEALER socket to a node: what a coordinator holds."""
+
+    def __init__(self, address, monitor=False):
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED) if monitor else None
+        self.socket.connect(address)
+
+    def send(self, message):
+        """A dict is packed; bytes go as one frame, a list as several."""
+        if isinstance(message, dict):
+            message = wire.pack(message)
+        if isinstance(message, list):
+            self.socket.send_multipart(message)
+        else:
+            self.socket.send(message)
+
+    def receive(self, timeout=10.0):
+        """The next message, checked as a node message; None after ``timeout`` seconds."""
+        if not self.socket.poll(int(timeout * 1000)):
+            return None
+        return wire.check_reply(wire.unpack(self.socket.recv()))
+
+    def ask(self, message, timeout=10.0):
+        """The reply to ``message``, skipping answers to pings and relayed draws."""
+        self.send(message)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = self.receive(deadline - time.monotonic())
+            if reply is None or reply["type"] not in ("pong", "block"):
+                return reply
+        return None
+
+    def close(self):
+        if self.monitor is not None:
+            self.socket.disable_monitor()
+            self.monitor.close()
+        self.socket.close()
+
+
+@pytest.fixture
+def client():
+    clients = []
+
+    def connect(address, monitor=False):
+        clients.append(Client(address, monitor))
+        return clients[-1]
+
+    yield connect
+    for c in clients:
+        c.close()
+
+
+def assert_serving(node, client):
+    reply = client.ask({"type": "hello"})
+    assert reply is not None and reply["type"] == "welcome", (reply, node.log_text())
+    assert node.popen.poll() is None
+
+
+def wait_until(condition, timeout, what, every=0.05, tick=None):
+    """Poll ``condition`` (calling ``tick`` in between) until true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if tick is not None:
+            tick()
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+
+
+# ---- the node's processes -------------------------------------------------------------------
+def children(pid):
+    """{pid: command line} of a process's children (psutil if installed, else pgrep -P)."""
+    try:
+        import psutil
+    except ImportError:
+        found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                               timeout=10).stdout.split()
+        return {int(child): _cmdline(int(child)) for child in found}
+    try:
+        return {p.pid: " ".join(p.cmdline()) for p in psutil.Process(pid).children()}
+    except psutil.Error:  # gone, or a child went while being read
+        return {}
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def workers(pid):
+    """The node's chain worker processes (not multiprocessing's resource tracker)."""
+    return {child for child, command in children(pid).items()
+            if "resource_tracker" not in command and running(child)}
+
+
+def running(pid):
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        import psutil
+    except ImportError:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def start_job(node, client, job="job_1", chains=1):
+    """Submit a long job and keep it alive (pings) until its workers run; their pids."""
+    reply = client.ask(submit(job, chains=chains, total=10**7, num_warmup=100))
+    assert reply == {"type": "accepted", "job": job}, reply
+
+    def all_running():
+        found = workers(node.popen.pid)
+        return found if len(found) >= chains else None
+
+    return wait_until(all_running, 30, f"{chains} worker processes of {job}", every=0.1,
+                      tick=lambda: client.send({"type": "ping", "jobs": [job]}))
+
+
+# ---- bad requests ---------------------------------------------------------------------------
+def _set(path, value):
+    def edit(ir):
+        target = ir
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return edit
+
+
+def _only_observed(ir):
+    del ir["variables"][0]
+    ir["variables"][0]["dist"]["params"]["mu"] = {"op": "const", "args": [], "value": 0.0}
+
+
+MU, Y = ("variables", 0), ("variables", 1)
+NAN_DATA = np.array([0.1, np.nan, 0.3]).tobytes()
+LONG_NAME = "v" * 20_000
+
+# (what, request: dict | bytes | frames, the reply's job, words the error message must hold)
+BAD_REQUESTS = [
+    ("garbage bytes", b"\xc1\x00garbage\xff", None, ["not a msgpack message"]),
+    ("empty frame", b"", None, ["not a msgpack message"]),
+    ("deep nesting", b"\x91" * 100_000 + b"\xc0", None, ["not a msgpack message"]),
+    ("not a map", wire.pack([1, 2, 3]), None, ["msgpack map"]),
+    ("no type", wire.pack({"job": "job_1"}), None, ["'type'"]),
+    ("two frames", [wire.pack({"type": "hello"}), b"x"], None, ["one frame"]),
+    ("unknown type", {"type": "explode"}, None, ["unknown request type 'explode'"]),
+    ("extra field", {"type": "hello", "x": 1}, None, ["hello has fields"]),
+    ("missing field", {k: v for k, v in submit().items() if k != "chains"}, "job_1",
+     ["submit has fields", "chains"]),
+    ("bad job id", submit(job="not an id"), "not an id", ["'job'"]),
+    ("wrong option type", submit(max_tree_depth="6"), "job_1", ["max_tree_depth"]),
+    ("NaN option", submit(target_accept=float("nan")), "job_1", ["target_accept", "finite"]),
+    ("huge total", submit(total=2**64 - 1), "job_1", ["total"]),
+    ("too many chains", submit(chains=wire.MAX_CHAINS_PER_JOB + 1), "job_1", ["'chains'"]),
+    ("model not binary", submit(model="IR"), "job_1", ["'model'"]),
+    ("model garbage", submit(model=b"\xc1\xc1"), "job_1", ["IR payload is not valid msgpack"]),
+    ("not IR", submit(model=wire.pack({"a": 1})), "job_1", ["not an exmc IR message"]),
+    ("unknown distribution", submit(model=edit_ir(_set((*MU, "dist", "family"), "Nope"))),
+     "job_1", ["mu", "unknown distribution 'Nope'"]),
+    ("unhashable distribution", submit(model=edit_ir(_set((*MU, "dist", "family"), ["x"]))),
+     "job_1", ["mu", "unknown distribution"]),
+    ("unknown reference", submit(model=edit_ir(_set((*Y, "dist", "params", "mu", "value"), "nu"))),
+     "job_1", ["'y'", "unknown variable 'nu'"]),
+    ("data shape vs distribution", submit(model=edit_ir(_set((*Y, "dist", "shape"), [4]))),
+     "job_1", ["'y'", "shape"]),
+    ("parameter shape vs data", submit(model=edit_ir(_set((*MU, "dist", "shape"), [2]))),
+     "job_1", ["'y'", "(2,)", "(3,)"]),
+    ("data bytes vs shape", submit(model=edit_ir(_set((*Y, "data", "shape"), [4]))),
+     "job_1", ["y", "array size does not match shape"]),
+    ("huge shape", submit(model=edit_ir(_set((*MU, "dist", "shape"), [2**62, 2**62]))),
+     "job_1", ["'mu'", "shape"]),
+    ("huge index", submit(model=edit_ir(_set((*Y, "dist", "params", "mu"), {
+        "op": "index", "args": [{"op": "ref", "args": [], "value": "mu"}],
+        "value": 2**64 - 1}))), "job_1", ["y", "bad index"]),
+    ("NaN data", submit(model=edit_ir(_set((*Y, "data", "bytes"), NAN_DATA))),
+     "job_1", ["'y'", "finite"]),
+    ("NaN constant", submit(model=edit_ir(_set((*MU, "dist", "params", "mu", "value"),
+                                               float("nan")))), "job_1", ["'mu'", "finite"]),
+    ("infinite constant", submit(model=edit_ir(_set((*Y, "dist", "params", "sigma", "value"),
+                                                    float("inf")))),
+     "job_1", ["'y'", "sigma", "finite"]),
+    ("no free variable", submit(model=edit_ir(_only_observed)), "job_1", ["no random variables"]),
+    ("Custom without logp", submit(model=edit_ir(_set((*MU, "dist"), {
+        "family": "Custom", "params": {}, "shape": None}))), "job_1", ["logp"]),
+    ("long variable name", submit(model=edit_ir(_set((*MU, "name"), LONG_NAME))),
+     "job_1", ["'y'", "unknown variable 'mu'"]),
+    ("init of an unknown variable", submit(init={"nu": 1.0}), "job_1", ["'nu'"]),
+    ("NaN init", submit(init={"mu": float("nan")}), "job_1", ["'mu'", "finite"]),
+    ("init shape", submit(init={"mu": [1.0, 2.0]}), "job_1", ["'mu'", "shape"]),
+    ("state garbage", submit(states={0: {"arrays": 1}}), "job_1", ["chain 0", "state"]),
+    ("state of another model", submit(states={0: packed_state(dim=2)}), "job_1",
+     ["chain 0", "position", "(2,)"]),
+    ("state with NaN", submit(states={0: packed_state(position=np.array([np.nan]))}), "job_1",
+     ["chain 0", "position", "non-finite"]),
+    ("state past the job", submit(states={0: packed_state(scalars=np.full(12, 1e9))}), "job_1",
+     ["chain 0", "iteration"]),
+    ("state of the wrong length", submit(states={0: packed_state(scalars=np.zeros(3))}),
+     "job_1", ["chain 0", "scalars"]),
+]
+
+
+def test_bad_requests_get_named_errors_and_the_node_goes_on(start_node, client):
+    node = start_node("--workers", "1")
+    c = client(node.address)
+    assert_serving(node, c)
+    for what, request, job, words in BAD_REQUESTS:
+        reply = c.ask(request)
+        assert reply is not None, f"{what}: no reply\n{node.log_text()}"
+        assert reply["type"] == "error", f"{what}: {reply}"
+        assert reply["job"] == job, f"{what}: {reply}"
+        for word in words:
+            assert word in reply["message"], f"{what}: {word!r} not in {reply['message']!r}"
+        assert len(reply["message"]) < 3000, f"{what}: a {len(reply['message'])}-char message"
+        assert_serving(node, c)
+    assert workers(node.popen.pid) == set()  # nothing was started
+    log = node.log_text()
+    assert log.count("refused a request from client") == len(BAD_REQUESTS)
+    bad_lines = [line for line in log.splitlines() if not LOG_LINE.match(line)]
+    assert not bad_lines, f"log lines an operator cannot read: {bad_lines[:3]}"
+
+
+def _any_reply_is_checked(node, c, payload):
+    reply = c.ask(payload, timeout=10)
+    assert reply is not None, f"no reply to {payload[:100]!r}\n{node.log_text()[-3000:]}"
+    if reply["type"] == "error":
+        assert reply["message"]
+
+
+NAMES = ["type", "job", "jobs", "model", "options", "chains", "chain", "entropy", "spawn_key",
+         "state", *submit()["options"]]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(),
+                    st.text(max_size=6), st.binary(max_size=6),
+                    st.sampled_from(["hello", "ping", "cancel", "submit", "job_1"]))
+structures = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(NAMES), inner, max_size=6)),
+    max_leaves=15)
+
+
+def test_hostile_input_always_gets_an_answer(start_node, client):
+    node = start_node("--workers", "1")
+    c = client(node.address)
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(st.binary(max_size=300),
+                     structures.map(lambda s: msgpack.packb(s, use_bin_type=True)),
+                     st.builds(lambda t, rest: wire.pack({**rest, "type": t}),
+                               st.sampled_from(["hello", "ping", "cancel", "submit"]),
+                               st.dictionaries(st.sampled_from(NAMES), structures))))
+    def check(payload):
+        _any_reply_is_checked(node, c, payload)
+
+    check()
+    # and a big one, under the default limit: 8 MiB of zeros in the model field
+    _any_reply_is_checked(node, c, wire.pack(submit(model=bytes(8 * 2**20))))
+    assert_serving(node, c)
+    assert "Traceback" not in node.log_text()
+
+
+def test_oversized_message_drops_the_connection_only(start_node, client):
+    node = start_node("--max-message-mb", "0.01")  # 10485 bytes
+    big = client(node.address, monitor=True)
+    assert_serving(node, big)
+    big.send(wire.pack({"type": "hello", "pad": bytes(20_000)}))
+    assert big.receive(timeout=1) is None
+    event = wait_until(lambda: big.monitor.poll(100) and big.monitor.recv_multipart(), 10,
+                       "the node to drop the connection")
+    assert parse_monitor_message(event)["event"] == zmq.EVENT_DISCONNECTED
+    assert_serving(node, client(node.address))  # others are served
+    assert_serving(node, big)  # and the dropped client, once reconnected
+
+
+def test_job_runs_to_the_end_and_resumes_from_a_state(start_node, client):
+    node = start_node("--workers", "2")
+    c = client(node.address)
+    total = 60
+    collector = Collector(1, total, 2)
+    first_state = None
+    assert c.ask(submit(chains=2, total=total)) == {"type": "accepted", "job": "job_1"}
+    deadline = time.monotonic() + 60
+    while not all(collector.finished) and time.monotonic() < deadline:
+        msg = c.receive(timeout=1)
+        c.send({"type": "ping", "jobs": ["job_1"]})
+        if msg is None or msg["type"] == "pong":
+            continue
+        assert msg["type"] == "block", msg
+        chain, first, end = collector.receive(msg["data"])
+        if chain == 0 and end > first and first_state is None:
+            first_state = msgpack.unpackb(msg["data"], raw=False)["state"]
+    assert all(collector.finished), node.log_text()
+    assert np.all(np.isfinite(collector.draws))
+    collector.close()
+    wait_until(lambda: "job job_1 ended: finished" in node.log_text(), 10, "the job's end")
+    wait_until(lambda: not workers(node.popen.pid), 10, "its workers to exit")
+
+    # a real chain state is accepted: chain 0 goes on from its first block
+    resumed = submit("job_2", total=total, states={0: first_state})
+    assert c.ask(resumed) == {"type": "accepted", "job": "job_2"}
+    wait_until(lambda: "job job_2 ended: finished" in node.log_text(), 60, "the resumed job",
+               tick=lambda: c.send({"type": "ping", "jobs": ["job_2"]}))
+
+
+def test_job_count_is_bounded_by_file_descriptors(start_node, client):
+    """Each job holds sockets; libzmq aborts the process when descriptors run out."""
+    node = start_node("--workers", "1")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.prlimit(node.popen.pid, resource.RLIMIT_NOFILE, (256, hard))
+    c = client(node.address)
+    replies = []
+    for i in range(200):
+        replies.append(c.ask(submit(f"job_{i}", total=10**7)))
+        c.send({"type": "ping", "jobs": [f"job_{j}" for j in range(i + 1)]})
+        if replies[-1]["type"] == "error":
+            break
+    assert replies[-1]["type"] == "error" and "as many as it can" in replies[-1]["message"]
+    assert 10 < len(replies) < 100
+    assert_serving(node, c)
+
+
+def test_silent_client_job_is_stopped_and_its_workers_cleaned_up(start_node, client):
+    node = start_node("--workers", "1", "--client-timeout", "1")
+    c = client(node.address)
+    pids = start_job(node, c)
+    again = c.ask(submit())
+    assert again["type"] == "error" and "job_1 is already running" in again["message"]
+    # the client stops pinging: within about a second the job ends and its workers go
+    wait_until(lambda: "job job_1 ended: its coordinator was silent for 1 s" in node.log_text(),
+               10, "the silent client's job to end")
+    wait_until(lambda: not any(running(pid) for pid in pids), 10, "the workers to exit")
+    assert workers(node.popen.pid) == set()
+    assert_serving(node, client(node.address))
+
+
+def test_cancel_stops_the_workers(start_node, client):
+    node = start_node("--workers", "1")
+    c = client(node.address)
+    pids = start_job(node, c)
+    assert c.ask({"type": "cancel", "job": "job_1"}) == {"type": "cancelled", "job": "job_1"}
+    wait_until(lambda: not any(running(pid) for pid in pids), 10, "the workers to exit")
+    assert "job job_1 ended: cancelled by its coordinator" in node.log_text()
+
+
+def test_sigterm_stops_node_and_workers(start_node, client):
+    node = start_node("--workers", "2")
+    c = client(node.address)
+    pids = start_job(node, c, chains=2)
+    everything = set(children(node.popen.pid)) | pids  # the resource tracker too
+    started = time.monotonic()
+    node.popen.send_signal(signal.SIGTERM)
+    assert node.popen.wait(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    wait_until(lambda: not any(running(pid) for pid in everything), 10, "no orphan processes")
+    log = node.log_text()
+    assert "job job_1 ended: node shutting down" in log and "stopped" in log
+    assert "Traceback" not in log
+
+
+def test_help_documents_every_option():
+    out = subprocess.run([sys.executable, "-m", "exmc.distributed.cli", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for action in cli.serve_parser()._actions:
+        assert action.help, f"{action.option_strings} has no help text"
+        for option in action.option_strings:
+            assert option in text
+    for option in ("--bind", "--workers", "--secret-key", "--allow", "--client-timeout",
+                   "--max-message-mb", "--name", "--log-level", "keygen", "SIGTERM"):
+        assert option in text
+
+
+@pytest.mark.parametrize("address", ["tcp://0.0.0.0:*", "tcp://*:5555", "tcp://192.0.2.1:5555"])
+def test_non_loopback_bind_needs_curve_keys(address):
+    out = subprocess.run([sys.executable, "-m", "exmc.distributed.cli", "--bind", address],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "non-loopback" in out.stderr and "--secret-key" in out.stderr and address in out.stderr
+    assert "Traceback" not in out.stderr
