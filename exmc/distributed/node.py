@@ -90,12 +90,18 @@ class Node:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished client raises, not queues
         self.socket.setsockopt(zmq.SNDHWM, 100_000)
         self.auth = None
-        if secret_key is not None:
-            from exmc.distributed.keys import serve_curve
-            self.auth = serve_curve(self.socket, secret_key, allow)
-        if "[" in bind:
-            self.socket.setsockopt(zmq.IPV6, 1)
-        self.socket.bind(bind)
+        try:
+            if secret_key is not None:
+                from exmc.distributed.keys import serve_curve
+                self.auth = serve_curve(self.socket, secret_key, allow)
+            if "[" in bind:
+                self.socket.setsockopt(zmq.IPV6, 1)
+            self.socket.bind(bind)
+        except BaseException:  # a bad key file or address: leave nothing open behind
+            self.socket.close()
+            if self.auth is not None:
+                self.auth.stop()
+            raise
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info("listening on %s (%d workers, %s)", self.address, self.workers,
                  "CURVE, clients from the allow list" if self.auth else "plaintext, loopback")
