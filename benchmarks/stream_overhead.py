@@ -1,11 +1,11 @@
 """Cost of streaming every draw: sampling time with and without a stream, same seeds.
 
-    python benchmarks/stream_overhead.py            # simple and logistic, seeds 1..5, 3 rounds
+    python benchmarks/stream_overhead.py            # simple and logistic, seeds 1..5, 10 rounds
 
 Streams to a ZeroMQ subscriber in another process (counting messages) and to a no-op
 callback.  Runs interleave the modes (none, callback, zmq for one seed, then the next
-seed, three rounds), so drift in the machine's speed hits them alike.  Reports median
-sampling seconds over the 15 runs and the overhead relative to no stream.
+seed, ten rounds), so drift in the machine's speed hits them alike.  Reports median
+sampling seconds over the 50 runs and the overhead relative to no stream.
 """
 import socket
 import statistics
@@ -20,7 +20,7 @@ import exmc
 from benchmarks.models import MODELS
 
 SEEDS = range(1, 6)
-ROUNDS = 3
+ROUNDS = 10
 MODES = ("none", "callback", "zmq")
 
 # Reconnects every 5 ms (ZeroMQ's default is 100 ms), so it subscribes as soon as the

@@ -436,7 +436,9 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
                 raise NodeError(f"no node could be used and a local node failed: {more}")
     compile_time = time.perf_counter() - start
 
-    publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup) if stream_to else None
+    publisher = None
+    if stream_to is not None:
+        publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
     display = ChainProgress() if progressbar else NoProgress()
     collector = Collector(compiled.dim, total, chains)
     tasks = {}

@@ -121,7 +121,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         run_id = run_id or new_run_id()
         if not run_id.isidentifier():
             raise ValueError(f"run_id must be an identifier, got {run_id!r}")
-        publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup)
+        publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
     sampling_start = time.perf_counter()
     display = ChainProgress() if progressbar else NoProgress()
     tasks = {}

@@ -101,11 +101,16 @@ class Publisher:
     Per chain, ``seq`` numbers the messages from 0 without gaps (``exmc_done`` included).
     """
 
-    def __init__(self, sink, compiled, run_id, num_warmup):
+    def __init__(self, sink, compiled, run_id, num_warmup, chains):
         self.sink, self.compiled, self.run, self.num_warmup = sink, compiled, run_id, num_warmup
         self.queue: queue.Queue = queue.Queue()
         self.seq: dict = {}
-        self.encoders: dict = {}
+        # Set up before sampling starts, not on the publisher thread while the sampler runs:
+        # the first constrain loads compiled code (milliseconds), and each chain's encoder.
+        point = compiled.constrain(np.zeros((1, compiled.dim)))
+        shapes = {name: values.shape[1:] for name, values in point.items()}
+        self.encoders = {chain: protocol.SampleEncoder(run_id, chain, shapes)
+                         for chain in range(chains)}
         self.error = None
         self.thread = threading.Thread(target=self._loop, name="exmc-publisher", daemon=True)
         self.thread.start()
@@ -130,13 +135,6 @@ class Publisher:
         self.seq[chain] = seq + count
         return seq
 
-    def _encoder(self, chain, points):
-        encoder = self.encoders.get(chain)
-        if encoder is None:
-            shapes = {name: values.shape[1:] for name, values in points.items()}
-            encoder = self.encoders[chain] = protocol.SampleEncoder(self.run, chain, shapes)
-        return encoder
-
     def _loop(self):
         while True:
             item = self.queue.get()
@@ -160,7 +158,7 @@ class Publisher:
         for start in range(0, len(draws), CHUNK_DRAWS):
             end = min(start + CHUNK_DRAWS, len(draws))
             points = self.compiled.constrain(draws[start:end])
-            encoder = self._encoder(chain, points)
+            encoder = self.encoders[chain]
             i = np.arange(first + start, first + end)
             seq = self._next_seq(chain, end - start) + np.arange(end - start)
             stat_values = {name: stats[start:end, col] for name, col in _COLUMNS.items()}
