@@ -5,7 +5,9 @@
 Streams to a ZeroMQ subscriber in another process (counting messages) and to a no-op
 callback.  Runs interleave the modes (none, callback, zmq for one seed, then the next
 seed, ten rounds), so drift in the machine's speed hits them alike.  Reports median
-sampling seconds over the 50 runs and the overhead relative to no stream.
+sampling seconds over the 50 runs and the overhead relative to no stream, both of the
+medians and as the median (and quartiles) of each run against its neighbour without a
+stream: the spread says how much of a small model's figure is the machine's noise.
 """
 import socket
 import statistics
@@ -81,7 +83,11 @@ def main():
         for mode in ("callback", "zmq"):
             sampling = statistics.median(r[0] for r in runs[mode])
             flushed = statistics.median(r[1] for r in runs[mode])
-            cells.append(f"{mode}: sampling {sampling:.4f} s ({100 * (sampling / base - 1):+.1f}%), "
+            # each run against the run without a stream just before it (same seed, same round)
+            paired = [100 * (r[0] / n[0] - 1) for r, n in zip(runs[mode], runs["none"])]
+            low, mid, high = statistics.quantiles(paired, n=4)
+            cells.append(f"{mode}: sampling {sampling:.4f} s ({100 * (sampling / base - 1):+.1f}%; "
+                         f"paired median {mid:+.1f}%, quartiles {low:+.1f}% {high:+.1f}%), "
                          f"last message out {flushed:.4f} s")
         print(f"{name:9s} no stream: sampling {base:.4f} s | " + " | ".join(cells), flush=True)
 

@@ -23,12 +23,13 @@ import msgpack
 import numpy as np
 
 from exmc.distributed import wire
-from exmc.runtime.worker import Collector, pack_state, unpack_state
+from exmc.runtime.worker import Collector, Gap, pack_state, unpack_state
 
 log = logging.getLogger("exmc.distributed")
 
 LOCAL = "local"
 PING_SECONDS = 0.5
+MAX_REPLAYS = 3  # per chain and node; a node that keeps losing messages is dropped
 
 
 class NodeError(RuntimeError):
@@ -192,6 +193,8 @@ class Run:
         self.moves: list = []
         self.failures = [None] * len(seeds)
         self.jobs = 0
+        self.job_options: dict = {}  # job id -> the options it was sent with
+        self.replays: dict = {}  # (chain, link) -> times replayed there
         self.pending_warmup = None  # (chain, chains waiting for its tuning) with warmup="once"
 
     # -- placing chains ---------------------------------------------------------------------
@@ -206,6 +209,7 @@ class Run:
                                "spawn_key": [int(k) for k in self.seeds[c].spawn_key],
                                "state": states.get(c)} for c in chains]})
         link.jobs[job] = list(chains)
+        self.job_options[job] = options or self.options
         for c in chains:
             self.where[c] = link
             self.history[c].append(link.name)
@@ -271,16 +275,24 @@ class Run:
             if job is not None and job not in link.jobs:
                 continue  # from a job this run abandoned
             if msg["type"] == "block":
-                self._block(link, msg["data"])
+                self._block(link, job, msg["data"])
+            elif msg["type"] == "pong":
+                for gone in msg["gone"]:
+                    if gone in link.jobs:  # its last messages never came: replay its chains
+                        self._replay(link, gone, "the node ended the job before its last draws came")
             elif msg["type"] == "chain_failed":
-                self.failures[msg["chain"]] = f"on {link.name}: {msg['reason']}"
+                if msg["chain"] in link.jobs[job]:
+                    self.failures[msg["chain"]] = f"on {link.name}: {msg['reason']}"
             elif msg["type"] == "error":
                 self.node_failed(link, f"refused job {job}: {msg['message']}")
                 return
 
-    def _block(self, link, data):
+    def _block(self, link, job, data):
         try:
             chain, first, end = self.collector.receive(data)
+        except Gap as gap:
+            self._replay(link, job, str(gap))
+            return
         except ValueError as err:
             self.node_failed(link, str(err))
             return
@@ -289,11 +301,31 @@ class Run:
         if self.pending_warmup and chain == self.pending_warmup[0]:
             self._after_warmup(link)
 
+    def _replay(self, link, job, reason):
+        """Messages of ``job`` went missing: run its unsettled chains again on the same node,
+        from their last received state (what follows is regenerated exactly)."""
+        link.send({"type": "cancel", "job": job})
+        chains = [c for c in link.jobs.pop(job) if not self.settled(c) and self.where.get(c) is link]
+        options = self.job_options.pop(job)
+        if not chains:
+            return
+        for c in chains:
+            self.replays[c, link] = self.replays.get((c, link), 0) + 1
+        if any(self.replays[c, link] > MAX_REPLAYS for c in chains):
+            self.node_failed(link, f"lost messages of a chain more than {MAX_REPLAYS} times")
+            return
+        log.warning("job %s on %s: %s; replaying chains %s", job, link.name, reason, chains)
+        for c in chains:
+            self.moves.append(f"chain {c}: replayed on {link.name} from iteration "
+                              f"{self.collector.received[c]} ({reason})")
+        self.submit(link, chains, options, {c: self.state_of(c) for c in chains})
+
     def node_failed(self, link, reason):
         """Move the unsettled chains of a node that failed, or fail them if nowhere is left."""
         link.alive = False
         for job in link.jobs:
             link.send({"type": "cancel", "job": job})  # in case it is alive but cut off
+            self.job_options.pop(job, None)
         link.jobs.clear()
         orphans = [c for c, where in self.where.items() if where is link and not self.settled(c)]
         log.warning("node %s failed (%s); moving chains %s", link.name, reason, orphans)

@@ -9,9 +9,15 @@ host.  Blocks of draws from the workers are relayed to the job's coordinator
 as they come.  At most ``workers`` chains run at once over all jobs.
 
 Heartbeats both ways: the coordinator pings every half second and the node
-answers; a job whose coordinator has been silent for ``client_timeout``
-seconds is stopped and its workers cleaned up.  Nothing received is unpickled;
-a bad request gets an ``error`` reply naming the problem and the node goes on.
+answers, naming the pinged jobs it no longer holds (so a coordinator that missed
+a job's last messages can replay it); a job whose coordinator has been silent
+for ``client_timeout`` seconds is stopped and its workers cleaned up.  Nothing
+received is unpickled; a bad request gets an ``error`` reply naming the problem
+and the node goes on.
+
+Testing switch: ``EXMC_NODE_DROP=N`` makes the node drop the N-th worker message
+it relays (``EXMC_NODE_DROP=done``: the first chain's closing message), once, as
+a lossy link would; the coordinator must notice and replay.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ log = logging.getLogger("exmc.node")
 CLIENT_TIMEOUT = 10.0
 MAX_ERROR_CHARS = 2000  # error replies and log lines stay readable whatever the request held
 MAX_JOBS = 1000
+DROP_ENV = "EXMC_NODE_DROP"
 
 
 class NodeConfigError(ValueError):
@@ -83,6 +90,11 @@ class Node:
         self.name = name or os.uname().nodename
         self.jobs: dict = {}
         self.stopping = False
+        self.relayed = 0  # worker messages relayed, for the drop switch
+        self.drop = os.environ.get(DROP_ENV) or None
+        if self.drop is not None and not (self.drop == "done" or self.drop.isdigit()):
+            raise NodeConfigError(f"{DROP_ENV} must be a message number or 'done', "
+                                  f"got {self.drop!r}")
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -169,12 +181,14 @@ class Node:
             self._send(client, {"type": "welcome", "version": wire.VERSION, "node": self.name,
                                 "workers": self.workers})
         elif kind == "ping":
-            now = time.monotonic()
+            now, gone = time.monotonic(), []
             for job_id in msg["jobs"]:
                 job = self.jobs.get((client, job_id))
-                if job is not None:
+                if job is None:
+                    gone.append(job_id)
+                else:
                     job.last_seen = now
-            self._send(client, {"type": "pong"})
+            self._send(client, {"type": "pong", "gone": gone})
         elif kind == "cancel":
             job = self.jobs.get((client, msg["job"]))
             if job is not None:
@@ -219,13 +233,24 @@ class Node:
 
         for _ in range(limit):
             try:
-                *_, payload = job.group.receive(zmq.NOBLOCK)
+                chain, *_, payload = job.group.receive(zmq.NOBLOCK)
             except zmq.Again:
                 return
             except ValueError as err:  # our own worker sent nonsense: log, do not relay
                 log.error("job %s: %s", job.id, err)
                 continue
+            self.relayed += 1
+            if self._dropping(job, chain):
+                log.warning("job %s: dropped worker message %d (%s=%s)", job.id, self.relayed,
+                            DROP_ENV, self.drop)
+                self.drop = None  # once
+                continue
             self._send(job.client, {"type": "block", "job": job.id, "data": payload})
+
+    def _dropping(self, job, chain):
+        if self.drop == "done":
+            return job.group.collector.finished[chain]
+        return self.drop is not None and self.relayed == int(self.drop)
 
     def _tend(self, job):
         running = sum(len(j.group.running) for j in self.jobs.values())

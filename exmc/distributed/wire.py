@@ -19,7 +19,7 @@ Node -> coordinator::
 
     {"type": "welcome", "version": 1, "node": str, "workers": int}
     {"type": "accepted", "job": id}
-    {"type": "pong"}
+    {"type": "pong", "gone": [id]}              # the pinged jobs this node no longer holds
     {"type": "cancelled", "job": id}
     {"type": "block", "job": id, "data": bin}   # a worker-link message (exmc/runtime/worker.py)
     {"type": "chain_failed", "job": id, "chain": int, "reason": str}
@@ -38,6 +38,7 @@ import msgpack
 VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_CHAINS_PER_JOB = 4096
+MAX_JOBS_PER_PING = 4096
 # sample options a job must carry, with their types
 OPTIONS = {"num_warmup": int, "total": int, "max_tree_depth": int, "target_accept": float,
            "gradient_metric": bool, "dense": bool, "init": (dict, type(None))}
@@ -82,6 +83,11 @@ def _job_id(msg):
     return job
 
 
+def _is_job_list(jobs):
+    return (isinstance(jobs, list) and len(jobs) <= MAX_JOBS_PER_PING
+            and all(isinstance(j, str) and len(j) <= 64 for j in jobs))
+
+
 def check_request(msg: dict) -> dict:
     """Raise `WireError` unless ``msg`` is a well-formed coordinator request."""
     kind = msg["type"]
@@ -90,8 +96,7 @@ def check_request(msg: dict) -> dict:
     _need(kind in fields, f"unknown request type {kind!r}; expected one of {sorted(fields)}")
     _need(set(msg) == fields[kind], f"{kind} has fields {sorted(fields[kind])}, got {sorted(msg)}")
     if kind == "ping":
-        _need(isinstance(msg["jobs"], list) and all(isinstance(j, str) for j in msg["jobs"]),
-              "ping's 'jobs' must be a list of job ids")
+        _need(_is_job_list(msg["jobs"]), "ping's 'jobs' must be a list of job ids")
     if kind in ("cancel", "submit"):
         _job_id(msg)
     if kind == "submit":
@@ -141,7 +146,7 @@ def check_options(options):
 def check_reply(msg: dict) -> dict:
     """Raise `WireError` unless ``msg`` is a well-formed node message."""
     kind = msg["type"]
-    fields = {"welcome": {"type", "version", "node", "workers"}, "pong": {"type"},
+    fields = {"welcome": {"type", "version", "node", "workers"}, "pong": {"type", "gone"},
               "accepted": {"type", "job"}, "cancelled": {"type", "job"},
               "block": {"type", "job", "data"}, "chain_failed": {"type", "job", "chain", "reason"},
               "error": {"type", "job", "message"}}
@@ -149,6 +154,8 @@ def check_reply(msg: dict) -> dict:
     _need(set(msg) == fields[kind], f"{kind} has fields {sorted(fields[kind])}, got {sorted(msg)}")
     if kind in ("accepted", "cancelled", "block", "chain_failed"):
         _job_id(msg)
+    if kind == "pong":
+        _need(_is_job_list(msg["gone"]), "pong's 'gone' must be a list of job ids")
     if kind == "error":
         _need(msg["job"] is None or isinstance(msg["job"], str), "error's job must be an id or nil")
         _need(isinstance(msg["message"], str), "error's message must be a string")

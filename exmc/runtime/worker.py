@@ -131,6 +131,15 @@ def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_p
     zmq.Context.instance().term()
 
 
+class Gap(ValueError):
+    """A block that starts past its chain's last received iteration: one went missing."""
+
+    def __init__(self, chain, first, received):
+        super().__init__(f"chain {chain}: a block starts at iteration {first}, but iterations "
+                         f"from {received} are missing")
+        self.chain = chain
+
+
 class Collector:
     """Parent side: assembles each chain's draws from blocks and keeps checkpoints.
 
@@ -164,7 +173,8 @@ class Collector:
     def receive(self, payload):
         """Fold one message in; returns (chain, first, end) of the rows it added.
 
-        Raises ``ValueError`` for a message that does not follow the worker link's format.
+        Raises ``ValueError`` for a message that does not follow the worker link's format,
+        and its subclass ``Gap`` for a block that leaves out iterations before it.
         """
         msg = _unpack_link(payload)
         chain = msg["chain"]
@@ -177,10 +187,12 @@ class Collector:
         if msg["draws"].shape[1:] != (self.dim,) or first + n > self.total:
             raise ValueError(f"malformed worker message: draws of shape {msg['draws'].shape} "
                              f"from iteration {first}; expected {self.dim} columns up to {self.total}")
+        if first > self.received[chain]:
+            raise Gap(chain, first, self.received[chain])
         # A resumed worker regenerates draws after its checkpoint; keep only new indices.
         new = max(self.received[chain] - first, 0)
         end, start = first + n, self.received[chain]
-        if new < n and first <= self.received[chain]:
+        if new < n:
             if self.draws.shape[1]:
                 self.draws[chain, first + new:end] = msg["draws"][new:]
                 self.stats[chain, first + new:end] = msg["stats"][new:]

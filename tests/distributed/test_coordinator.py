@@ -1,5 +1,6 @@
 """The coordinator against real exmc-node daemons on loopback: same draws as local chains,
 streaming, warmup once, node failure, unreachable nodes."""
+import os
 import time
 
 import numpy as np
@@ -128,6 +129,18 @@ def test_when_the_only_node_dies_without_fallback_the_run_fails_clearly(start_no
     with pytest.raises(NodeError, match="no chain made a draw.*no node is left"):
         sample_chains(LONG, nodes=[node.address], chains=1, stream_to=kill_at_once,
                       node_timeout=1.0, **LONG_RUN)
+
+
+@pytest.mark.parametrize("drop, model, run", [("3", LONG, LONG_RUN), ("done", SMALL, RUN)])
+def test_messages_lost_on_the_way_are_replayed(start_node, drop, model, run):
+    """A node drops one worker message (a block, or a chain's closing message) as a lossy
+    link would: the gap, or the job ending with a chain unfinished, is noticed and the
+    chains run again from their last received state, so the trace is still exact."""
+    node = start_node("--workers", "2", env={**os.environ, "EXMC_NODE_DROP": drop})
+    idata = sample_chains(model, nodes=[node.address], chains=2, node_timeout=3.0, **run)
+    assert "dropped worker message" in node.log_text()
+    assert idata.attrs["moves"] and all("replayed on" in m for m in idata.attrs["moves"])
+    assert_same_draws(idata, exmc.sample(model, chains=2, **run))
 
 
 def test_an_unreachable_node_is_a_clear_error_within_the_timeout():

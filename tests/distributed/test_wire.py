@@ -22,7 +22,8 @@ SUBMIT = {"type": "submit", "job": "run_1", "model": b"IR bytes", "options": OPT
 REQUESTS = [{"type": "hello"}, {"type": "ping", "jobs": ["run_1"]},
             {"type": "cancel", "job": "run_1"}, SUBMIT]
 REPLIES = [{"type": "welcome", "version": wire.VERSION, "node": "n1", "workers": 2},
-           {"type": "pong"}, {"type": "accepted", "job": "run_1"},
+           {"type": "pong", "gone": []}, {"type": "pong", "gone": ["run_1"]},
+           {"type": "accepted", "job": "run_1"},
            {"type": "cancelled", "job": "run_1"}, {"type": "block", "job": "run_1", "data": b"x"},
            {"type": "chain_failed", "job": "run_1", "chain": 0, "reason": "crashed"},
            {"type": "error", "job": None, "message": "bad"}]
@@ -146,6 +147,8 @@ def test_bad_small_requests_are_named(message, problem):
 @pytest.mark.parametrize("message, problem", [
     ({"type": "hello"}, "unknown node message type 'hello'"),
     ({"type": "pong", "x": 1}, "pong has fields"),
+    ({"type": "pong", "gone": "run_1"}, "pong's 'gone' must be a list of job ids"),
+    ({"type": "pong", "gone": [1]}, "pong's 'gone' must be a list of job ids"),
     ({"type": "welcome", "version": 99, "node": "n", "workers": 1}, "protocol version 99"),
     ({"type": "welcome", "version": wire.VERSION, "node": "n", "workers": 0}, "workers must be"),
     ({"type": "welcome", "version": wire.VERSION, "node": 3, "workers": 1}, "node must be"),

@@ -4,7 +4,7 @@ import pytest
 
 import exmc
 from exmc import Builder, HalfNormal, Normal
-from exmc.runtime.worker import CRASH_ENV, Collector, pack_state, unpack_state
+from exmc.runtime.worker import CRASH_ENV, Collector, Gap, pack_state, unpack_state
 from exmc.samplers.nuts import new_chain_state
 
 Y = np.random.default_rng(1).normal(3.0, 1.0, size=20)
@@ -84,7 +84,8 @@ def test_collector_keeps_each_draw_once():
 
     assert c.receive(block(0, [0, 1, 2])) == (0, 0, 3)
     assert c.receive(block(2, [2, 3])) == (0, 3, 4)  # a resumed worker overlaps: keep only index 3
-    assert c.receive(block(5, [9])) == (0, 4, 4)  # a gap is never filled out of order
+    with pytest.raises(Gap, match="starts at iteration 5, but iterations from 4 are missing"):
+        c.receive(block(5, [9]))  # a gap is never filled out of order: the sender must replay
     c.receive(block(4, [4, 5]))
     c.receive(msgpack.packb({"kind": "done", "chain": 0, "done": 6}))
     assert c.finished[0] and c.draws[0, :, 0].tolist() == [0, 1, 2, 3, 4, 5]
