@@ -10,15 +10,7 @@ import logging
 import sys
 
 from exmc.distributed import wire
-
-
-def _positive(kind):
-    def parse(text):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    return parse
+from exmc.runtime.cli import positive
 
 
 def serve_parser():
@@ -34,16 +26,16 @@ def serve_parser():
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", metavar="ADDRESS",
                    help="ZeroMQ address to listen on (default tcp://127.0.0.1:5555; "
                         "tcp://127.0.0.1:* picks a free port)")
-    p.add_argument("--workers", type=_positive(int), metavar="N",
+    p.add_argument("--workers", type=positive(int), metavar="N",
                    help="chains run at once over all jobs (default: the number of CPUs)")
     p.add_argument("--secret-key", metavar="FILE",
                    help="this node's CURVE key pair (a .key_secret file from exmc-node keygen)")
     p.add_argument("--allow", metavar="DIR",
                    help="folder of the public .key files of the clients allowed to connect "
                         "(read at start)")
-    p.add_argument("--client-timeout", type=_positive(float), default=10.0, metavar="SECONDS",
+    p.add_argument("--client-timeout", type=positive(float), default=10.0, metavar="SECONDS",
                    help="stop a job whose coordinator has been silent this long (default 10)")
-    p.add_argument("--max-message-mb", type=_positive(float),
+    p.add_argument("--max-message-mb", type=positive(float),
                    default=wire.MAX_MESSAGE_BYTES / 2**20, metavar="MB",
                    help=f"largest request accepted; a bigger one drops the connection "
                         f"(default {wire.MAX_MESSAGE_BYTES // 2**20})")

@@ -5,7 +5,8 @@ import argparse
 import sys
 
 
-def _positive(kind):
+def positive(kind):
+    """argparse type: a number of ``kind`` that must be positive."""
     def parse(text):
         value = kind(text)
         if not value > 0:
@@ -32,11 +33,11 @@ def parser() -> argparse.ArgumentParser:
                     "a message, 130 on Ctrl-C.")
     watch.add_argument("address", help="publisher address to connect to, e.g. tcp://127.0.0.1:5556")
     watch.add_argument("--run", type=_run_name, help="only this run (default: every run on the address)")
-    watch.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+    watch.add_argument("--timeout", type=positive(float), metavar="SECONDS",
                        help="stop after this long without a message (default: wait until done)")
-    watch.add_argument("--refresh", type=_positive(float), default=4.0, metavar="HZ",
+    watch.add_argument("--refresh", type=positive(float), default=4.0, metavar="HZ",
                        help="redraws per second (default 4)")
-    watch.add_argument("--chains", type=_positive(int), metavar="N",
+    watch.add_argument("--chains", type=positive(int), metavar="N",
                        help="exit once N chains per run are done (default: once every chain "
                             "seen is done and a second has passed without a message)")
     return top
