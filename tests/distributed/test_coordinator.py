@@ -176,3 +176,36 @@ def test_a_client_key_without_the_node_key_is_not_silently_plaintext(tmp_path):
     with pytest.raises(NodeError, match="needs both client_key=.*and node_key="):
         sample_chains(SMALL, nodes=["tcp://127.0.0.1:9"], chains=1,
                       client_key=str(tmp_path / "me.key_secret"), **RUN)
+
+
+def test_stream_to_an_address_reaches_a_plain_subscriber(trio):
+    import socket
+    import threading
+
+    import msgpack
+    import zmq
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RECONNECT_IVL, 10)
+    sub.connect(address)
+    sub.setsockopt(zmq.SUBSCRIBE, b"exmc.")
+    bodies = []
+
+    def read():  # until both chains said done, or 60 s of silence
+        while sum(b"exmc_done" in body for body in bodies) < 2 and sub.poll(60_000):
+            bodies.append(sub.recv_multipart()[1])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    sample_chains(SMALL, nodes=[node.address for node in trio[:2]], chains=2, stream_to=address,
+                  **RUN)
+    reader.join(90)
+    sub.close()
+    messages = [msgpack.unpackb(body) for body in bodies]
+    total = RUN["num_warmup"] + RUN["num_samples"]
+    for chain in range(2):
+        assert [m["seq"] for m in messages if m["chain"] == chain] == list(range(total + 1))
