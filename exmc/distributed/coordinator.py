@@ -183,11 +183,10 @@ class Run:
     """One distributed run: which chain is where, what has arrived, where chains moved."""
 
     def __init__(self, model_bytes, options, seeds, links, collector, on_rows, run_id,
-                 on_node_failure, node_timeout, client_key, node_key):
+                 on_node_failure, node_timeout):
         self.model_bytes, self.options, self.seeds = model_bytes, options, seeds
         self.links, self.collector, self.on_rows = links, collector, on_rows
         self.run_id, self.on_node_failure, self.node_timeout = run_id, on_node_failure, node_timeout
-        self.keys = (client_key, node_key)
         self.where: dict = {}     # chain -> link running it
         self.history = {chain: [] for chain in range(len(seeds))}  # node names, in order
         self.moves: list = []
@@ -486,7 +485,7 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
                 publisher.done(chain, end)
 
     run = Run(model.to_msgpack(), options, seeds, links, collector, on_rows, run_id,
-              on_node_failure, node_timeout, client_key, node_key)
+              on_node_failure, node_timeout)
     sampling_start = time.perf_counter()
     try:
         with display:

@@ -65,8 +65,8 @@ def is_loopback(address):
 class Job:
     """One coordinator's chains on this node."""
 
-    def __init__(self, job_id, client, group, chains):
-        self.id, self.client, self.group, self.chains = job_id, client, group, chains
+    def __init__(self, job_id, client, group):
+        self.id, self.client, self.group = job_id, client, group
         self.last_seen = time.monotonic()
         self.reported = set()  # chains whose failure was sent
 
@@ -222,7 +222,7 @@ class Node:
         except BaseException:
             collector.close()
             raise
-        self.jobs[key] = Job(msg["job"], client, group, sorted(chains))
+        self.jobs[key] = Job(msg["job"], client, group)
         log.info("job %s from client %s: chains %s, %d parameters, %d iterations", msg["job"],
                  client.hex(), sorted(chains), dim, options["total"])
         self._send(client, {"type": "accepted", "job": msg["job"]})
