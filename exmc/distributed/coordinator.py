@@ -133,13 +133,13 @@ def _node_key_for(node_key, address):
     return node_key
 
 
-def connect(nodes, client_key=None, node_key=None, timeout=10.0, local_workers=None):
+def connect(nodes, client_key=None, node_key=None, timeout=10.0):
     """NodeLinks that answered hello, and {address: reason} for those that did not."""
     links, failed = [], {}
     for address in nodes:
         if address == LOCAL:
             try:
-                local = LocalNode(local_workers)
+                local = LocalNode()
             except NodeError as err:
                 failed[LOCAL] = str(err)
                 continue
@@ -346,15 +346,10 @@ class Run:
                               f"{iterations[c]} ({reason})")
 
     def _add_local(self):
-        try:
-            local = LocalNode()
-        except NodeError as err:
-            log.error("could not start a local node: %s", err)
-            return
-        link = NodeLink(local.address, process=local)
-        link.name = LOCAL
-        link.workers = os.cpu_count() or 1
-        self.links.append(link)
+        links, failed = connect([LOCAL])
+        if failed:
+            log.error("could not start a local node: %s", "; ".join(failed.values()))
+        self.links.extend(links)
 
     # -- warmup="once" ----------------------------------------------------------------------
     def _submit_warmup(self, chain):

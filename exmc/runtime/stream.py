@@ -155,14 +155,15 @@ class Publisher:
             self.sink.send(topic, [body])
             return
         _, chain, first, draws, stats = item
+        encoder = self.encoders[chain]
         for start in range(0, len(draws), CHUNK_DRAWS):
             end = min(start + CHUNK_DRAWS, len(draws))
             points = self.compiled.constrain(draws[start:end])
-            encoder = self.encoders[chain]
             i = np.arange(first + start, first + end)
             seq = self._next_seq(chain, end - start) + np.arange(end - start)
             stat_values = {name: stats[start:end, col] for name, col in _COLUMNS.items()}
             self.sink.send(encoder.topic,
                            encoder.encode(i, seq, i < self.num_warmup, points, stat_values))
+
 
 __all__ = ["CallbackSink", "Publisher", "ZmqSink", "make_sink", "new_run_id"]

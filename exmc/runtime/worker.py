@@ -33,7 +33,7 @@ import msgpack
 import numpy as np
 
 from exmc.samplers.integrators import Metric
-from exmc.samplers.nuts import STAT_NAMES, ChainState
+from exmc.samplers.nuts import ITERATION, STAT_NAMES, ChainState
 
 CRASH_ENV = "EXMC_CRASH_AT"
 STATE_ARRAYS = ("position", "grad", "scalars", "window_mean", "window_m2", "gradient_windows")
@@ -104,7 +104,7 @@ def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_p
     else:
         rng = np.random.Generator(np.random.PCG64(seed_sequence))
         state = start_state(compiled, options["init"], rng, options["dense"])
-    start = int(state.scalars[0])
+    start = int(state.scalars[ITERATION])
     total = options["total"]
     socket = zmq.Context.instance().socket(zmq.PUSH)
     socket.setsockopt(zmq.LINGER, -1)  # deliver everything before exiting
@@ -162,7 +162,7 @@ class Collector:
 
     def resume_from(self, chain, packed_state):
         """Start ``chain`` from a packed state (``pack_state``): its worker will read it."""
-        self.received[chain] = int(unpack_state(packed_state)[0].scalars[0])
+        self.received[chain] = int(unpack_state(packed_state)[0].scalars[ITERATION])
         self._write_checkpoint(chain, packed_state)
 
     def _write_checkpoint(self, chain, packed_state):
