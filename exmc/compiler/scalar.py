@@ -1,0 +1,139 @@
+"""Stable scalar special functions for family kernels, written with ``math`` only so they also compile for numba.cuda."""
+import math
+
+from exmc.compiler.njit import njit
+
+LOG_2 = math.log(2.0)
+LOG_PI = math.log(math.pi)
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+SQRT_2 = math.sqrt(2.0)
+# Below this, log Phi(x) uses the asymptotic series: erfc(-x / sqrt 2) still has full
+# relative precision here (as in scipy's log_ndtr), and the series has converged.
+_NORMAL_TAIL = -20.0
+
+
+@njit
+def sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit
+def softplus(x):
+    """log(1 + exp(x)) without overflow for large x."""
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+@njit
+def log1mexp(a):
+    """log(1 - exp(-a)) for a > 0 (Maechler 2012, "Accurately computing log(1 - exp(-|a|))")."""
+    if a <= LOG_2:
+        return math.log(-math.expm1(-a))
+    return math.log1p(-math.exp(-a))
+
+
+@njit
+def logsumexp2(a, b):
+    """log(exp(a) + exp(b)); -inf when both are -inf."""
+    m = max(a, b)
+    if m == -math.inf:
+        return m
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+@njit
+def xlogy(x, y):
+    """x * log(y), 0 when x == 0 (so a Bernoulli term with zero count is 0 even at p = 0)."""
+    if x == 0.0:
+        return 0.0
+    return x * math.log(y)
+
+
+@njit
+def xlog1py(x, y):
+    """x * log1p(y), 0 when x == 0."""
+    if x == 0.0:
+        return 0.0
+    return x * math.log1p(y)
+
+
+@njit
+def lgamma(x):
+    return math.lgamma(x)
+
+
+@njit
+def digamma(x):
+    """psi(x) for x > 0: recurrence up to x >= 6, then the asymptotic series (error < 1e-12)."""
+    if not x > 0.0:
+        return math.nan
+    result = 0.0
+    while x < 6.0:
+        result -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132)))))
+    return result + math.log(x) - 0.5 / x - series
+
+
+@njit
+def trigamma(x):
+    """psi'(x) for x > 0: recurrence up to x >= 10, then the asymptotic series (error < 1e-13)."""
+    if not x > 0.0:
+        return math.nan
+    result = 0.0
+    while x < 10.0:
+        result += 1.0 / (x * x)
+        x += 1.0
+    f = 1.0 / (x * x)
+    # 1/x + 1/(2x^2) + sum B_2n / x^(2n+1), Bernoulli numbers 1/6, -1/30, 1/42, -1/30, 5/66
+    series = (1.0 + f * (1.0 / 6 - f * (1.0 / 30 - f * (1.0 / 42 - f * (1.0 / 30 - f * (5.0 / 66)))))) / x
+    return result + series + 0.5 * f
+
+
+@njit
+def erf(x):
+    return math.erf(x)
+
+
+@njit
+def erfc(x):
+    return math.erfc(x)
+
+
+@njit
+def _normal_tail_series(x):
+    """S(x) with Phi(x) = phi(x) S(x) / (-x) for x <= -20: sum of (-1)^n (2n-1)!! / x^(2n).
+
+    The series is asymptotic, but at |x| >= 20 its 12th term is below 1e-19.
+    """
+    inv = 1.0 / (x * x)
+    term = 1.0
+    total = 1.0
+    for n in range(1, 13):
+        term *= -(2.0 * n - 1.0) * inv
+        total += term
+    return total
+
+
+@njit
+def log_normal_cdf(x):
+    """log Phi(x), accurate in both tails (same split as scipy.special.log_ndtr)."""
+    if x > 0.0:
+        # Phi(x) = 1 - Phi(-x): log1p keeps the tiny upper-tail mass.
+        return math.log1p(-0.5 * math.erfc(x / SQRT_2))
+    if x > _NORMAL_TAIL:
+        return math.log(0.5 * math.erfc(-x / SQRT_2))
+    return -0.5 * x * x - LOG_SQRT_2PI - math.log(-x) + math.log(_normal_tail_series(x))
+
+
+@njit
+def log_normal_cdf_derivative(x):
+    """d/dx log Phi(x) = phi(x) / Phi(x), the inverse Mills ratio of -x, stable in both tails."""
+    if x > _NORMAL_TAIL:
+        return math.exp(-0.5 * x * x - LOG_SQRT_2PI) / (0.5 * math.erfc(-x / SQRT_2))
+    return -x / _normal_tail_series(x)
