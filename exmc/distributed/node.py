@@ -236,8 +236,9 @@ class Node:
                 chain, *_, payload = job.group.receive(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            except ValueError as err:  # our own worker sent nonsense: log, do not relay
-                log.error("job %s: %s", job.id, err)
+            except ValueError as err:  # not from the job's workers, or nonsense: never relayed
+                if job.group.refused <= 1:  # once per job; the count goes in its last line
+                    log.error("job %s: %s", job.id, err)
                 continue
             self.relayed += 1
             if self._dropping(job, chain):
@@ -270,6 +271,8 @@ class Node:
     def _end(self, job, why):
         job.group.stop()
         self.jobs.pop((job.client, job.id), None)
+        if job.group.refused:
+            why += f" (refused {job.group.refused} worker-link messages)"
         log.info("job %s ended: %s", job.id, why)
 
     def _send(self, client, message):

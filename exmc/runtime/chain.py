@@ -15,6 +15,7 @@ from exmc.samplers.nuts import STAT_NAMES, Settings, new_chain_state, run_block
 from exmc.samplers.trajectory import make_workspace
 
 INIT_TRIES = 100
+MAX_BLOCK = 10_000  # iterations run (and sent by a worker) at once
 
 
 def make_settings(num_warmup, max_tree_depth=10, target_accept=0.8, fault_rate=0.0,
@@ -82,7 +83,7 @@ def run_chain(compiled, settings, state, rng, num_iterations, on_block=None,
             result.done += n
             elapsed = time.perf_counter() - start
             # Aim each block at block_seconds so progress stays live and overhead small.
-            block = int(min(max(n * block_seconds / max(elapsed, 1e-6), 10), 10_000))
+            block = int(min(max(n * block_seconds / max(elapsed, 1e-6), 10), MAX_BLOCK))
             if on_block is not None:
                 on_block(result)
     except KeyboardInterrupt:

@@ -43,6 +43,39 @@ class ProtocolError(ValueError):
     """A message that does not follow the protocol."""
 
 
+class _ItemBudget:
+    """Counts the items of every list and map msgpack builds; raises past ``left``.
+
+    msgpack bounds each container's length by the payload's size, but not their total:
+    a payload of n bytes can hold n empty lists, each a Python object of ~60 bytes.
+    Counting through the decoder's hooks stops such a payload after ``left`` items.
+    """
+
+    def __init__(self, left):
+        self.left = left
+
+    def __call__(self, container):
+        self.left -= len(container) + 1
+        if self.left < 0:
+            raise ValueError("too many list and map items for a message of this size")
+        return container
+
+
+def unpack_bounded(payload, *, max_str_len, max_bin_len, min_items=4096, max_container_len=None):
+    """``msgpack.unpackb`` with every limit set: string, binary and container lengths, no
+    extension types, string map keys, and at most ``len(payload) // 8 + min_items`` list and
+    map items in all, so the objects built take at most a small multiple of the payload's
+    size (about 8x for the worst payload, all empty lists).  Nesting is bounded by
+    msgpack's parser stack.  Raises msgpack's errors or ``ValueError``.
+    """
+    longest = len(payload) if max_container_len is None else max_container_len
+    budget = _ItemBudget(len(payload) // 8 + min_items)
+    return msgpack.unpackb(payload, raw=False, strict_map_key=True, max_ext_len=0,
+                           max_str_len=max_str_len, max_bin_len=max_bin_len,
+                           max_array_len=longest, max_map_len=longest,
+                           list_hook=budget, object_hook=budget)
+
+
 def topic(run: str, chain: int | None = None) -> bytes:
     """Topic frame of a chain's messages, or the prefix matching every chain of ``run``."""
     return f"exmc.{run}.".encode() if chain is None else f"exmc.{run}.{int(chain)}.".encode()
@@ -176,7 +209,7 @@ def decode(frames, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     if len(body) > max_bytes:
         raise ProtocolError(f"message of {len(body)} bytes exceeds {max_bytes}")
     try:
-        msg = msgpack.unpackb(body, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
+        msg = unpack_bounded(body, max_str_len=len(body), max_bin_len=0)
     except Exception as err:  # noqa: BLE001 -- msgpack raises several unrelated types
         raise ProtocolError(f"body is not valid msgpack: {err}") from None
     check(msg)

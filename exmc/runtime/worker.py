@@ -10,11 +10,20 @@ state to a checkpoint file as it receives them; a restarted worker starts from
 that file, so it regenerates exactly the draws that were not delivered (block
 boundaries do not change the draws) and nothing is lost or repeated.
 
-Internal link (parent binds PULL on loopback, workers connect PUSH), msgpack maps:
+Internal link: the parent binds PULL on an ``ipc://`` endpoint inside the run's
+private folder (mode 0700: other users cannot connect; loopback TCP only where the
+path would be too long for a socket address), workers connect PUSH.  Each message is
+two frames, the chain's token (32 random bytes made for this run and chain, handed to
+its worker through the spawn pipe, never on a command line) and a msgpack map:
 
     {"kind": "block", "chain": int, "first": int, "n": int,
      "draws": bin (n*dim float64), "stats": bin (n*len(STAT_NAMES) float64), "state": state}
     {"kind": "done", "chain": int, "done": int}
+
+The parent refuses a message whose token is not one of its chains', or that names
+another chain than its token's, before using it: a process that is not this chain's
+worker can neither add draws to it nor end it.  Maps are decoded with limits derived
+from the model's size (``link_message_limit``).
 
 Testing switch: ``EXMC_CRASH_AT="chain:iteration"`` SIGKILLs that chain's worker in its
 first life, right after it delivers the block that passes that iteration;
@@ -22,22 +31,38 @@ first life, right after it delivers the block that passes that iteration;
 """
 from __future__ import annotations
 
+import hmac
+import logging
 import os
+import secrets
 import shutil
 import signal
 import tempfile
+import warnings
 import time
 from pathlib import Path
 
 import msgpack
 import numpy as np
 
+from exmc.runtime.chain import MAX_BLOCK
+from exmc.runtime.protocol import unpack_bounded
 from exmc.samplers.integrators import Metric
-from exmc.samplers.nuts import ITERATION, STAT_NAMES, ChainState
+from exmc.samplers.nuts import ITERATION, N_SCALARS, STAT_NAMES, ChainState
+
+log = logging.getLogger("exmc.runtime")
 
 CRASH_ENV = "EXMC_CRASH_AT"
 STATE_ARRAYS = ("position", "grad", "scalars", "window_mean", "window_m2", "gradient_windows")
 METRIC_ARRAYS = ("inverse_diag", "inverse_dense", "momentum_factor")
+
+
+def link_message_limit(dim):
+    """Largest worker-link message of a ``dim``-parameter model, in bytes: a block of
+    ``MAX_BLOCK`` rows and a dense-metric state, plus room for the map around them."""
+    rows = MAX_BLOCK * (dim + len(STAT_NAMES))
+    state = 3 * dim * dim + 13 * dim + N_SCALARS
+    return 8 * (rows + state) + 65536
 
 
 def _pack_array(a):
@@ -80,8 +105,9 @@ def _crash_plan(chain):
     return spec.split(":")[1]
 
 
-def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_path):
-    """Worker process entry point: run (or resume) one chain, PUSH its blocks to ``endpoint``."""
+def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_path, token):
+    """Worker process entry point: run (or resume) one chain, PUSH its blocks to ``endpoint``,
+    each after the chain's ``token``."""
     import zmq
 
     from exmc.compiler import compile_model
@@ -114,6 +140,7 @@ def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_p
     def send_block(result):
         heartbeat()
         rows = slice(sent[0], result.done)
+        socket.send(token, zmq.SNDMORE)
         socket.send(msgpack.packb({
             "kind": "block", "chain": chain, "first": start + sent[0],
             "n": result.done - sent[0], "draws": result.draws[rows].tobytes(),
@@ -125,6 +152,7 @@ def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_p
             os.kill(os.getpid(), signal.SIGKILL)
 
     result = run_chain(compiled, settings, state, rng, total - start, on_block=send_block)
+    socket.send(token, zmq.SNDMORE)
     socket.send(msgpack.packb({"kind": "done", "chain": chain, "done": start + result.done},
                               use_bin_type=True))
     socket.close()
@@ -170,16 +198,21 @@ class Collector:
         tmp.write_bytes(msgpack.packb({"state": packed_state}, use_bin_type=True))
         os.replace(tmp, self.checkpoint_path(chain))
 
-    def receive(self, payload):
+    def receive(self, payload, sender=None):
         """Fold one message in; returns (chain, first, end) of the rows it added.
 
-        Raises ``ValueError`` for a message that does not follow the worker link's format,
-        and its subclass ``Gap`` for a block that leaves out iterations before it.
+        ``sender``: the chain whose worker sent it (known from its token), if known.
+        Raises ``ValueError`` for a message that does not follow the worker link's format
+        or names another chain than its sender, and its subclass ``Gap`` for a block that
+        leaves out iterations before it.
         """
-        msg = _unpack_link(payload)
+        msg = _unpack_link(payload, link_message_limit(self.dim))
         chain = msg["chain"]
         if chain >= len(self.received):
             raise ValueError(f"malformed worker message: chain {chain} is not in this run")
+        if sender is not None and chain != sender:
+            raise ValueError(f"refused a worker message: chain {sender}'s worker sent a "
+                             f"message for chain {chain}")
         if msg["kind"] == "done":
             self.finished[chain] = self.received[chain] >= msg["done"] >= self.total
             return chain, 0, 0
@@ -206,10 +239,15 @@ class Collector:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _unpack_link(payload):
+def _unpack_link(payload, max_bytes):
     """A worker-link message, checked: blocks can also come from an exmc-node over the network."""
     try:
-        msg = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_ext_len=0)
+        if len(payload) > max_bytes:
+            raise ValueError(f"{len(payload)} bytes, more than the {max_bytes} of a block")
+        # Strings: keys and the generator's state as decimal text; containers: maps of at
+        # most 9 keys and array shapes.
+        msg = unpack_bounded(payload, max_str_len=256, max_bin_len=max_bytes, min_items=256,
+                             max_container_len=16)
         kind = msg["kind"]
         chain = msg["chain"]
         if not (isinstance(chain, int) and chain >= 0):
@@ -245,13 +283,22 @@ class ChainGroup:
 
         self.pull = zmq.Context.instance().socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
-        self.pull.bind("tcp://127.0.0.1:*")
+        self.pull.setsockopt(zmq.MAXMSGSIZE, link_message_limit(options["dim"]))
+        # The run's folder is private (mkdtemp: mode 0700), so only its owner can reach an
+        # ipc endpoint in it.  A socket path is limited to 107 bytes; past that, loopback TCP,
+        # where the tokens alone keep strangers out.
+        link = collector.directory / "link"
+        self.pull.bind(f"ipc://{link}" if len(str(link)) < 100 else "tcp://127.0.0.1:*")
         self.endpoint = self.pull.getsockopt_string(zmq.LAST_ENDPOINT)
+
         # The model goes to workers as a file: spawning pipes the arguments to the child, and
         # a large model (much data) would block the caller until the child has started.
         self.model_path = collector.directory / "model.msgpack"
         self.model_path.write_bytes(model_bytes)
         self.options, self.seeds = options, dict(seed_sequences)
+        self.tokens = {chain: secrets.token_bytes(32) for chain in self.seeds}
+        self.senders = {token: chain for chain, token in self.tokens.items()}
+        self.refused = 0  # messages that did not come from this run's workers
         self.collector = collector
         self.limits = (heartbeat_timeout, max_restarts, max_seconds)
         self.waiting = sorted(self.seeds)
@@ -278,16 +325,32 @@ class ChainGroup:
         spec = SupervisorSpec(f"chain{chain}", children=[ChildSpec(
             f"chain-{chain}", run_worker,
             (str(self.model_path), chain, self.seeds[chain], self.options, self.endpoint,
-             str(self.collector.checkpoint_path(chain))),
+             str(self.collector.checkpoint_path(chain)), self.tokens[chain]),
             restart=TRANSIENT, heartbeat_timeout=heartbeat_timeout)],
             max_restarts=max_restarts, max_seconds=max_seconds)
         self.running[chain] = Supervisor(spec, on_event=count).start()
 
     def receive(self, flags=0):
         """(chain, first, end, payload) of one message from the workers; with ``zmq.NOBLOCK``
-        in ``flags``, raises ``zmq.Again`` when there is none."""
-        payload = self.pull.recv(flags)
-        return (*self.collector.receive(payload), payload)
+        in ``flags``, raises ``zmq.Again`` when there is none.
+
+        Raises ``ValueError`` for a message refused: not two frames, a token that is not
+        one of this run's chains' (checked before anything is decoded), a message naming
+        another chain than its token's, or one that does not follow the link's format.
+        """
+        frames = self.pull.recv_multipart(flags, copy=True)
+        sender = self.senders.get(frames[0]) if len(frames) == 2 else None
+        if sender is None or not hmac.compare_digest(frames[0], self.tokens[sender]):
+            self.refused += 1
+            raise ValueError("refused a worker-link message that did not come from a worker "
+                             "of this run (no valid chain token)")
+        try:
+            return (*self.collector.receive(frames[1], sender), frames[1])
+        except Gap:
+            raise
+        except ValueError:
+            self.refused += 1
+            raise
 
     def reap(self):
         """Retire chains whose last message is in, and chains past their restart intensity."""
@@ -326,7 +389,11 @@ def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=l
         while group.active and not should_stop():
             group.launch_waiting(cores - len(group.running))
             if group.pull.poll(100):
-                chain, first, end, _ = group.receive()
+                try:
+                    chain, first, end, _ = group.receive()
+                except ValueError as err:  # not from our workers, or nonsense: never used
+                    log.warning("%s", err)
+                    continue
                 if end > first:
                     on_rows(chain, first, end, collector)
             group.reap()
@@ -334,6 +401,10 @@ def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=l
         pass
     finally:
         group.stop()
+    if group.refused:
+        warnings.warn(f"refused {group.refused} message(s) on the worker link that did not "
+                      f"come from this run's workers or did not follow its format; the "
+                      f"trace holds only the workers' draws", RuntimeWarning, stacklevel=3)
     failures = [group.failures[chain] for chain in range(chains)]
     for chain in range(chains):
         if not collector.finished[chain] and failures[chain] is None:

@@ -455,3 +455,62 @@ def test_non_loopback_bind_needs_curve_keys(address):
     assert out.returncode == 2
     assert "non-loopback" in out.stderr and "--secret-key" in out.stderr and address in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---- hardening: the worker link inside a node -------------------------------------------------
+FORGER = r"""
+import sys, time, msgpack, zmq
+endpoint, state_file, stop_file = sys.argv[1:]
+state = msgpack.unpackb(open(state_file, "rb").read(), raw=False)
+push = zmq.Context.instance().socket(zmq.PUSH)
+push.setsockopt(zmq.LINGER, 0)
+push.setsockopt(zmq.SNDTIMEO, 100)
+push.connect(endpoint)
+body = msgpack.packb({"kind": "block", "chain": 0, "first": 0, "n": 5,
+                      "draws": b"\0\0\0\0\0\0\x45\x40" * 5, "stats": bytes(8 * 9 * 5),
+                      "state": state}, use_bin_type=True)
+for _ in range(200):
+    try:
+        open(stop_file).close()
+        break
+    except OSError:
+        pass
+    try:
+        push.send(body)
+        push.send_multipart([bytes(32), body])
+    except zmq.Again:
+        pass
+    time.sleep(0.05)
+"""
+
+
+def test_forged_worker_messages_on_a_node_are_refused(start_node, client, tmp_path):
+    """A local user of a node host cannot feed draws to a remote client through the node."""
+    import os
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    node = start_node("--workers", "1", env={**os.environ, "TMPDIR": str(folder)})
+    c = client(node.address)
+    start_job(node, c)
+    links = wait_until(lambda: list(folder.glob("**/link")), 10, "the job's link endpoint")
+    assert oct(links[0].parent.stat().st_mode & 0o777) == "0o700"
+    (tmp_path / "state").write_bytes(msgpack.packb(packed_state(), use_bin_type=True))
+    stop = tmp_path / "stop"
+    forger = subprocess.Popen([sys.executable, "-c", FORGER, f"ipc://{links[0]}",
+                               str(tmp_path / "state"), str(stop)])
+    try:
+        blocks = 0
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            msg = c.receive(timeout=0.2)
+            c.send({"type": "ping", "jobs": ["job_1"]})
+            if msg is not None and msg["type"] == "block":
+                data = msgpack.unpackb(msg["data"], raw=False)
+                if data["kind"] == "block":
+                    blocks += 1
+                    assert 42.0 not in np.frombuffer(data["draws"]), "a forged block was relayed"
+    finally:
+        stop.touch()
+        forger.wait(30)
+    assert blocks > 0
+    assert "refused a worker-link message" in node.log_text()

@@ -158,3 +158,88 @@ def test_collector_refuses_malformed_messages(payload):
         c.receive(payload)
     c.close()
     assert not c.directory.exists()
+
+
+# ---- the worker link accepts only this run's workers ------------------------------------------
+FORGER = r"""
+import sys, time, msgpack, zmq
+endpoint, chains, total, dim, state_file, stop_file = sys.argv[1:]
+chains, total, dim = int(chains), int(total), int(dim)
+state = msgpack.unpackb(open(state_file, "rb").read(), raw=False)
+push = zmq.Context.instance().socket(zmq.PUSH)
+push.setsockopt(zmq.LINGER, 0)
+push.setsockopt(zmq.SNDTIMEO, 100)
+push.connect(endpoint)
+forged = []
+for chain in range(chains):
+    forged.append(msgpack.packb({"kind": "block", "chain": chain, "first": 0, "n": total,
+                                 "draws": b"\0\0\0\0\0\0\x45\x40" * (total * dim),  # 42.0
+                                 "stats": bytes(8 * 9 * total), "state": state}, use_bin_type=True))
+    forged.append(msgpack.packb({"kind": "done", "chain": chain, "done": total}))
+for _ in range(400):  # about 20 s at most
+    try:
+        open(stop_file).close()
+        break
+    except OSError:
+        pass
+    for body in forged:
+        try:
+            push.send(body)                                  # the old one-frame link
+            push.send_multipart([bytes(32), body])           # a guessed token
+        except zmq.Again:
+            pass
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_forged_blocks_from_a_stranger_process_are_refused(in_process, monkeypatch, tmp_path):
+    """A local process that finds the link's endpoint cannot put its draws in the trace."""
+    import subprocess
+    import sys
+
+    import msgpack
+
+    from exmc.runtime import worker
+
+    state = pack_state(new_chain_state(np.zeros(4), np.zeros(4), 0.0, False), np.random.default_rng(0))
+    (tmp_path / "state").write_bytes(msgpack.packb(state, use_bin_type=True))
+    stop = tmp_path / "stop"
+    forgers = []
+    original = worker.ChainGroup.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        forgers.append(subprocess.Popen(
+            [sys.executable, "-c", FORGER, self.endpoint, "3", "700", "4",
+             str(tmp_path / "state"), str(stop)]))
+        time.sleep(1.0)  # the forger's first messages arrive before any worker's
+
+    import time
+    monkeypatch.setattr(worker.ChainGroup, "__init__", spy)
+    try:
+        with pytest.warns(RuntimeWarning, match=r"refused \d+ message\(s\) on the worker link"):
+            idata = exmc.sample(model(), cores=2, **RUN)
+    finally:
+        stop.touch()
+        for p in forgers:
+            p.wait(30)
+    assert forgers
+    assert_same_trace(in_process, idata)  # every draw is the workers' own
+    assert not np.any(idata.posterior["mu"].values == 42.0)
+
+
+def test_link_endpoint_is_in_a_private_folder():
+    import stat
+
+    from exmc.runtime.worker import ChainGroup
+
+    c = Collector(dim=1, total=6, chains=1)
+    group = ChainGroup(b"", {"dim": 1}, {0: np.random.SeedSequence(0)}, c)
+    try:
+        assert group.endpoint == f"ipc://{c.directory}/link"
+        assert stat.S_IMODE(c.directory.stat().st_mode) == 0o700
+        assert len(group.tokens[0]) == 32
+    finally:
+        group.stop()
+    assert not c.directory.exists()
