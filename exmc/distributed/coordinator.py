@@ -387,7 +387,7 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
                   seed=None, target_accept=0.8, max_tree_depth=10, dense_mass=False,
                   adaptation="stan", warmup="each", stream_to=None, run_id=None,
                   on_node_failure="error", client_key=None, node_key=None, node_timeout=5.0,
-                  connect_timeout=10.0, save_warmup=False, progressbar=True):
+                  connect_timeout=10.0, save_warmup=False, progressbar=True, dashboard=None):
     """Run NUTS chains on exmc-node daemons and return one InferenceData with every chain.
 
     Parameters beyond ``exmc.sample``'s
@@ -411,6 +411,8 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
         Seconds of silence after which a node counts as failed (pinged every 0.5 s).
     connect_timeout : float
         Seconds to wait for each node's answer at start.
+    dashboard : True, int or exmc.runtime.dash.Dashboard, optional
+        Serve a live browser dashboard of the run and print its URL, as in ``exmc.sample``.
 
     The returned InferenceData's attrs record ``nodes`` (where each chain ran, in
     order, joined by ``>``) and ``moves`` (each move with its iteration and reason).
@@ -463,6 +465,9 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
     compile_time = time.perf_counter() - start
 
     publisher = None
+    if dashboard is not None and dashboard is not False:
+        from exmc.runtime.dash import attach
+        _, stream_to = attach(dashboard, stream_to, chains=chains)
     if stream_to is not None:
         publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
     display = ChainProgress() if progressbar else NoProgress()

@@ -36,7 +36,7 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
-           blocking=True, _live=None):
+           blocking=True, dashboard=None, _live=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -82,6 +82,11 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     blocking : bool
         False returns at once a ``SampleHandle`` with ``wait()``, ``inspect()`` (the
         trace so far) and ``abort()`` (stop, keep the partial trace).
+    dashboard : True, int or exmc.runtime.dash.Dashboard, optional
+        Serve a live browser dashboard of the run and print its URL (True: a free port on
+        127.0.0.1; an int: that port).  Streams the run to it in-process, or through
+        ``stream_to`` when given.  It keeps serving after ``sample`` returns, for as long as
+        the Python process lives.  Needs no extra package; see docs/dashboard.md.
 
     Returns
     -------
@@ -95,7 +100,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             init=init, num_samples=num_samples, num_warmup=num_warmup, chains=chains, seed=seed,
             target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
-            stream_to=stream_to, run_id=run_id, cores=cores))
+            stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -117,6 +122,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     total = num_warmup + num_samples
     results = []
     publisher = None
+    if dashboard is not None and dashboard is not False:
+        from exmc.runtime.dash import attach
+        _, stream_to = attach(dashboard, stream_to, chains=chains)
     if stream_to is not None:
         run_id = run_id or new_run_id()
         if not run_id.isidentifier():
