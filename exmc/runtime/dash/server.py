@@ -66,6 +66,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def token_for(host: str, token: str | None) -> str | None:
+    """The token a dashboard served on ``host`` requires: ``token`` if given (checked), else
+    a random one off loopback, else none."""
+    if token is not None:
+        if not token or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
+            raise ValueError("a dashboard token is ASCII letters, digits, - and _")
+        return token
+    return None if is_loopback(host) else secrets.token_urlsafe(18)
+
+
 class Dashboard:
     """A live dashboard: a ``DashState``, an HTTP server for it and, given an address, a subscriber.
 
@@ -90,10 +100,7 @@ class Dashboard:
 
     def __init__(self, address=None, host="127.0.0.1", port=0, token=None, run=None,
                  refresh=2.0, **state_options):
-        if token is None and not is_loopback(host):
-            token = secrets.token_urlsafe(18)
-        if token is not None and (not token or not token.replace("-", "").replace("_", "").isalnum()):
-            raise ValueError("a dashboard token is letters, digits, - and _")
+        token = token_for(host, token)
         if not refresh > 0:
             raise ValueError("refresh must be positive")
         self.host, self.token, self.refresh = host, token, float(refresh)

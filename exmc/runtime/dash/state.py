@@ -217,6 +217,9 @@ class DashState(WatchState):
                 text = (f"Nothing is publishing at {address}: the run has ended (or has not "
                         "started yet). This page goes on listening.")
                 kind = "absent"
+            elif not self.messages and connection is None:
+                text = "Waiting for the first draw."
+                kind = "waiting"
             elif not self.messages:
                 text = (f"No messages from {address} for {quiet:.0f} s: the run ended before "
                         "this dashboard joined, or has not started yet.")
