@@ -68,11 +68,14 @@ def lgamma(x):
 
 @njit
 def digamma(x):
-    """psi(x) for x > 0: recurrence up to x >= 6, then the asymptotic series (error < 1e-12)."""
+    """psi(x) for x > 0: recurrence up to x >= 10, then the asymptotic series (error < 1e-13).
+
+    kernels.py's version switches at 6, where the first omitted term is still 1e-11.
+    """
     if not x > 0.0:
         return math.nan
     result = 0.0
-    while x < 6.0:
+    while x < 10.0:
         result -= 1.0 / x
         x += 1.0
     f = 1.0 / (x * x)
