@@ -229,6 +229,11 @@ class Chromium:
                 out.append(f"log: {entry.get('text')} {entry.get('url', '')}".strip())
         return out
 
+    def clear_events(self):
+        """Forget the events received so far (those already sent included)."""
+        self.send("Runtime.evaluate", expression="0")
+        self.events.clear()
+
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the browser's process group (Linux /proc)."""
         total = 0.0
