@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from exmc.compiler.codegen import CODEGEN_VERSION, emit, lower_model
+import hashlib
+
+from exmc.compiler.emit import EMITTER_VERSION, module_source
+from exmc.compiler.lower import lower_model
 from exmc.compiler.pointmap import PointMap
 from exmc.ir.builder import Model
 from exmc.ir.serialize import structure_hash
@@ -48,7 +51,8 @@ class CompiledModel:
         self.model = model
         self.module = module
         self.data = program.data
-        self.pointmap = PointMap(program.free, program.outputs, program.bounds, model)
+        self.pointmap = PointMap(program.free, program.outputs, program.transforms, model)
+        self.observed = [slot for slot, _ in program.observed]
         self.address = module.logp_grad_c.address
         self.dim = self.pointmap.dim
 
@@ -73,18 +77,39 @@ class CompiledModel:
         self.module.constrain_draws(draws, self.data, out)
         return self.pointmap.unflatten(out)
 
+    def log_likelihood(self, draws):
+        """Dict observed name -> pointwise log-likelihood, shape (n, *data shape), at ``draws``."""
+        draws = np.ascontiguousarray(np.atleast_2d(draws), dtype=np.float64)
+        out = np.empty((draws.shape[0], sum(s.size for s in self.observed)))
+        self.module.log_likelihood_draws(draws, self.data, out)
+        return {s.name: out[:, s.offset:s.offset + s.size].reshape((-1,) + s.shape)
+                for s in self.observed}
+
+
+def _code_version():
+    """Emitter version and a digest of the kernel sources the generated code calls.
+
+    Numba's cache of a generated function does not notice a change in a function
+    it calls, so a kernel edit must give the model file a new name.
+    """
+    if "version" not in _loaded:
+        here = Path(__file__).parent
+        sources = b"".join((here / f).read_bytes() for f in ("families.py", "scalar.py"))
+        _loaded["version"] = f"v{EMITTER_VERSION}{hashlib.sha256(sources).hexdigest()[:8]}"
+    return _loaded["version"]
+
 
 def compile_model(model: Model) -> CompiledModel:
     """Validate, lower and compile ``model`` (or load it from the cache)."""
     model.validate()
     program = lower_model(model)
     digest = structure_hash(model)
-    name = f"exmc_model_v{CODEGEN_VERSION}_{digest[:24]}"
+    name = f"exmc_model_{_code_version()}_{digest[:24]}"
     module = _loaded.get(name)
     if module is None:
         path = cache_dir() / f"{name}.py"
         if not path.exists():
-            source = emit(program, digest)
+            source = module_source(program, digest)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "w") as fh:
                 fh.write(source)

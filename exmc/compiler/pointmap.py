@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from exmc.compiler import transforms
 from exmc.ir.evaluate import evaluate
 
 
@@ -17,12 +16,13 @@ class PointMap:
     outputs : list of Slot
         One slot per traced value (sampled variables constrained, then deterministics
         in declaration order) in the output vector of length ``output_size``.
-    bounds : dict
-        Variable name -> (lower, upper) support expressions (None where unbounded).
+    transforms : dict
+        Variable name -> (Transform, lower, upper): its transform and support
+        expressions (None where unbounded).
     """
 
-    def __init__(self, free, outputs, bounds, model):
-        self.free, self.outputs, self.bounds = free, outputs, bounds
+    def __init__(self, free, outputs, transforms, model):
+        self.free, self.outputs, self.transforms = free, outputs, transforms
         self.dim = sum(s.size for s in free)
         self.output_size = sum(s.size for s in outputs)
         self.model = model
@@ -55,18 +55,19 @@ class PointMap:
             if name not in slots:
                 continue
             slot = slots[name]
-            lower, upper = (None if b is None else evaluate(b, known) for b in self.bounds[name])
+            transform, *bounds = self.transforms[name]
+            lower, upper = (None if b is None else evaluate(b, known) for b in bounds)
             if name in values:
                 given = np.asarray(values[name], dtype=float)
-                if given.shape != slot.shape:
+                if given.shape != shape:
                     raise ValueError(f"init value for {name!r} has shape {given.shape}, "
-                                     f"expected {slot.shape}")
+                                     f"expected {shape}")
                 try:
-                    z = transforms.inverse(given, lower, upper)
+                    z = transform.inverse(given, lower, upper)
                 except ValueError as err:
                     raise ValueError(f"init value for {name!r}: {err}") from None
             else:
                 z = np.asarray(fill(slot), dtype=float).reshape(slot.shape)
             x[slot.offset:slot.offset + slot.size] = np.ravel(z)
-            known[name] = transforms.forward(z, lower, upper)
+            known[name] = transform.forward(z, lower, upper)
         return x

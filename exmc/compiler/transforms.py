@@ -1,72 +1,70 @@
-"""Transforms from the unconstrained real line to a variable's support, with log-Jacobians.
+"""Transforms from unconstrained free values to a variable's support, as objects.
 
-Each transform exists twice: as expressions (``constrain_exprs``), which the
-code generator differentiates like any other expression, and as numpy
-functions (``forward``, ``inverse``) for initial values and tests.
+A transform knows its free (unconstrained) shape, which may be smaller than
+the constrained shape (a simplex of K values has K - 1 free ones), and writes
+its constraining map and log-Jacobian as expressions of registry ops, so the
+emitter differentiates them like any other expression.  Its NumPy forward is
+that same expression evaluated; only the inverse is written apart.
 
-| support          | x = forward(z)                          | log |dx/dz|                                 |
-|------------------|-----------------------------------------|---------------------------------------------|
-| real             | z                                       | 0                                           |
-| (lower, inf)     | lower + exp(z)                          | z                                           |
-| (-inf, upper)    | upper - exp(z)                          | z                                           |
-| (lower, upper)   | lower + (upper - lower) * sigmoid(z)    | log(upper - lower) - softplus(-z) - softplus(z) |
+| transform  | free shape | x = forward(z)                                   | log-Jacobian                     |
+|------------|------------|--------------------------------------------------|----------------------------------|
+| identity   | (...)      | z                                                | 0                                |
+| lower      | (...)      | lower + exp(z)                                   | z                                |
+| upper      | (...)      | upper - exp(z)                                   | z                                |
+| interval   | (...)      | lower + (upper - lower) * sigmoid(z)             | log(upper - lower) - softplus(-z) - softplus(z) |
+| simplex    | (K-1,)     | softmax([z, 0])                                  | sum(z) - K logsumexp([z, 0]) (= sum log x) |
+| ordered    | (K,)       | cumsum([z[0], exp(z[1:])])                       | sum(z[1:])                       |
+| zerosum    | (K-1,)     | [z, f] - m, with s = sum z, m = s / (sqrt K + K), f = m - s / sqrt K | 0 (an isometry) |
+
+The simplex's log-Jacobian is that of z -> x[:K-1] (the free coordinates of the
+simplex), the zero-sum one's that of z onto the zero-sum subspace (PyMC's
+ZeroSumTransform).  Vector transforms act on a 1-d variable.
 """
+from __future__ import annotations
+
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import logit
 
 from exmc import math as em
-from exmc.ir.expr import Expr
+from exmc.ir.evaluate import evaluate
+from exmc.ir.expr import Expr, as_expr, ref
 
 
-def kind(lower, upper):
-    """Name of the transform for these bounds (each None or not)."""
-    if lower is None and upper is None:
-        return "identity"
-    if upper is None:
-        return "lower"
-    if lower is None:
-        return "upper"
-    return "interval"
+class Transform:
+    """Base class: the identity on the real line."""
 
+    name = "identity"
+    vector = False  # acts on a whole 1-d value rather than elementwise
 
-def _is_const(e, v):
-    return isinstance(e, Expr) and e.op == "const" and np.ndim(e.value) == 0 and e.value == v
+    def free_shape(self, shape):
+        return tuple(shape)
 
-
-def constrain_exprs(z: Expr, lower, upper):
-    """(x, log_jacobian) as elementwise expressions of ``z`` and the bound expressions."""
-    k = kind(lower, upper)
-    if k == "identity":
+    def constrain_exprs(self, z: Expr, lower, upper, shape=None):
+        """(x, log_jacobian or None) as expressions of ``z`` and the bound expressions."""
         return z, None
-    if k == "lower":
-        return (em.exp(z) if _is_const(lower, 0.0) else lower + em.exp(z)), z
-    if k == "upper":
-        return upper - em.exp(z), z
-    edges = -em.softplus(-z) - em.softplus(z)
-    if _is_const(lower, 0.0) and _is_const(upper, 1.0):
-        return em.sigmoid(z), edges
-    width = upper - lower
-    return lower + width * em.sigmoid(z), em.log(width) + edges
+
+    def forward(self, z, lower=None, upper=None):
+        """Numeric x = forward(z): the expression of ``constrain_exprs`` evaluated."""
+        z = np.asarray(z, dtype=float)
+        x, _ = self.constrain_exprs(ref("z"), _const(lower), _const(upper), z.shape)
+        return evaluate(x, {"z": z})
+
+    def inverse(self, x, lower=None, upper=None):
+        """Numeric z = inverse(x); ValueError for x outside the support."""
+        return np.asarray(x, dtype=float)
+
+    def check_shape(self, shape, where):
+        if self.vector and (len(shape) != 1 or shape[0] < 1):
+            from exmc.ir.dists.base import ModelError
+            raise ModelError(f"{where}: the {self.name} transform needs a 1-d variable, "
+                             f"got shape {shape}")
 
 
-def forward(z, lower=None, upper=None):
-    """Numeric x = forward(z) for bound values (None where unbounded)."""
-    k = kind(lower, upper)
-    if k == "identity":
-        return z
-    if k == "lower":
-        return lower + np.exp(z)
-    if k == "upper":
-        return upper - np.exp(z)
-    return lower + (upper - lower) * expit(z)
+def _const(bound):
+    return None if bound is None else as_expr(bound)
 
 
-def inverse(x, lower=None, upper=None):
-    """Numeric z = inverse(x); raises ValueError for x outside the open support."""
-    x = np.asarray(x, dtype=float)
-    k = kind(lower, upper)
-    if k == "identity":
-        return x
+def _inside(x, lower, upper):
     inside = True
     if lower is not None:
         inside = inside & (x > lower)
@@ -74,8 +72,134 @@ def inverse(x, lower=None, upper=None):
         inside = inside & (x < upper)
     if not np.all(inside):
         raise ValueError(f"value outside the open support ({lower}, {upper})")
-    if k == "lower":
+
+
+class Lower(Transform):
+    name = "lower"
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        return lower + em.exp(z), z
+
+    def inverse(self, x, lower=None, upper=None):
+        x = np.asarray(x, dtype=float)
+        _inside(x, lower, None)
         return np.log(x - lower)
-    if k == "upper":
+
+
+class Upper(Transform):
+    name = "upper"
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        return upper - em.exp(z), z
+
+    def inverse(self, x, lower=None, upper=None):
+        x = np.asarray(x, dtype=float)
+        _inside(x, None, upper)
         return np.log(upper - x)
-    return logit((x - lower) / (upper - lower))
+
+
+class Interval(Transform):
+    name = "interval"
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        width = upper - lower
+        # log(w s (1 - s)) written so it stays finite where s (1 - s) underflows
+        return lower + width * em.sigmoid(z), em.log(width) - em.softplus(-z) - em.softplus(z)
+
+    def inverse(self, x, lower=None, upper=None):
+        x = np.asarray(x, dtype=float)
+        _inside(x, lower, upper)
+        return logit((x - lower) / (upper - lower))
+
+
+class Simplex(Transform):
+    name = "simplex"
+    vector = True
+
+    def free_shape(self, shape):
+        return (shape[0] - 1,)
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        k = shape[0]
+        y = em.concatenate([z, np.zeros(1)])
+        lse = em.logsumexp(y)
+        return em.exp(y - lse), em.sum(z) - k * lse
+
+    def inverse(self, x, lower=None, upper=None):
+        x = np.asarray(x, dtype=float)
+        if np.any(x <= 0) or abs(np.sum(x) - 1.0) > 1e-8:
+            raise ValueError("value is not on the open simplex (positive, summing to 1)")
+        return np.log(x[:-1]) - np.log(x[-1])
+
+
+class Ordered(Transform):
+    name = "ordered"
+    vector = True
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        if shape[0] == 1:
+            return z, None
+        return em.cumsum(em.concatenate([z[:1], em.exp(z[1:])])), em.sum(z[1:])
+
+    def inverse(self, x, lower=None, upper=None):
+        x = np.asarray(x, dtype=float)
+        if np.any(np.diff(x) <= 0):
+            raise ValueError("value is not strictly increasing")
+        return np.concatenate([x[:1], np.log(np.diff(x))])
+
+
+class ZeroSum(Transform):
+    name = "zerosum"
+    vector = True
+
+    def free_shape(self, shape):
+        return (shape[0] - 1,)
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        root = float(np.sqrt(shape[0]))
+        total = em.sum(z)
+        norm = total / (root + shape[0])
+        fill = em.stack([norm - total / root])
+        return em.concatenate([z, fill]) - norm, None
+
+    def inverse(self, x, lower=None, upper=None):
+        x = np.asarray(x, dtype=float)
+        if abs(np.sum(x)) > 1e-8 * max(1.0, np.max(np.abs(x))):
+            raise ValueError("value does not sum to zero")
+        root = np.sqrt(x.shape[0])
+        norm = -x[-1] * root / (root + x.shape[0])
+        return x[:-1] + norm
+
+
+IDENTITY = Transform()
+BY_BOUNDS = {(False, False): IDENTITY, (True, False): Lower(), (False, True): Upper(),
+             (True, True): Interval()}
+VECTOR = {t.name: t for t in (Simplex(), Ordered(), ZeroSum())}
+TRANSFORMS = {**{t.name: t for t in BY_BOUNDS.values()}, **VECTOR}
+
+
+def kind(lower, upper):
+    """Name of the bounds transform for these bounds (each None or not)."""
+    return BY_BOUNDS[(lower is not None, upper is not None)].name
+
+
+def transform_for(dist):
+    """(Transform, lower Expr | None, upper Expr | None) that maps R^free onto ``dist``'s support."""
+    lower, upper = dist.support_exprs()
+    named = getattr(dist, "transform", None)
+    if named is not None:
+        return TRANSFORMS[named], lower, upper
+    return BY_BOUNDS[(lower is not None, upper is not None)], lower, upper
+
+
+# Functional forms for bounds (used by tests and the point map).
+def constrain_exprs(z, lower, upper):
+    return BY_BOUNDS[(lower is not None, upper is not None)].constrain_exprs(z, lower, upper)
+
+
+def forward(z, lower=None, upper=None):
+    return BY_BOUNDS[(lower is not None, upper is not None)].forward(z, lower, upper)
+
+
+def inverse(x, lower=None, upper=None):
+    return BY_BOUNDS[(lower is not None, upper is not None)].inverse(x, lower, upper)

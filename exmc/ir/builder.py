@@ -6,20 +6,28 @@ chaining API reads best with::
     Builder().rv("mu", Normal(0, 10)).rv("sigma", HalfNormal(1)).obs("y", Normal("mu", "sigma"), y)
 
 ``validate()`` checks the whole model (references, cycles, shapes, parameter
-values, observed data) and is run before anything is compiled.
+values, observed data) and is run before anything is compiled.  It costs time
+linear in the model: each variable's expressions are visited once per distinct
+node, and nothing recurses in proportion to the model's size.
 """
 from __future__ import annotations
 
 import difflib
 import keyword
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from exmc.ir.dists.base import Distribution, ModelError, names_in
-from exmc.ir.expr import Expr, as_expr, index_to_python
+from exmc.ir import ops
+from exmc.ir.dists.base import Distribution, ModelError
+from exmc.ir.expr import Expr, as_expr, index_to_python, postorder, walk
 
 KINDS = ("rv", "obs", "det")
+#: Most elements of any variable or intermediate value: refuses ``shape=[10**12]``
+#: before anything is allocated for it (2**28 float64 values are 2 GiB).
+MAX_ELEMENTS = 2**28
+MAX_TOTAL_ELEMENTS = 2**28  # all variables together: what a draw and a trace row hold
 
 
 class Variable(NamedTuple):
@@ -37,6 +45,7 @@ class Model:
 
     def __init__(self, variables=()):
         self.variables: list[Variable] = []
+        self._by_name: dict[str, Variable] = {}  # kept in step with ``variables`` by _add
         for var in variables:
             self._add(var)
 
@@ -78,11 +87,12 @@ class Model:
     def _add(self, var: Variable) -> "Model":
         if not isinstance(var.name, str) or not var.name.isidentifier() or keyword.iskeyword(var.name):
             raise ModelError(f"variable name {var.name!r} is not a valid identifier")
-        if var.name in self.names:
+        if var.name in self._by_name:
             raise ModelError(f"variable {var.name!r} is declared twice")
         if var.kind not in KINDS:
             raise ModelError(f"variable {var.name!r}: unknown kind {var.kind!r}")
         self.variables.append(var)
+        self._by_name[var.name] = var
         self.__dict__.pop("_checked", None)
         return self
 
@@ -92,10 +102,7 @@ class Model:
         return [v.name for v in self.variables]
 
     def __getitem__(self, name) -> Variable:
-        for var in self.variables:
-            if var.name == name:
-                return var
-        raise KeyError(name)
+        return self._by_name[name]
 
     @property
     def free_variables(self):
@@ -151,9 +158,13 @@ class Model:
                 if r not in deps:
                     raise ModelError(_unknown_reference(name, r, list(deps)))
         order = _topological_order(deps)
-        shapes = {}
+        shapes, total = {}, 0
         for name in order:
             shapes[name] = _check_variable(self[name], shapes)
+            total += math.prod(shapes[name] or ())
+            if total > MAX_TOTAL_ELEMENTS:
+                raise ModelError(f"variable {name!r}: the model's variables hold more than "
+                                 f"{MAX_TOTAL_ELEMENTS} elements together")
         self._checked = [(name, shapes[name]) for name in order]
         return self._checked
 
@@ -171,21 +182,23 @@ def _dist_exprs(dist: Distribution):
 
 
 def _dependencies(var: Variable):
-    exprs = [var.expr] if var.kind == "det" else [e for _, e in _dist_exprs(var.dist)]
-    names = []
-    for expr in exprs:
-        for node in expr.walk():
-            if node.op == "dslvar":
-                raise ModelError(f"variable {var.name!r}: a distribution object was used as a "
-                                 f"value; refer to variables by name (ref('x') or 'x'), or "
-                                 f"write the model with @exmc.model")
-            if node.op == "value" and not (var.kind != "det" and var.dist.family == "Custom"):
-                raise ModelError(f"variable {var.name!r}: exmc.value is only meaningful inside "
-                                 f"Custom(logp=...)")
-        names += [r for r in expr.references() if r not in names]
+    """Names ``var`` refers to, in first-seen order; each distinct node is visited once."""
+    roots = [var.expr] if var.kind == "det" else [e for _, e in _dist_exprs(var.dist)]
+    custom = var.kind != "det" and var.dist.family == "Custom"
+    names = {}
+    for node in walk(*roots):
+        if node.op == "dslvar":
+            raise ModelError(f"variable {var.name!r}: a distribution object was used as a "
+                             f"value; refer to variables by name (ref('x') or 'x'), or "
+                             f"write the model with @exmc.model")
+        if node.op == "value" and not custom:
+            raise ModelError(f"variable {var.name!r}: exmc.value is only meaningful inside "
+                             f"Custom(logp=...)")
+        if node.op == "ref":
+            names[node.value] = None
     if var.name in names:
         raise ModelError(f"variable {var.name!r} refers to itself (a cycle)")
-    return names
+    return list(names)
 
 
 def _unknown_reference(name, missing, known):
@@ -196,22 +209,27 @@ def _unknown_reference(name, missing, known):
 
 
 def _topological_order(deps):
-    order, state = [], {}
-
-    def visit(name, path):
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "active":
-            cycle = path[path.index(name):] + [name]
-            raise ModelError(f"the model has a cycle: {' -> '.join(cycle)}")
-        state[name] = "active"
-        for dep in deps[name]:
-            visit(dep, path + [name])
-        state[name] = "done"
-        order.append(name)
-
-    for name in deps:
-        visit(name, [])
+    """Names ordered so each comes after those it refers to: depth-first search on an explicit stack."""
+    order, done = [], set()
+    for start in deps:
+        if start in done:
+            continue
+        path, on_path, pending = [start], {start}, [iter(deps[start])]
+        while path:
+            dep = next(pending[-1], None)
+            if dep is None:  # every dependency of path[-1] is placed
+                name = path.pop()
+                pending.pop()
+                on_path.discard(name)
+                done.add(name)
+                order.append(name)
+            elif dep in on_path:
+                cycle = path[path.index(dep):] + [dep]
+                raise ModelError(f"the model has a cycle: {' -> '.join(cycle)}")
+            elif dep not in done:
+                path.append(dep)
+                on_path.add(dep)
+                pending.append(iter(deps[dep]))
     return order
 
 
@@ -222,48 +240,50 @@ def broadcast(shape_a, shape_b, where):
         raise ModelError(f"{where}: shapes {shape_a} and {shape_b} do not broadcast") from None
 
 
-def infer_shape(expr: Expr, shapes: dict, where: str, value_shape=None):
-    """Static shape of ``expr`` given the shapes of the variables it refers to."""
-    if expr.op == "const":
-        return np.shape(expr.value)
-    if expr.op == "ref":
-        return shapes[expr.value]
-    if expr.op == "value":
-        return value_shape
-    sub = [infer_shape(a, shapes, where, value_shape) for a in expr.args]
-    return op_shape(expr.op, sub, expr.value, where)
+def infer_shape(expr: Expr, shapes: dict, where: str, value_shape=None, memo=None):
+    """Static shape of ``expr`` given the shapes of the variables it refers to.
+
+    ``memo`` maps ``id(node)`` to its shape; pass one dict for several
+    expressions of one variable (same ``value_shape``, nodes kept alive by
+    the variable) so their shared nodes are shaped once.
+    """
+    memo = {} if memo is None else memo
+    for node in postorder(expr):
+        if id(node) in memo:
+            continue
+        if node.op == "const":
+            shape = np.shape(node.value)
+        elif node.op == "ref":
+            shape = shapes[node.value]
+        elif node.op == "value":
+            shape = value_shape
+        else:
+            shape = op_shape(node.op, [memo[id(a)] for a in node.args], node.value, where)
+            _check_size(shape, f"{where}: {node.op} of shape {shape}")
+        memo[id(node)] = shape
+    return memo[id(expr)]
+
+
+def _check_size(shape, what):
+    if shape is not None and math.prod(shape) > MAX_ELEMENTS:
+        raise ModelError(f"{what} has {math.prod(shape)} elements, more than the limit of "
+                         f"{MAX_ELEMENTS}")
 
 
 def op_shape(op, arg_shapes, value, where):
-    """Result shape of operation ``op`` on arguments of ``arg_shapes`` (numpy rules)."""
-    if op == "sum":
-        return ()
-    if op == "index":
-        if arg_shapes[0] == ():
-            raise ModelError(f"{where}: cannot index a scalar")
-        try:
-            # a zero-stride view: no memory of the (possibly huge) indexed shape
-            return np.broadcast_to(0.0, arg_shapes[0])[index_to_python(value)].shape
-        except IndexError as err:
-            raise ModelError(f"{where}: index {value!r} does not fit shape {arg_shapes[0]}: {err}") from None
-    if len(arg_shapes) == 1:
-        return arg_shapes[0]
-    if op == "matmul":
-        a, b = arg_shapes
-        if len(a) not in (1, 2) or len(b) not in (1, 2) or a[-1] != b[0]:
-            raise ModelError(f"{where}: matrix product of shapes {a} and {b} does not fit "
-                             f"(need 1-d or 2-d operands with matching inner size)")
-        return a[:-1] + b[1:]
-    out = arg_shapes[0]
-    for s in arg_shapes[1:]:
-        out = broadcast(out, s, where)
-    return out
+    """Result shape of operation ``op`` on arguments of ``arg_shapes`` (the registry's rule)."""
+    try:
+        return ops.op_shape(op, arg_shapes, value, where)
+    except ops.OpError as err:
+        raise ModelError(str(err)) from None
 
 
 def _check_variable(var: Variable, shapes):
     where = f"variable {var.name!r}"
     if var.kind == "det":
         return infer_shape(var.expr, shapes, f"deterministic {var.name!r}")
+    if var.dist.shape is not None:
+        _check_size(var.dist.shape, f"{where}: shape {tuple(var.dist.shape)}")
     dist = var.dist
     if var.kind == "rv" and dist.discrete:
         raise ModelError(f"{where}: {dist.family} is discrete and can only be observed; "
@@ -274,14 +294,22 @@ def _check_variable(var: Variable, shapes):
             raise ModelError(f"{where}: shape={dist.shape} but the data have shape {shape}")
     else:
         shape = dist.shape
-    shape = _check_params(dist, shapes, where, shape)
+    shape = _check_params(dist, shapes, where, shape, {})
     if var.kind == "obs":
         _check_data(var, shapes)
     return shape
 
 
-def _check_params(dist, shapes, where, shape):
-    """Check parameter kinds, shapes and constant values; return the variable's shape."""
+def _checked_constants(dist, where, shape):
+    dist.check_constants(where)
+    return shape
+
+
+def _check_params(dist, shapes, where, shape, memo):
+    """Check parameter kinds, shapes and constant values; return the variable's shape.
+
+    ``memo`` is the variable's ``infer_shape`` memo, shared by its parameters.
+    """
     param_shapes = {}
     for key, val in dist.param_exprs.items():
         if isinstance(val, Distribution):
@@ -291,7 +319,9 @@ def _check_params(dist, shapes, where, shape):
         if key in dist.data_params and val.references():
             raise ModelError(f"{where}: parameter {key!r} of {dist.family} must be data, "
                              f"not an expression of variables")
-        param_shapes[key] = infer_shape(val, shapes, f"{where}, parameter {key!r}")
+        param_shapes[key] = infer_shape(val, shapes, f"{where}, parameter {key!r}", memo=memo)
+    if dist.event_ndim or dist.param_ndim:
+        return _checked_constants(dist, where, dist.value_shape(param_shapes, shape, where))
     if shape is None:
         shape = ()
         for key, s in param_shapes.items():
@@ -306,18 +336,11 @@ def _check_params(dist, shapes, where, shape):
         if np.any(np.asarray(val) < 0) or np.any(np.asarray(val) != np.round(val)):
             raise ModelError(f"{where}: parameter {key!r} of {dist.family} must be "
                              f"non-negative integers")
-    constants = {k: v.value for k, v in dist.param_exprs.items()
-                 if isinstance(v, Expr) and v.op == "const"}
-    for check in dist.templates().checks:
-        involved = names_in(check, dist.param_exprs)
-        if involved and all(k in constants for k in involved):
-            ok = eval(check, {"np": np}, dict(constants))  # our own template, constants only
-            if not np.all(ok):
-                shown = ", ".join(f"{k}={_short(constants[k])}" for k in involved)
-                raise ModelError(f"{where}: {dist.family} needs {check}, got {shown}")
+    _checked_constants(dist, where, shape)
     if dist.family == "GaussianRandomWalk":
-        _check_params(dist.param_exprs["init"], shapes, f"{where}, init", ())
+        _check_params(dist.param_exprs["init"], shapes, f"{where}, init", (), memo)
     if dist.family == "Custom":
+        # its own memo: there ``value`` has the variable's shape
         lp_shape = infer_shape(dist.param_exprs["logp"], shapes, f"{where}, logp", shape)
         if lp_shape is None:
             raise ModelError(f"{where}: logp has no shape")

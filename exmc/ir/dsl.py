@@ -14,7 +14,7 @@ import sys
 from exmc.ir import dists
 from exmc.ir.builder import Model, ModelError
 from exmc.ir.dists.base import _serial, recordings as _recordings
-from exmc.ir.expr import Expr, ExprOps, as_expr
+from exmc.ir.expr import Expr, ExprOps, as_expr, rewrite
 
 
 class Deterministic(ExprOps):
@@ -59,8 +59,9 @@ def model(fn):
 
 def _to_model(model_name, created, local_names):
     names = {}
+    created_ids = {id(c) for c in created}
     for local, obj in local_names.items():
-        if any(obj is c for c in created) and id(obj) not in names:
+        if id(obj) in created_ids and id(obj) not in names:
             names[id(obj)] = obj.name or local
     used_as_param = {id(v) for obj in created if isinstance(obj, dists.Distribution)
                      for v in obj.param_exprs.values() if isinstance(v, dists.Distribution)}
@@ -71,15 +72,18 @@ def _to_model(model_name, created, local_names):
             raise ModelError(f"model {model_name!r}: {obj!r} was created but not assigned to a "
                              f"name; write `name = {type(obj).__name__}(...)`")
 
-    def resolve(expr):
-        if expr.op == "dslvar":
-            if id(expr.value) not in names:
-                raise ModelError(f"model {model_name!r}: {expr.value!r} is used as a value but has "
-                                 f"no name; assign it to a variable first")
-            return Expr("ref", (), names[id(expr.value)])
-        if not expr.args:
-            return expr
-        return Expr(expr.op, tuple(resolve(a) for a in expr.args), expr.value)
+    def named(leaf):
+        if leaf.op != "dslvar":
+            return leaf
+        if id(leaf.value) not in names:
+            raise ModelError(f"model {model_name!r}: {leaf.value!r} is used as a value but has "
+                             f"no name; assign it to a variable first")
+        return Expr("ref", (), names[id(leaf.value)])
+
+    rewritten = {}  # one memo for the model: `created` keeps every old node alive
+
+    def resolve(expr):  # DSL variables become references; shared subexpressions stay shared
+        return rewrite(expr, named, rewritten)
 
     def resolved_dist(dist):
         out = copy.copy(dist)

@@ -1,34 +1,23 @@
-"""Evaluate an expression with numpy, given values of the variables it refers to."""
-import numpy as np
-from scipy.special import expit, logit
-
-from exmc.ir.expr import Expr, index_to_python
-
-UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
-         "sqrt": np.sqrt, "sigmoid": expit, "logit": logit, "tanh": np.tanh,
-         "softplus": lambda a: np.logaddexp(0.0, a),
-         "abs": np.abs, "sum": np.sum}
-BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-          "pow": np.power, "matmul": np.matmul, "lt": np.less, "le": np.less_equal,
-          "gt": np.greater, "ge": np.greater_equal}
+"""Evaluate an expression with NumPy (the registry's reference values), given the variables it refers to."""
+from exmc.ir.expr import Expr, postorder
+from exmc.ir.ops import evaluate_op
 
 
 def evaluate(expr: Expr, values: dict, value=None):
-    """Numeric value of ``expr``; ``values`` maps variable names to numbers or arrays."""
-    op = expr.op
-    if op == "const":
-        return expr.value
-    if op == "ref":
-        return values[expr.value]
-    if op == "value":
-        return value
-    args = [evaluate(a, values, value) for a in expr.args]
-    if op in UNARY:
-        return UNARY[op](args[0])
-    if op in BINARY:
-        return BINARY[op](args[0], args[1])
-    if op == "where":
-        return np.where(*args)
-    if op == "index":
-        return np.asarray(args[0])[index_to_python(expr.value)]
-    raise ValueError(f"cannot evaluate operation {op!r}")
+    """Numeric value of ``expr``; ``values`` maps variable names to numbers or arrays.
+
+    Shared subexpressions are evaluated once and nothing recurses, so deep
+    expressions are fine.
+    """
+    results = {}
+    for node in postorder(expr):
+        if node.op == "const":
+            out = node.value
+        elif node.op == "ref":
+            out = values[node.value]
+        elif node.op == "value":
+            out = value
+        else:
+            out = evaluate_op(node.op, [results[id(a)] for a in node.args], node.value)
+        results[id(node)] = out
+    return results[id(expr)]

@@ -1,10 +1,16 @@
-"""Expression trees: the plain-data form of every parameter, deterministic and custom density.
+"""Expression graphs: the plain-data form of every parameter, deterministic and custom density.
 
 An ``Expr`` is an operation name, its argument expressions and, for leaves, a
 value.  Leaves are constants (numbers or data arrays), references to model
 variables by name (``ref("mu")``) and the placeholder ``value`` that stands
 for a variable's own value inside ``Custom(logp=...)``.  Python operators on
 expressions build bigger expressions; nothing is evaluated.
+
+Expressions are DAGs: ``x = x * 0.5 + x * 0.5`` refers to one ``x`` node
+twice.  Everything that visits an expression goes through ``walk``,
+``postorder`` or ``rewrite``, which see each distinct node (by identity) once
+and never recurse, so cost is linear in the number of distinct nodes and deep
+expressions need no Python stack.
 """
 from __future__ import annotations
 
@@ -12,17 +18,14 @@ import numbers
 
 import numpy as np
 
-# Operation name -> number of arguments.  The compiler has one forward rule
-# and one gradient rule for each; ``ir/serialize.py`` accepts only these.
-UNARY = ("neg", "exp", "log", "log1p", "expm1", "sqrt", "sigmoid", "logit",
-         "tanh", "softplus", "abs", "sum")
-BINARY = ("add", "sub", "mul", "div", "pow", "matmul", "lt", "le", "gt", "ge")
+from exmc.ir.ops import COMPARISONS, REGISTRY, VARIADIC, index_to_python  # noqa: F401
+
+# Operation name -> number of arguments (VARIADIC: one or more), from the op registry
+# (``ir/ops.py``); ``ir/serialize.py`` accepts only these.
 LEAVES = ("const", "ref", "value")
-OPS = {**{op: 1 for op in UNARY}, **{op: 2 for op in BINARY},
-       "where": 3, "index": 1, **{op: 0 for op in LEAVES},
+OPS = {**{name: op.arity for name, op in REGISTRY.items()}, **{op: 0 for op in LEAVES},
        # Transient: a not-yet-named variable inside @exmc.model; never in a finished IR.
        "dslvar": 0}
-COMPARISONS = ("lt", "le", "gt", "ge")
 
 
 class ExprOps:
@@ -87,7 +90,7 @@ class Expr(ExprOps):
     def __init__(self, op, args=(), value=None):
         if op not in OPS:
             raise ValueError(f"unknown expression operation {op!r}")
-        if len(args) != OPS[op]:
+        if len(args) != OPS[op] and not (OPS[op] == VARIADIC and args):
             raise ValueError(f"operation {op!r} takes {OPS[op]} arguments, got {len(args)}")
         self.op, self.args, self.value = op, tuple(args), value
 
@@ -95,32 +98,86 @@ class Expr(ExprOps):
         return self
 
     def walk(self):
-        """Yield this node and every node below it (depth first, repeats included)."""
-        stack = [self]
-        while stack:
-            node = stack.pop()
-            yield node
-            stack.extend(reversed(node.args))
+        """Yield each distinct node of this expression once (by identity), parents before children."""
+        return walk(self)
 
     def references(self):
         """Names of the variables this expression refers to, in first-seen order."""
-        names = []
-        for node in self.walk():
-            if node.op == "ref" and node.value not in names:
-                names.append(node.value)
-        return names
+        return list(dict.fromkeys(n.value for n in walk(self) if n.op == "ref"))
 
     def __repr__(self):
-        if self.op == "const":
-            v = self.value
-            return repr(float(v)) if np.ndim(v) == 0 else f"array{np.shape(v)}"
-        if self.op == "ref":
-            return f"ref({self.value!r})"
-        if self.op == "value":
-            return "value"
-        if self.op == "index":
-            return f"{self.args[0]!r}[{self.value!r}]"
-        return f"{self.op}({', '.join(map(repr, self.args))})"
+        text = {}
+        for node in postorder(self):
+            text[id(node)] = _clip(_node_repr(node, [text[id(a)] for a in node.args]))
+        return text[id(self)]
+
+
+REPR_CHARS = 400  # a shared subexpression printed in full doubles per level of sharing
+
+
+def _clip(s):
+    return s if len(s) <= REPR_CHARS else s[:REPR_CHARS - 3] + "..."
+
+
+def _node_repr(node, args):
+    if node.op == "const":
+        v = node.value
+        return repr(float(v)) if np.ndim(v) == 0 else f"array{np.shape(v)}"
+    if node.op == "ref":
+        return f"ref({node.value!r})"
+    if node.op == "value":
+        return "value"
+    if node.op == "index":
+        return f"{args[0]}[{node.value!r}]"
+    return f"{node.op}({', '.join(args)})"
+
+
+def walk(*roots):
+    """Yield each distinct node reachable from ``roots`` once, depth first, parents before children."""
+    seen, stack = set(), list(reversed(roots))
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))  # ids stay valid: the roots keep every node alive
+        yield node
+        stack.extend(reversed(node.args))
+
+
+def postorder(*roots):
+    """Each distinct node reachable from ``roots`` once, every node after all of its arguments."""
+    order, done, stack = [], set(), [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append(node)
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in reversed(node.args) if id(a) not in done)
+    return order
+
+
+def rewrite(root, leaf, memo=None):
+    """``root`` with each leaf node replaced by ``leaf(node)``; sharing is kept, unchanged parts reused.
+
+    ``memo`` (id of an old node -> new node) may be shared by several calls
+    whose old nodes all stay alive, so that sharing between them is kept too.
+    """
+    new = {} if memo is None else memo
+    for node in postorder(root):
+        if id(node) in new:
+            continue
+        if not node.args:
+            out = leaf(node)
+        else:
+            args = tuple(new[id(a)] for a in node.args)
+            same = all(a is b for a, b in zip(args, node.args))
+            out = node if same else Expr(node.op, args, node.value)
+        new[id(node)] = out
+    return new[id(root)]
 
 
 def ref(name: str) -> Expr:
@@ -172,10 +229,3 @@ def normalize_index(index):
     if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
         return arr.astype(np.int64)
     raise TypeError(f"unsupported index {index!r}: use an int, a slice or a 1-d integer array")
-
-
-def index_to_python(index):
-    """The Python index object that a normalised index stands for."""
-    if isinstance(index, tuple):
-        return slice(*index[1:])
-    return index

@@ -1,15 +1,36 @@
-"""Model IR <-> msgpack bytes, schema-checked on the way in; never pickle.
+"""Model IR <-> msgpack bytes: expressions as node tables, size-bounded and schema-checked on the way in; never pickle.
 
-Wire form (all msgpack maps with string keys)::
+Wire form, version 2 (msgpack maps with string keys, in this key order)::
 
-    model    {"format": "exmc-ir", "version": 1, "variables": [variable, ...]}
-    variable {"name": str, "kind": "rv"|"obs"|"det", "dist": dist?, "data": array?, "expr": expr?}
-    dist     {"family": str, "params": {name: expr | dist}, "shape": [int, ...] | nil}
-    expr     {"op": str, "args": [expr, ...], "value": nil | float | str | int | array | ["slice", a, b, c]}
+    model    {"format": "exmc-ir", "version": 2, "variables": [variable, ...]}
+    variable {"name": str, "kind": "rv"|"obs"|"det", "nodes": [node, ...],
+              then "dist": dist (rv), "dist": dist, "data": array (obs) or "expr": int (det)}
+    node     [op, value, arg, ...]    one per distinct expression node; each arg is the
+                                      index of an EARLIER node of the same table
+    dist     {"family": str, "params": {name: int | dist}, "shape": [int, ...] | nil}
+    value    nil | float (const) | str (ref) | int | ["slice", a, b, c] | array (index) | array (const)
     array    {"nd": "<f8" | "<i8", "shape": [int, ...], "bytes": bin}
 
-``structure_hash`` hashes the same form with data arrays replaced by their
-shapes: models that differ only in data share compiled code.
+A variable's table holds every node of its expressions (its deterministic
+expression, or all parameters of its distribution), arguments before the
+nodes that use them and shared subexpressions once; integers in ``params``
+and ``expr`` index into it.  Arguments point only backwards, so a table cannot
+describe a cycle.  Tables are per variable so that checking a variable costs
+no more than the bytes it takes.
+
+Reading (``loads``) streams the message: the two long lists (variables and
+node tables) are read item by item, and every other piece is unpacked alone
+under container limits that the schema allows, with each node checked as it
+arrives.  Counts are checked against the limits below before anything is
+allocated for them, so hostile bytes fail fast with a ``SchemaError`` and the
+memory taken stays a small multiple of the payload (measured in
+``tests/ir/test_dag.py``).
+
+``structure_hash`` hashes the same form with every numeric value that the
+compiled code takes as data replaced by its shape: constants (scalars have
+shape ``[]``), observed data and integer index arrays.  Ops, structure,
+families, which parameters were given, names, kinds, shapes and int and slice
+indices (baked into code) stay in the hash.
 """
 from __future__ import annotations
 
@@ -19,14 +40,26 @@ import math
 import msgpack
 import numpy as np
 
-from exmc.ir.builder import KINDS, Model, ModelError, Variable
+from exmc.ir.builder import KINDS, MAX_ELEMENTS, MAX_TOTAL_ELEMENTS, Model, ModelError, Variable
 from exmc.ir.dists import FAMILIES, Distribution
-from exmc.ir.expr import OPS, Expr
+from exmc.ir.expr import OPS, Expr, postorder
 
-FORMAT, VERSION = "exmc-ir", 1
-MAX_BYTES = 256 * 1024 * 1024
-MAX_DEPTH = 200
+FORMAT, VERSION = "exmc-ir", 2
 DTYPES = {"<f8": np.float64, "<i8": np.int64}
+
+MAX_BYTES = 256 * 1024 * 1024  # a whole IR message
+MAX_VARIABLES = 100_000
+MAX_NODES = 2**20  # expression nodes, all variables together
+MAX_NDIM = 8  # dimensions of an array or a declared shape
+MAX_DIST_DEPTH = 4  # distributions nested as parameters (GaussianRandomWalk's init)
+MAX_STR_BYTES = 4096  # names, ops, families and dtype codes are short
+# Largest list or map unpacked in one piece (variables, node tables and nodes are
+# streamed): a shape, a slice, or a map of a distribution's parameters.
+MAX_SMALL = max(MAX_NDIM, 3 + max(len(c.params) for c in FAMILIES.values()))
+# Most lists and maps in one piece: an array (its map, its shape list); a
+# distribution (its map, params map, shape list) at each level of nesting.
+ARRAY_CONTAINERS, DIST_CONTAINERS = 2, 3 * MAX_DIST_DEPTH
+FIELDS = {"rv": ("dist",), "obs": ("dist", "data"), "det": ("expr",)}
 
 
 class SchemaError(ModelError):
@@ -43,20 +76,36 @@ def _array(arr, for_hash):
             "bytes": np.ascontiguousarray(arr, dtype=DTYPES[dtype]).tobytes()}
 
 
-def _expr(e: Expr, for_hash=False):
+def _node(e: Expr, args, for_hash):
     v = e.value
     if e.op == "dslvar":
         raise ModelError("cannot serialise a model that still holds an unnamed DSL variable")
-    if isinstance(v, np.ndarray):
-        # Index arrays are structure (baked into code); data arrays are arguments.
-        v = _array(v, for_hash and e.op == "const")
+    if for_hash and e.op == "const":
+        v = {"shape": list(np.shape(v))}  # constants are data of the compiled code
+    elif isinstance(v, np.ndarray):
+        v = _array(v, for_hash)  # an index array: data too, only its shape is code
     elif isinstance(v, tuple):
         v = list(v)
-    return {"op": e.op, "args": [_expr(a, for_hash) for a in e.args], "value": v}
+    return [e.op, v, *args]
 
 
-def _dist(d: Distribution, for_hash=False):
-    params = {k: _dist(v, for_hash) if isinstance(v, Distribution) else _expr(v, for_hash)
+class _Table:
+    """The node table of one variable: each distinct node once, after its arguments."""
+
+    def __init__(self, for_hash):
+        self.rows, self.index, self.for_hash = [], {}, for_hash
+
+    def add(self, root: Expr) -> int:
+        for node in postorder(root):
+            if id(node) not in self.index:  # ids stay valid: the model keeps its nodes alive
+                self.index[id(node)] = len(self.rows)
+                args = [self.index[id(a)] for a in node.args]
+                self.rows.append(_node(node, args, self.for_hash))
+        return self.index[id(root)]
+
+
+def _dist(d: Distribution, table: _Table):
+    params = {k: _dist(v, table) if isinstance(v, Distribution) else table.add(v)
               for k, v in d.param_exprs.items()}
     return {"family": d.family, "params": params,
             "shape": None if d.shape is None else list(d.shape)}
@@ -65,13 +114,14 @@ def _dist(d: Distribution, for_hash=False):
 def to_data(model: Model, for_hash=False) -> dict:
     out = []
     for v in model.variables:
-        item = {"name": v.name, "kind": v.kind}
+        table = _Table(for_hash)
+        item = {"name": v.name, "kind": v.kind, "nodes": table.rows}
         if v.dist is not None:
-            item["dist"] = _dist(v.dist, for_hash)
+            item["dist"] = _dist(v.dist, table)
         if v.data is not None:
             item["data"] = _array(v.data, for_hash)
         if v.expr is not None:
-            item["expr"] = _expr(v.expr, for_hash)
+            item["expr"] = table.add(v.expr)
         out.append(item)
     return {"format": FORMAT, "version": VERSION, "variables": out}
 
@@ -81,11 +131,11 @@ def dumps(model: Model) -> bytes:
 
 
 def structure_hash(model: Model) -> str:
-    """Hash of the model's structure (data values excluded, data shapes included)."""
+    """Hash of the model's structure: values of constants, data and index arrays excluded, shapes included."""
     return hashlib.sha256(msgpack.packb(to_data(model, for_hash=True), use_bin_type=True)).hexdigest()
 
 
-# ---- decoding with schema checks ------------------------------------------------------------
+# ---- decoding with bounds and schema checks ------------------------------------------------
 def _need(cond, msg):
     if not cond:
         raise SchemaError(msg)
@@ -95,51 +145,135 @@ def _int64(v):
     return isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63
 
 
+class _Reader:
+    """One IR message as a stream: list and map headers read alone, other pieces unpacked one at a time.
+
+    ``piece(containers)`` unpacks the next piece and refuses it as soon as it
+    holds more lists and maps than ``containers`` (the most its schema allows),
+    so junk costs no more than its own bytes.
+    """
+
+    def __init__(self, payload):
+        self.containers = 0
+        self.unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=True, list_hook=self._count, object_hook=self._count,
+            max_buffer_size=max(len(payload), 1), max_bin_len=len(payload),
+            max_str_len=MAX_STR_BYTES, max_array_len=MAX_SMALL, max_map_len=MAX_SMALL,
+            max_ext_len=0)
+        self.unpacker.feed(payload)
+        self.nodes = 0  # expression nodes read so far, all variables
+
+    def _count(self, obj):
+        self.containers -= 1
+        _need(self.containers >= 0, "IR message holds lists or maps where its schema has none")
+        return obj
+
+    def piece(self, containers=0):
+        self.containers = containers
+        return self.unpacker.unpack()
+
+    def header(self, kind, what):
+        """Length of the list or map that comes next (nothing is allocated for it)."""
+        read = self.unpacker.read_array_header if kind == "list" else self.unpacker.read_map_header
+        try:
+            return read()
+        except msgpack.UnpackException:
+            raise
+        except ValueError:  # the next item is of another type
+            raise SchemaError(f"{what}: expected a {kind}") from None
+
+    def key(self, expected, what):
+        key = self.piece()
+        _need(key == expected, f"{what}: expected the field {expected!r} here, got {key!r}")
+
+
 def _read_array(obj, where):
     _need(isinstance(obj, dict) and set(obj) == {"nd", "shape", "bytes"}, f"{where}: malformed array")
     _need(isinstance(obj["nd"], str) and obj["nd"] in DTYPES,
           f"{where}: array dtype must be one of {sorted(DTYPES)}")
     shape = obj["shape"]
-    _need(isinstance(shape, list) and len(shape) <= 8
-          and all(isinstance(s, int) and 0 <= s for s in shape), f"{where}: bad array shape")
+    _need(isinstance(shape, list) and len(shape) <= MAX_NDIM
+          and all(_int64(s) and 0 <= s for s in shape), f"{where}: bad array shape")
     _need(isinstance(obj["bytes"], bytes), f"{where}: array bytes missing")
-    dtype = DTYPES[obj["nd"]]
     _need(len(obj["bytes"]) == math.prod(shape) * 8, f"{where}: array size does not match shape")
-    return np.frombuffer(obj["bytes"], dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(obj["bytes"], dtype=DTYPES[obj["nd"]]).reshape(shape).copy()
 
 
-def _read_expr(obj, where, depth=0):
-    _need(depth < MAX_DEPTH, f"{where}: expression nested too deeply")
-    _need(isinstance(obj, dict) and set(obj) == {"op", "args", "value"}, f"{where}: malformed expression")
-    op, args, v = obj["op"], obj["args"], obj["value"]
-    _need(isinstance(op, str) and op in OPS and op != "dslvar",
-          f"{where}: unknown expression operation {op!r}")
-    _need(isinstance(args, list) and len(args) == OPS[op], f"{where}: {op} takes {OPS[op]} arguments")
+def _read_value(op, v, where):
     if op == "const":
         if isinstance(v, dict):
-            v = _read_array(v, where).astype(np.float64)
-        else:
-            _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{where}: bad constant")
-            v = float(v)
-    elif op == "ref":
+            return _read_array(v, where).astype(np.float64)
+        _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{where}: bad constant")
+        return float(v)
+    if op == "ref":
         _need(isinstance(v, str) and v.isidentifier(), f"{where}: bad reference")
-    elif op == "index":
+        return v
+    if op == "index":
         if isinstance(v, dict):
             v = _read_array(v, where).astype(np.int64)
             _need(v.ndim == 1, f"{where}: index arrays must be 1-d")
-        elif isinstance(v, list):
+            return v
+        if isinstance(v, list):
             _need(len(v) == 4 and v[0] == "slice" and v[3] != 0
                   and all(p is None or _int64(p) for p in v[1:]), f"{where}: bad slice")
-            v = tuple(v)
-        else:
-            _need(_int64(v), f"{where}: bad index")
-    else:
+            return tuple(v)
+        _need(_int64(v), f"{where}: bad index")
+        return v
+    if OPS[op] == 0:
         _need(v is None, f"{where}: {op} carries no value")
-    return Expr(op, tuple(_read_expr(a, where, depth + 1) for a in args), v)
+    else:  # an op's attribute: an axis or nothing; its shape rule checks it in validate
+        _need(v is None or _int64(v), f"{where}: {op} takes an integer axis or nil, got {v!r}")
+    return v
 
 
-def _read_dist(obj, where, depth=0):
-    _need(depth < 4, f"{where}: distributions nested too deeply")
+def _read_node(reader, nodes, where) -> Expr:
+    """One node, read piece by piece: a variadic op's argument list may be long."""
+    count = reader.header("list", where)
+    _need(count >= 2, f"{where}: malformed expression node")
+    op = reader.piece()
+    _need(isinstance(op, str) and op in OPS and op != "dslvar",
+          f"{where}: unknown expression operation {op!r}")
+    arity, given = OPS[op], count - 2  # a negative arity (ops.VARIADIC): one or more
+    _need(given == arity or (arity < 0 and given > 0),
+          f"{where}: {op} takes {'one or more' if arity < 0 else arity} arguments")
+    value = _read_value(op, reader.piece(ARRAY_CONTAINERS), where)
+    args = []
+    for _ in range(given):
+        arg = reader.piece()
+        # Only earlier nodes: the table is acyclic by construction.
+        _need(_int64(arg) and 0 <= arg < len(nodes), f"{where}: arguments must be indices of earlier nodes")
+        args.append(nodes[arg])
+    return Expr(op, tuple(args), value)
+
+
+def _read_nodes(reader, where):
+    count = reader.header("list", f"{where}: node table")
+    reader.nodes += count
+    _need(reader.nodes <= MAX_NODES, f"{where}: the IR has more than {MAX_NODES} expression nodes")
+    nodes = []
+    for i in range(count):
+        nodes.append(_read_node(reader, nodes, f"{where}, node {i}"))
+    return nodes
+
+
+def _pick(index, nodes, where):
+    _need(_int64(index) and 0 <= index < len(nodes),
+          f"{where}: expression {index!r} is not in the variable's node table")
+    return nodes[index]
+
+
+def _read_shape(shape, where):
+    _need(shape is None or (isinstance(shape, list) and len(shape) <= MAX_NDIM
+                            and all(_int64(s) for s in shape)), f"{where}: bad shape")
+    if shape is not None:
+        size = math.prod(shape)
+        _need(size <= MAX_ELEMENTS, f"variable {where!r}: shape {shape} has {size} elements, "
+                                    f"more than the limit of {MAX_ELEMENTS}")
+    return shape
+
+
+def _read_dist(obj, nodes, where, depth=0):
+    _need(depth < MAX_DIST_DEPTH, f"{where}: distributions nested too deeply")
     _need(isinstance(obj, dict) and set(obj) == {"family", "params", "shape"}, f"{where}: malformed distribution")
     family = obj["family"]
     _need(isinstance(family, str) and family in FAMILIES,
@@ -148,35 +282,56 @@ def _read_dist(obj, where, depth=0):
     params = obj["params"]
     _need(isinstance(params, dict) and all(k in cls.params for k in params),
           f"{where}: {family} parameters must be among {', '.join(cls.params)}")
-    shape = obj["shape"]
-    _need(shape is None or (isinstance(shape, list) and all(isinstance(s, int) for s in shape)),
-          f"{where}: bad shape")
-    values = {k: _read_dist(v, f"{where}.{k}", depth + 1) if k in cls.dist_params
-              else _read_expr(v, f"{where}.{k}") for k, v in params.items()}
+    shape = _read_shape(obj["shape"], where)
+    values = {k: _read_dist(v, nodes, f"{where}.{k}", depth + 1) if k in cls.dist_params
+              else _pick(v, nodes, f"{where}.{k}") for k, v in params.items()}
     try:
         return cls.from_params(values, shape)
     except (TypeError, ValueError) as err:
         raise SchemaError(f"{where}: {err}") from None
 
 
-def from_data(obj) -> Model:
-    _need(isinstance(obj, dict) and obj.get("format") == FORMAT, "not an exmc IR message")
-    _need(obj.get("version") == VERSION, f"unsupported IR version {obj.get('version')!r}")
-    variables = obj.get("variables")
-    _need(isinstance(variables, list) and variables, "IR has no variable list")
-    model = Model()
-    for i, item in enumerate(variables):
-        _need(isinstance(item, dict) and isinstance(item.get("name"), str)
-              and item.get("kind") in KINDS, f"variable {i}: needs a name and a kind")
-        name, kind = item["name"], item["kind"]
-        allowed = {"rv": {"dist"}, "obs": {"dist", "data"}, "det": {"expr"}}[kind]
-        _need(set(item) - {"name", "kind"} == allowed,
-              f"variable {name!r}: a {kind} has exactly the fields {sorted(allowed)}")
-        dist = _read_dist(item["dist"], name) if "dist" in item else None
-        data = _read_array(item["data"], name).astype(np.float64) if "data" in item else None
-        expr = _read_expr(item["expr"], name) if "expr" in item else None
-        model._add(Variable(name, kind, dist=dist, data=data, expr=expr))
-    model.validate()
+def _read_variable(reader, i) -> Variable:
+    what = f"variable {i}"
+    count = reader.header("map", what)
+    reader.key("name", what)
+    name = reader.piece()
+    reader.key("kind", what)
+    kind = reader.piece()
+    _need(isinstance(name, str) and kind in KINDS, f"{what}: needs a name and a kind")
+    fields = FIELDS[kind]
+    _need(count == 3 + len(fields),
+          f"variable {name!r}: a {kind} has exactly the fields {['name', 'kind', 'nodes', *fields]}")
+    reader.key("nodes", f"variable {name!r}")
+    nodes = _read_nodes(reader, f"variable {name!r}")
+    found = {}
+    for field in fields:
+        reader.key(field, f"variable {name!r}")
+        found[field] = reader.piece({"dist": DIST_CONTAINERS, "data": ARRAY_CONTAINERS}.get(field, 0))
+    dist = _read_dist(found["dist"], nodes, name) if "dist" in found else None
+    data = _read_array(found["data"], name).astype(np.float64) if "data" in found else None
+    expr = _pick(found["expr"], nodes, name) if "expr" in found else None
+    return Variable(name, kind, dist=dist, data=data, expr=expr)
+
+
+def _read_model(reader) -> Model:
+    _need(reader.header("map", "not an exmc IR message") == 3, "not an exmc IR message")
+    reader.key("format", "not an exmc IR message")
+    _need(reader.piece() == FORMAT, "not an exmc IR message")
+    reader.key("version", "IR message")
+    version = reader.piece()
+    _need(version == VERSION, f"unsupported IR version {version!r}; this reader takes {VERSION}")
+    reader.key("variables", "IR message")
+    count = reader.header("list", "IR variables")
+    _need(0 < count <= MAX_VARIABLES, f"IR has {count} variables; the limit is 1 to {MAX_VARIABLES}")
+    model, declared = Model(), 0
+    for i in range(count):
+        var = _read_variable(reader, i)
+        if var.dist is not None and var.dist.shape is not None:
+            declared += math.prod(var.dist.shape)
+            _need(declared <= MAX_TOTAL_ELEMENTS, f"variable {var.name!r}: declared shapes add up to "
+                  f"more than {MAX_TOTAL_ELEMENTS} elements")
+        model._add(var)
     return model
 
 
@@ -186,8 +341,16 @@ def loads(payload: bytes, max_bytes: int = MAX_BYTES) -> Model:
         raise SchemaError("IR payload must be bytes")
     if len(payload) > max_bytes:
         raise SchemaError(f"IR message of {len(payload)} bytes exceeds the limit of {max_bytes}")
+    reader = _Reader(payload)
     try:
-        obj = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
-        raise SchemaError(f"IR payload is not valid msgpack: {err}") from None
-    return from_data(obj)
+        model = _read_model(reader)
+    except ModelError:
+        raise
+    except msgpack.StackError:
+        raise SchemaError("IR payload is nested too deeply") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as err:
+        raise SchemaError(f"IR payload is not valid msgpack for an IR message: "
+                          f"{type(err).__name__}: {err}") from None
+    _need(reader.unpacker.tell() == len(payload), "IR payload has extra data after the message")
+    model.validate()
+    return model

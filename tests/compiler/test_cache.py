@@ -24,7 +24,7 @@ CHILD = textwrap.dedent("""
     cm = compile_model(model)
     x = np.array([0.4, -0.2])
     logp, grad, status = cm.logp_and_grad(x)
-    direct = cm.module.logp_grad(x, cm.data, np.zeros(cm.dim))  # the njit dispatcher itself
+    direct = cm.module.logp_grad(x, cm.data, np.zeros(cm.dim), np.empty(cm.module.SCRATCH))
     cm.constrain(x)
     module = cm.module
     print(json.dumps({

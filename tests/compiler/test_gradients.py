@@ -23,7 +23,7 @@ import exmc
 from exmc import math as em
 from exmc import ref
 from exmc.compiler import compile_model
-from exmc.compiler.codegen import STATUS_DOMAIN
+from exmc.compiler.emit import STATUS_DOMAIN
 
 LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 

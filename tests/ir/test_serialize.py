@@ -9,7 +9,7 @@ import exmc
 from exmc import (Bernoulli, Beta, Binomial, Builder, Cauchy, Custom, Exponential, Gamma,
                   GaussianRandomWalk, HalfCauchy, HalfNormal, InverseGamma, Laplace, LogNormal,
                   ModelError, Normal, Poisson, StudentT, Uniform, ref)
-from exmc.ir.serialize import SchemaError, loads, structure_hash, to_data
+from exmc.ir.serialize import VERSION, SchemaError, loads, structure_hash, to_data
 
 Y = np.array([0.0, 1.0, 1.0])
 
@@ -44,33 +44,48 @@ def test_structure_hash_ignores_data_values_not_shapes():
     other_values = Builder().rv("m", Normal(0, 1)).obs("y", Normal("m", 1), Y + 5)
     other_shape = Builder().rv("m", Normal(0, 1)).obs("y", Normal("m", 1), np.ones(4))
     other_prior = Builder().rv("m", Normal(0, 2)).obs("y", Normal("m", 1), Y)
+    other_family = Builder().rv("m", Normal(0, 1)).obs("y", Cauchy("m", 1), Y)
     assert structure_hash(base) == structure_hash(other_values)
+    assert structure_hash(base) == structure_hash(other_prior)  # constants are data too
     assert structure_hash(base) != structure_hash(other_shape)
-    assert structure_hash(base) != structure_hash(other_prior)
+    assert structure_hash(base) != structure_hash(other_family)
 
 
-def mutate(change):
-    data = to_data(Builder().rv("m", Normal(0, 1)).obs("y", Normal("m", 1), Y))
+def mutate(change, model=None):
+    model = model or Builder().rv("m", Normal(0, 1)).obs("y", Normal("m", 1), Y)
+    data = to_data(model)  # variable 1 ("y"): nodes [ref m, const 1.0], params {mu: 0, sigma: 1}
     change(data)
     return msgpack.packb(data, use_bin_type=True)
 
 
+DET = Builder().rv("m", Normal(0, 1)).det("d", -ref("m"))  # "d": nodes [ref m, neg 0], expr 1
+VALID = mutate(lambda d: None)
+
+
 @pytest.mark.parametrize("payload, message", [
-    (b"\xc1", "not valid msgpack"),
+    (b"\xc1", "not an exmc IR message"),
     (msgpack.packb([1, 2, 3]), "not an exmc IR message"),
+    (b"\x00" * 10, "not an exmc IR message"),
+    (VALID + b"\x00", "extra data"),
+    (VALID[:-3], "not valid msgpack"),
     (mutate(lambda d: d.update(version=99)), "unsupported IR version"),
     (mutate(lambda d: d["variables"][0]["dist"].update(family="Gumbel")), "unknown distribution 'Gumbel'"),
-    (mutate(lambda d: d["variables"][0]["dist"]["params"].update(sd={"op": "const", "args": [], "value": 1.0})),
+    (mutate(lambda d: d["variables"][0]["dist"]["params"].update(sd=1)),
      "parameters must be among mu, sigma"),
-    (mutate(lambda d: d["variables"][1]["dist"]["params"]["mu"].update(op="eval")), "unknown expression operation"),
+    (mutate(lambda d: d["variables"][1]["nodes"][0].__setitem__(0, "eval")), "unknown expression operation"),
     (mutate(lambda d: d["variables"][1]["data"].update(shape=[99])), "array size does not match shape"),
     (mutate(lambda d: d["variables"][1]["data"].update(nd="|O")), "array dtype"),
     (mutate(lambda d: d["variables"][1].update(kind="boss")), "needs a name and a kind"),
     (mutate(lambda d: d["variables"][1].pop("data")), "exactly the fields"),
-    (mutate(lambda d: d["variables"][1]["dist"]["params"]["mu"].update(value="m m")), "bad reference"),
-    (mutate(lambda d: d["variables"][1]["dist"]["params"].update(mu={"op": "ref", "args": [], "value": "zz"})),
-     "unknown variable 'zz'"),
-    (b"\x00" * 10, "extra data"),
+    (mutate(lambda d: d["variables"][1]["nodes"][0].__setitem__(1, "m m")), "bad reference"),
+    (mutate(lambda d: d["variables"][1]["nodes"][0].__setitem__(1, "zz")), "unknown variable 'zz'"),
+    (mutate(lambda d: d["variables"][1]["dist"]["params"].update(mu=7)), "not in the variable's node table"),
+    (mutate(lambda d: d["variables"][1]["nodes"].append(["neg", None, 2]), DET),
+     "indices of earlier nodes"),  # a node that is its own argument: a cycle
+    (mutate(lambda d: d["variables"][1]["nodes"].__setitem__(0, ["neg", None, 1]), DET),
+     "indices of earlier nodes"),  # an argument that comes later: could close a cycle
+    (mutate(lambda d: d["variables"][0]["dist"].update(shape=[10**12])),
+     "variable 'm': shape \\[1000000000000\\] has 1000000000000 elements, more than the limit"),
 ])
 def test_hostile_payloads_are_rejected_with_a_reason(payload, message):
     with pytest.raises(ModelError, match=message):
@@ -78,13 +93,16 @@ def test_hostile_payloads_are_rejected_with_a_reason(payload, message):
 
 
 def test_deep_nesting_and_size_limits():
-    expr = {"op": "ref", "args": [], "value": "m"}
-    for _ in range(500):
-        expr = {"op": "neg", "args": [expr], "value": None}
-    data = to_data(Builder().rv("m", Normal(0, 1)))
-    data["variables"].append({"name": "d", "kind": "det", "expr": expr})
+    node = None
+    for _ in range(50):  # a node value that nests lists, where the schema allows a few
+        node = [node]
+    bad = mutate(lambda d: d["variables"][1]["nodes"].__setitem__(1, ["const", node]))
+    with pytest.raises(SchemaError, match="lists or maps where its schema has none"):
+        loads(bad)
+    marked = mutate(lambda d: d["variables"][1]["nodes"].__setitem__(1, ["const", b"@marker@"]))
+    deep = marked.replace(msgpack.packb(b"@marker@"), b"\x91" * 5000 + b"\xc0")
     with pytest.raises(SchemaError, match="nested too deeply"):
-        loads(msgpack.packb(data, use_bin_type=True))
+        loads(deep)
     with pytest.raises(SchemaError, match="exceeds the limit"):
         loads(b"\x90" * 100, max_bytes=10)
 
@@ -109,7 +127,8 @@ json_like = st.recursive(
     | st.binary(max_size=16),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(
         st.sampled_from(["op", "args", "value", "family", "params", "shape", "name", "kind",
-                         "dist", "data", "expr", "nd", "bytes", "format", "version", "variables"]),
+                         "dist", "data", "expr", "nd", "bytes", "format", "version", "variables",
+                         "nodes"]),
         children, max_size=5),
     max_leaves=30)
 
@@ -117,7 +136,8 @@ json_like = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(json_like)
 def test_random_structures_never_crash(obj):
-    payload = msgpack.packb({"format": "exmc-ir", "version": 1, "variables": [obj]}, use_bin_type=True)
+    payload = msgpack.packb({"format": "exmc-ir", "version": VERSION, "variables": [obj]},
+                            use_bin_type=True)
     try:
         loads(payload)
     except ModelError:

@@ -1,23 +1,25 @@
-"""The Distribution base class: parameters as expressions, support, and code templates for the compiler.
+"""The Distribution base class: a family declared as data (parameters, ranks, support, checks).
 
 A distribution family declares, as plain class attributes:
 
-- ``params``: parameter names in positional order, ``defaults`` for optional ones;
-- ``checks``: conditions on the parameters (``"sigma > 0"``), checked when the
-  model is built for constant parameters and at run time for computed ones;
-- ``setup`` / ``logp`` / ``partials``: numpy expressions over ``x`` (the value)
-  and the parameter names, from which the compiler emits the elementwise
-  log-density and its exact partial derivatives;
-- ``support``: the value's (lower, upper) bounds, which pick the transform.
+- ``params``: parameter names in positional order (PyMC's), ``defaults`` for
+  optional ones, ``param_ndim`` the rank of each parameter's event part
+  (0 unless given: ``MvNormal``'s ``cov`` is 2) and ``event_ndim`` the value's;
+- ``checks``: predicates on the parameters as data, ``(name, op, name or
+  number)`` such as ``("sigma", ">", 0.0)``, checked when the model is built
+  for constant parameters and at run time for computed ones;
+- ``lower`` / ``upper``: the value's bounds, or ``transform``: the name of a
+  transform (``"simplex"``), which maps the free values onto the support.
 
+The log density and its gradient are scalar kernel functions registered in
+``exmc/compiler/families.py`` under the family's name and given parameters.
 Composite families (random walks, custom densities) instead ``expand`` into
 terms of simpler ones.
 """
 from __future__ import annotations
 
 import itertools
-import re
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,15 +29,6 @@ _serial = itertools.count()
 # Stack of active @exmc.model recordings (see ir/dsl.py): each new distribution
 # is appended to the innermost one so the DSL can name it after the call.
 recordings: list = []
-
-
-class Templates(NamedTuple):
-    """Code templates for one family (see the module docstring)."""
-
-    setup: tuple  # ((local_name, expression), ...) evaluated in order
-    logp: str
-    partials: dict  # argument name ("x" or a parameter) -> expression
-    checks: tuple  # conditions over parameters that must hold
 
 
 class ModelError(ValueError):
@@ -70,10 +63,10 @@ class Distribution(ExprOps):
     upper: ClassVar[object] = None
     open_support: ClassVar[bool] = True  # data on the bound itself has zero density
 
-    setup: ClassVar[tuple] = ()
-    logp: ClassVar[str] = ""
-    partials: ClassVar[dict] = {}
-    checks: ClassVar[tuple] = ()
+    transform: ClassVar[str | None] = None  # a named transform instead of bounds
+    event_ndim: ClassVar[int] = 0
+    param_ndim: ClassVar[dict] = {}
+    checks: ClassVar[tuple] = ()  # (parameter, op, parameter or number)
 
     def __init__(self, *args, shape=None, observed=None, name=None, **kwargs):
         names = self.params
@@ -120,8 +113,66 @@ class Distribution(ExprOps):
         return cls(**params, shape=shape)
 
     # ---- used by the builder and the compiler --------------------------------
-    def templates(self) -> Templates:
-        return Templates(self.setup, self.logp, self.partials, self.checks)
+    def predicates(self):
+        """The checks that apply: those over parameters this distribution was given."""
+        return tuple(c for c in self.checks
+                     if all(p in self.param_exprs for p in (c[0], c[2]) if isinstance(p, str)))
+
+    def value_shape(self, param_shapes: dict, shape, where):
+        """The value's shape from the parameters' shapes (and a declared ``shape`` or None).
+
+        Each parameter's last ``param_ndim`` axes are its event part; the rest
+        broadcast to the batch shape, and the value is batch + event shape.
+        """
+        event = None
+        batch = []
+        for key, s in param_shapes.items():
+            ndim = self.param_ndim.get(key, 0)
+            if len(s) < ndim:
+                raise ModelError(f"{where}: parameter {key!r} of {self.family} needs {ndim} "
+                                 f"dimensions, got shape {s}")
+            batch.append(s[:len(s) - ndim])
+            if ndim and event is None:
+                event = self.event_shape(key, s[len(s) - ndim:])
+        event = () if event is None else event
+        try:
+            batch = tuple(np.broadcast_shapes(*batch)) if batch else ()
+        except ValueError:
+            raise ModelError(f"{where}: parameter shapes {dict(param_shapes)} do not broadcast") from None
+        if shape is None:
+            return batch + event
+        shape = tuple(shape)
+        if shape[len(shape) - len(event):] != event if event else False:
+            raise ModelError(f"{where}: shape {shape} does not end with the event shape {event} "
+                             f"of {self.family}")
+        lead = shape[:len(shape) - len(event)]
+        try:
+            fits = tuple(np.broadcast_shapes(lead, batch)) == lead
+        except ValueError:
+            fits = False
+        if not fits:
+            shown = ", ".join(f"{k} {s}" for k, s in param_shapes.items())
+            raise ModelError(f"{where}: parameter shapes ({shown}) do not fit the variable's "
+                             f"shape {shape}")
+        return shape
+
+    def event_shape(self, key, shape):
+        """The value's event shape given the event part of parameter ``key`` (its last axes)."""
+        return tuple(shape[-self.event_ndim:]) if self.event_ndim else ()
+
+    def check_constants(self, where):
+        """ModelError if a check fails for parameters that are constants."""
+        constants = {k: v.value for k, v in self.param_exprs.items()
+                     if isinstance(v, Expr) and v.op == "const"}
+        for lhs, op, rhs in self.predicates():
+            involved = [p for p in (lhs, rhs) if isinstance(p, str)]
+            if not all(p in constants for p in involved):
+                continue
+            right = constants[rhs] if isinstance(rhs, str) else rhs
+            if not np.all(COMPARE[op](constants[lhs], right)):
+                shown = ", ".join(f"{k}={_short(constants[k])}" for k in involved)
+                bound = rhs if isinstance(rhs, str) else f"{rhs:g}"
+                raise ModelError(f"{where}: {self.family} needs {lhs} {op} {bound}, got {shown}")
 
     def support_exprs(self):
         """(lower, upper) of the value as expressions of the parameters, None where unbounded."""
@@ -151,9 +202,12 @@ class Distribution(ExprOps):
         return f"{self.family}({inner}{shape})"
 
 
-def names_in(template, names):
-    """Those of ``names`` that a code template mentions as whole words."""
-    return [n for n in names if re.search(rf"\b{n}\b", template)]
+COMPARE = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+
+
+def _short(value):
+    arr = np.asarray(value)
+    return repr(float(arr)) if arr.ndim == 0 else f"array{arr.shape} (min {arr.min():g})"
 
 
 def normalize_shape(shape):

@@ -3,7 +3,7 @@ import numpy as np
 
 from exmc.ir.dists.base import Distribution
 from exmc.ir.dists.continuous import Normal
-from exmc.ir.expr import Expr
+from exmc.ir.expr import Expr, rewrite
 
 
 class GaussianRandomWalk(Distribution):
@@ -17,7 +17,7 @@ class GaussianRandomWalk(Distribution):
     params = ("mu", "sigma", "init")
     defaults = {"mu": 0.0, "sigma": 1.0, "init": None}
     dist_params = ("init",)
-    checks = ("sigma > 0",)
+    checks = (("sigma", ">", 0.0),)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,12 +76,8 @@ class Custom(Distribution):
 
 
 def substitute_value(expr: Expr, value: Expr) -> Expr:
-    """``expr`` with every ``exmc.value`` placeholder replaced by ``value``."""
-    if expr.op == "value":
-        return value
-    if not expr.args:
-        return expr
-    return Expr(expr.op, tuple(substitute_value(a, value) for a in expr.args), expr.value)
+    """``expr`` with every ``exmc.value`` placeholder replaced by ``value``; sharing is kept."""
+    return rewrite(expr, lambda leaf: value if leaf.op == "value" else leaf)
 
 
 __all__ = ["GaussianRandomWalk", "Custom"]

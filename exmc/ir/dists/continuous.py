@@ -1,10 +1,4 @@
-"""Continuous scalar families: log-density, exact partials, support and random draws.
-
-Templates are numpy expressions over ``x`` and the parameter names (see
-``base.py``).  Helpers available to them: ``np``, ``lgamma``, ``digamma``,
-``sigmoid``, ``softplus`` and the constants ``LOG_2``, ``LOG_PI``,
-``LOG_SQRT_2PI`` (all in ``exmc/compiler/kernels.py``).
-"""
+"""Continuous scalar families: parameters, support, checks and random draws (kernels: compiler/families.py)."""
 from exmc.ir.dists.base import Distribution
 
 
@@ -14,10 +8,7 @@ class Normal(Distribution):
     family = "Normal"
     params = ("mu", "sigma")
     defaults = {"mu": 0.0, "sigma": 1.0}
-    checks = ("sigma > 0",)
-    setup = (("z", "(x - mu) / sigma"),)
-    logp = "-0.5 * z * z - np.log(sigma) - LOG_SQRT_2PI"
-    partials = {"x": "-z / sigma", "mu": "z / sigma", "sigma": "(z * z - 1.0) / sigma"}
+    checks = (("sigma", ">", 0.0),)
 
     def random(self, rng, v, size):
         return rng.normal(v["mu"], v["sigma"], size)
@@ -30,10 +21,7 @@ class HalfNormal(Distribution):
     params = ("sigma",)
     defaults = {"sigma": 1.0}
     lower, open_support = 0.0, False
-    checks = ("sigma > 0",)
-    setup = (("z", "x / sigma"),)
-    logp = "-0.5 * z * z - np.log(sigma) + LOG_2 - LOG_SQRT_2PI"
-    partials = {"x": "-z / sigma", "sigma": "(z * z - 1.0) / sigma"}
+    checks = (("sigma", ">", 0.0),)
 
     def random(self, rng, v, size):
         return abs(rng.normal(0.0, v["sigma"], size))
@@ -46,10 +34,7 @@ class HalfCauchy(Distribution):
     params = ("beta",)
     defaults = {"beta": 1.0}
     lower, open_support = 0.0, False
-    checks = ("beta > 0",)
-    setup = (("s", "beta * beta + x * x"),)
-    logp = "LOG_2 - LOG_PI + np.log(beta) - np.log(s)"
-    partials = {"x": "-2.0 * x / s", "beta": "1.0 / beta - 2.0 * beta / s"}
+    checks = (("beta", ">", 0.0),)
 
     def random(self, rng, v, size):
         return abs(v["beta"] * rng.standard_cauchy(size))
@@ -61,9 +46,7 @@ class Exponential(Distribution):
     family = "Exponential"
     params = ("lam",)
     lower, open_support = 0.0, False
-    checks = ("lam > 0",)
-    logp = "np.log(lam) - lam * x"
-    partials = {"x": "-lam + 0.0 * x", "lam": "1.0 / lam - x"}
+    checks = (("lam", ">", 0.0),)
 
     def random(self, rng, v, size):
         return rng.exponential(1.0 / v["lam"], size)
@@ -75,12 +58,7 @@ class Gamma(Distribution):
     family = "Gamma"
     params = ("alpha", "beta")
     lower = 0.0
-    checks = ("alpha > 0", "beta > 0")
-    setup = (("lx", "np.log(x)"),)
-    logp = "alpha * np.log(beta) - lgamma(alpha) + (alpha - 1.0) * lx - beta * x"
-    partials = {"x": "(alpha - 1.0) / x - beta",
-                "alpha": "np.log(beta) - digamma(alpha) + lx",
-                "beta": "alpha / beta - x"}
+    checks = (("alpha", ">", 0.0), ("beta", ">", 0.0))
 
     def random(self, rng, v, size):
         return rng.gamma(v["alpha"], 1.0 / v["beta"], size)
@@ -92,12 +70,7 @@ class InverseGamma(Distribution):
     family = "InverseGamma"
     params = ("alpha", "beta")
     lower = 0.0
-    checks = ("alpha > 0", "beta > 0")
-    setup = (("lx", "np.log(x)"),)
-    logp = "alpha * np.log(beta) - lgamma(alpha) - (alpha + 1.0) * lx - beta / x"
-    partials = {"x": "(beta / x - alpha - 1.0) / x",
-                "alpha": "np.log(beta) - digamma(alpha) - lx",
-                "beta": "alpha / beta - 1.0 / x"}
+    checks = (("alpha", ">", 0.0), ("beta", ">", 0.0))
 
     def random(self, rng, v, size):
         return 1.0 / rng.gamma(v["alpha"], 1.0 / v["beta"], size)
@@ -109,13 +82,7 @@ class Beta(Distribution):
     family = "Beta"
     params = ("alpha", "beta")
     lower, upper = 0.0, 1.0
-    checks = ("alpha > 0", "beta > 0")
-    setup = (("lx", "np.log(x)"), ("l1x", "np.log1p(-x)"))
-    logp = ("lgamma(alpha + beta) - lgamma(alpha) - lgamma(beta)"
-            " + (alpha - 1.0) * lx + (beta - 1.0) * l1x")
-    partials = {"x": "(alpha - 1.0) / x - (beta - 1.0) / (1.0 - x)",
-                "alpha": "digamma(alpha + beta) - digamma(alpha) + lx",
-                "beta": "digamma(alpha + beta) - digamma(beta) + l1x"}
+    checks = (("alpha", ">", 0.0), ("beta", ">", 0.0))
 
     def random(self, rng, v, size):
         return rng.beta(v["alpha"], v["beta"], size)
@@ -129,10 +96,7 @@ class Uniform(Distribution):
     defaults = {"lower": 0.0, "upper": 1.0}
     lower, upper = "lower", "upper"
     open_support = False
-    checks = ("upper > lower",)
-    logp = "-np.log(upper - lower) + 0.0 * x"
-    partials = {"x": "0.0 * x", "lower": "1.0 / (upper - lower) + 0.0 * x",
-                "upper": "-1.0 / (upper - lower) + 0.0 * x"}
+    checks = (("upper", ">", "lower"),)
 
     def random(self, rng, v, size):
         return rng.uniform(v["lower"], v["upper"], size)
@@ -144,17 +108,7 @@ class StudentT(Distribution):
     family = "StudentT"
     params = ("nu", "mu", "sigma")
     defaults = {"mu": 0.0, "sigma": 1.0}
-    checks = ("nu > 0", "sigma > 0")
-    setup = (("t", "(x - mu) / sigma"),
-             ("tt", "t * t"),
-             ("w", "(nu + 1.0) / (nu + tt)"),
-             ("l1", "np.log1p(tt / nu)"))
-    logp = ("lgamma(0.5 * (nu + 1.0)) - lgamma(0.5 * nu) - 0.5 * np.log(nu) - 0.5 * LOG_PI"
-            " - np.log(sigma) - 0.5 * (nu + 1.0) * l1")
-    partials = {"x": "-w * t / sigma", "mu": "w * t / sigma",
-                "sigma": "(w * tt - 1.0) / sigma",
-                "nu": ("0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu)) - 0.5 / nu"
-                       " - 0.5 * l1 + 0.5 * w * tt / nu")}
+    checks = (("nu", ">", 0.0), ("sigma", ">", 0.0))
 
     def random(self, rng, v, size):
         return v["mu"] + v["sigma"] * rng.standard_t(v["nu"], size)
@@ -166,11 +120,7 @@ class Cauchy(Distribution):
     family = "Cauchy"
     params = ("alpha", "beta")
     defaults = {"alpha": 0.0, "beta": 1.0}
-    checks = ("beta > 0",)
-    setup = (("t", "(x - alpha) / beta"), ("d", "beta * (1.0 + t * t)"))
-    logp = "-LOG_PI - np.log(beta) - np.log1p(t * t)"
-    partials = {"x": "-2.0 * t / d", "alpha": "2.0 * t / d",
-                "beta": "(2.0 * t * t / (1.0 + t * t) - 1.0) / beta"}
+    checks = (("beta", ">", 0.0),)
 
     def random(self, rng, v, size):
         return v["alpha"] + v["beta"] * rng.standard_cauchy(size)
@@ -183,11 +133,7 @@ class LogNormal(Distribution):
     params = ("mu", "sigma")
     defaults = {"mu": 0.0, "sigma": 1.0}
     lower = 0.0
-    checks = ("sigma > 0",)
-    setup = (("lx", "np.log(x)"), ("z", "(lx - mu) / sigma"))
-    logp = "-0.5 * z * z - np.log(sigma) - LOG_SQRT_2PI - lx"
-    partials = {"x": "-(z / sigma + 1.0) / x", "mu": "z / sigma",
-                "sigma": "(z * z - 1.0) / sigma"}
+    checks = (("sigma", ">", 0.0),)
 
     def random(self, rng, v, size):
         return rng.lognormal(v["mu"], v["sigma"], size)
@@ -199,11 +145,7 @@ class Laplace(Distribution):
     family = "Laplace"
     params = ("mu", "b")
     defaults = {"mu": 0.0, "b": 1.0}
-    checks = ("b > 0",)
-    setup = (("d", "x - mu"),)
-    logp = "-np.log(2.0 * b) - np.abs(d) / b"
-    partials = {"x": "-np.sign(d) / b", "mu": "np.sign(d) / b",
-                "b": "(np.abs(d) / b - 1.0) / b"}
+    checks = (("b", ">", 0.0),)
 
     def random(self, rng, v, size):
         return rng.laplace(v["mu"], v["b"], size)

@@ -1,9 +1,11 @@
 """Discrete families (observed only: NUTS samples continuous parameters)."""
-from exmc.ir.dists.base import Distribution, Templates
+from exmc.ir.dists.base import Distribution
 
 
 class _ProbabilityOrLogit(Distribution):
     """Shared parameter handling: exactly one of ``p`` and ``logit_p``."""
+
+    checks = (("p", ">=", 0.0), ("p", "<=", 1.0))  # apply only when p is given
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -11,11 +13,6 @@ class _ProbabilityOrLogit(Distribution):
         if len(given) != 1:
             raise TypeError(f"{self.family} needs exactly one of p and logit_p, got "
                             f"{', '.join(given) or 'neither'}")
-
-    def templates(self):
-        if "p" in self.param_exprs:
-            return Templates((), self.logp_p, self.partials_p, ("p >= 0", "p <= 1"))
-        return Templates((), self.logp_logit, self.partials_logit, ())
 
     def probability(self, v):
         if "p" in v:
@@ -32,10 +29,6 @@ class Bernoulli(_ProbabilityOrLogit):
     defaults = {"p": None, "logit_p": None}
     discrete = True
     lower, upper, open_support = 0.0, 1.0, False
-    logp_p = "x * np.log(p) + (1.0 - x) * np.log1p(-p)"
-    partials_p = {"p": "x / p - (1.0 - x) / (1.0 - p)"}
-    logp_logit = "x * logit_p - softplus(logit_p)"
-    partials_logit = {"logit_p": "x - sigmoid(logit_p)"}
 
     def random(self, rng, v, size):
         return (rng.uniform(size=size) < self.probability(v)).astype(float)
@@ -50,11 +43,6 @@ class Binomial(_ProbabilityOrLogit):
     data_params = ("n",)
     discrete = True
     lower, upper, open_support = 0.0, "n", False
-    _lchoose = "lgamma(n + 1.0) - lgamma(x + 1.0) - lgamma(n - x + 1.0)"
-    logp_p = _lchoose + " + x * np.log(p) + (n - x) * np.log1p(-p)"
-    partials_p = {"p": "x / p - (n - x) / (1.0 - p)"}
-    logp_logit = _lchoose + " + x * logit_p - n * softplus(logit_p)"
-    partials_logit = {"logit_p": "x - n * sigmoid(logit_p)"}
 
     def random(self, rng, v, size):
         return rng.binomial(v["n"].astype(int) if hasattr(v["n"], "astype") else int(v["n"]),
@@ -68,9 +56,7 @@ class Poisson(Distribution):
     params = ("mu",)
     discrete = True
     lower, open_support = 0.0, False
-    checks = ("mu > 0",)
-    logp = "x * np.log(mu) - mu - lgamma(x + 1.0)"
-    partials = {"mu": "x / mu - 1.0"}
+    checks = (("mu", ">", 0.0),)
 
     def random(self, rng, v, size):
         return rng.poisson(v["mu"], size).astype(float)

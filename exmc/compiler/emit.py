@@ -1,0 +1,660 @@
+"""Emission: a lowered ``Program`` becomes loops over scalars in one preallocated work buffer.
+
+Every value of the graph has a fixed address: the free vector ``x``, the flat
+``data`` argument (data and every numeric constant), a local variable (a
+scalar ``v<i>``, its adjoint ``g<i>``) or a slice of the work buffer ``w``
+(arrays, and their adjoints), at offsets fixed here.  The forward pass writes
+one loop per operation, reading its arguments with broadcasting worked out
+into index arithmetic; the reverse pass walks the nodes backwards and adds
+each operation's adjoint contributions.  Indexing and transposition are views:
+they only change how elements are addressed, so they cost no loop and no copy.
+A family's term calls its scalar kernel once per element and adds the
+kernel's partial derivatives to its arguments' adjoints on the spot (a term's
+own adjoint is always 1).  Nothing allocates and nothing calls NumPy, so the
+same body compiles with ``numba.njit`` and as a ``numba.cuda`` device function.
+
+The functions written (see ``module_source``):
+
+- ``logp_grad(x, data, grad, w) -> (logp, status)``
+- ``constrain(x, data, out, w) -> status``: traced values and deterministics
+- ``log_likelihood(x, data, out, w) -> status``: each observed element's log density
+"""
+from __future__ import annotations
+
+import re
+
+from exmc.compiler.lower import IndexAttr, Program
+from exmc.ir.ops import REGISTRY, size_of
+
+STATUS_OK, STATUS_DOMAIN = 0, 1  # domain: a computed parameter left its domain (Stan would throw)
+_ARG = re.compile(r"\b([abco])\b")
+CHECK_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+def strides(shape):
+    out, step = [], 1
+    for n in reversed(shape):
+        out.append(step)
+        step *= n
+    return list(reversed(out))
+
+
+def broadcast_index(out_shape, in_shape, k):
+    """Code for the flat index into an input of ``in_shape`` read at output element ``k``."""
+    if tuple(in_shape) == tuple(out_shape):
+        return k
+    n_in = size_of(in_shape)
+    if n_in == 1:
+        return "0"
+    full = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
+    lead = len(out_shape) - len(in_shape)
+    if all(s == 1 for s in full[:lead]) and tuple(in_shape) == tuple(out_shape[lead:]):
+        return f"({k}) % {n_in}"
+    out_strides, in_strides = strides(out_shape), strides(full)
+    terms = []
+    for axis, n in enumerate(full):
+        if n == 1:
+            continue
+        coord = f"({k}) // {out_strides[axis]}"
+        if axis > 0:
+            coord = f"({coord}) % {out_shape[axis]}"
+        terms.append(coord if in_strides[axis] == 1 else f"({coord}) * {in_strides[axis]}")
+    return " + ".join(terms)
+
+
+def _plus(offset, k):
+    return str(offset) if k == "0" else f"{offset} + {k}" if offset else k
+
+
+def _fname(fn):
+    return getattr(fn, "py_func", fn).__name__
+
+
+class Emitter:
+    """Addresses of every node, and the code of each operation (see the module docstring)."""
+
+    def __init__(self, program: Program):
+        self.p = program
+        self.nodes = program.nodes
+        self.value_at, self.adjoint_at, self.aux_at = {}, {}, {}
+        size = 0
+        for i, node in enumerate(self.nodes):
+            if node.op == "logdet":  # the Cholesky factor and its adjoint
+                self.aux_at[i] = size
+                size += 2 * size_of(self.nodes[node.inputs[0]].shape)
+            if self.is_view(i) or node.op in ("input", "data", "logp") or node.shape == ():
+                continue
+            self.value_at[i] = size
+            size += size_of(node.shape)
+            if node.op in ("logsumexp", "cholesky"):
+                self.aux_at[i] = size  # running maxima; a copy of the adjoint
+                size += size_of(node.shape)
+        self.adjoint_start = size
+        for i, node in enumerate(self.nodes):
+            if node.active and i in self.value_at:
+                self.adjoint_at[i] = size
+                size += size_of(node.shape)
+        self.scratch_size = size
+        self.fail = ""
+
+    def is_view(self, i):
+        return self.nodes[i].op in ("index", "transpose")
+
+    # ---- addressing -------------------------------------------------------------------
+    def view_index(self, i, k):
+        """(source node, flat index code in the source) of element ``k`` of view ``i``."""
+        node = self.nodes[i]
+        src = node.inputs[0]
+        if node.op == "transpose":
+            shape = node.shape
+            in_strides = strides(self.nodes[src].shape)
+            terms = []
+            for axis, stride in enumerate(strides(shape)):
+                coord = f"({k}) // {stride}" if axis == 0 else f"(({k}) // {stride}) % {shape[axis]}"
+                terms.append(f"({coord}) * {in_strides[len(shape) - 1 - axis]}")
+            return src, " + ".join(terms) if terms else "0"
+        attr: IndexAttr = node.attr
+        rest = size_of(self.nodes[src].shape[1:])
+        inner = "" if rest == 1 else f" * {rest} + ({k}) % {rest}"
+        row = k if rest == 1 else f"({k}) // {rest}"
+        if attr.kind == "int":
+            return src, _plus(attr.start * rest, k) if rest > 1 else str(attr.start)
+        if attr.kind == "slice":
+            first = f"{attr.start} + ({row}) * {attr.step}" if attr.step != 1 else _plus(attr.start, row)
+            return src, f"({first}){inner}"
+        positions = self.nodes[node.inputs[1]].attr
+        return src, f"int(data[{_plus(positions, row)}]){inner}"
+
+    def read(self, i, k="0"):
+        """Code reading element ``k`` (code) of node ``i``'s value."""
+        node = self.nodes[i]
+        if self.is_view(i):
+            return self.read(*self.view_index(i, k))
+        if node.op == "input":
+            return f"x[{_plus(node.attr, k)}]"
+        if node.op == "data":
+            return f"data[{_plus(node.attr, k)}]"
+        if node.shape == () or node.op == "logp":
+            return f"v{i}"
+        return f"w[{_plus(self.value_at[i], k)}]"
+
+    def adjoint(self, i, k="0"):
+        """Code of the adjoint of element ``k`` of node ``i`` (an assignable place)."""
+        node = self.nodes[i]
+        if self.is_view(i):
+            return self.adjoint(*self.view_index(i, k))
+        if node.op == "input":
+            return f"grad[{_plus(node.attr, k)}]"
+        if node.shape == () or node.op == "logp":
+            return f"g{i}"
+        return f"w[{_plus(self.adjoint_at[i], k)}]"
+
+    def has_adjoint(self, i):
+        return self.nodes[i].active
+
+    # ---- forward ------------------------------------------------------------------------
+    def forward(self, i, with_grad):
+        node = self.nodes[i]
+        if node.op in ("input", "data") or self.is_view(i):
+            return []
+        if node.op == "logp":
+            return self.logp_forward(i, with_grad)
+        spec = REGISTRY[node.op]
+        if spec.scalar is not None:
+            return self.loop(node.shape, lambda k: [
+                f"{self.write(i, k)} = {self.elementwise(i, spec.scalar, k)}"])
+        return getattr(self, f"forward_{spec.layout}")(i)
+
+    def write(self, i, k):
+        return self.read(i, k)
+
+    def elementwise(self, i, code, k):
+        node = self.nodes[i]
+        names = {"o": self.read(i, k)}
+        for letter, j in zip("abc", node.inputs):
+            names[letter] = self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+        return _ARG.sub(lambda m: names[m.group(1)], code)
+
+    @staticmethod
+    def loop(shape, body, var="k"):
+        n = size_of(shape)
+        if n == 1 and shape == ():
+            return body("0")
+        return [f"for {var} in range({n}):"] + ["    " + line for line in body(var)]
+
+    def logp_forward(self, i, with_grad):
+        node = self.nodes[i]
+        term = node.attr
+        lines = [f"v{i} = 0.0"]
+
+        def body(k):
+            out, names = [], []
+            for n, j in enumerate(node.inputs):
+                names.append(f"a{i}_{n}")
+                out.append(f"{names[-1]} = {self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))}")
+            for lhs, op, rhs in term.checks:
+                left = names[term.args.index(lhs)]
+                right = names[term.args.index(rhs)] if isinstance(rhs, str) else repr(float(rhs))
+                out.append(f"if not ({left} {CHECK_OPS[op]} {right}):")
+                out.append(f"    return {self.fail}")
+            active = [n for n, j in enumerate(node.inputs) if self.nodes[j].active]
+            if with_grad and active:
+                out.append(f"r{i} = F.{_fname(term.kernel.logp_grad)}({', '.join(names)})")
+                out.append(f"v{i} += r{i}[0]")
+                for n in active:
+                    j = node.inputs[n]
+                    place = self.adjoint(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+                    out.append(f"{place} += r{i}[{n + 1}]")
+            else:
+                out.append(f"v{i} += F.{_fname(term.kernel.logp)}({', '.join(names)})")
+            return out
+
+        return lines + self.loop(node.shape, body)
+
+    def forward_reduce(self, i):
+        node = self.nodes[i]
+        src = node.inputs[0]
+        shape = self.nodes[src].shape
+        n, m = size_of(shape), size_of(node.shape)
+        out_k = self.reduced_index(i, "k")
+        acc = lambda k: self.read(i, k)  # noqa: E731
+        if node.op == "logsumexp":
+            top = lambda k: f"w[{_plus(self.aux_at[i], k)}]"  # noqa: E731
+            return (self.loop((m,), lambda r: [f"{top(r)} = -math.inf", f"{acc(r)} = 0.0"], "r")
+                    + [f"for k in range({n}):",
+                       f"    {top(out_k)} = max({top(out_k)}, {self.read(src, 'k')})",
+                       f"for k in range({n}):",
+                       f"    {acc(out_k)} += math.exp({self.read(src, 'k')} - {top(out_k)})"]
+                    + self.loop((m,), lambda r: [f"{acc(r)} = {top(r)} + math.log({acc(r)})"], "r"))
+        lines = self.loop((m,), lambda r: [f"{acc(r)} = 0.0"], "r")
+        lines += [f"for k in range({n}):", f"    {acc(out_k)} += {self.read(src, 'k')}"]
+        if node.op == "mean":
+            lines += self.loop((m,), lambda r: [f"{acc(r)} /= {n // m}"], "r")
+        return lines
+
+    def reduced_index(self, i, k):
+        """Code of the output element that input element ``k`` of reduction ``i`` adds to."""
+        node = self.nodes[i]
+        shape = self.nodes[node.inputs[0]].shape
+        if node.attr is None or node.shape == ():
+            return "0"
+        axis = node.attr % len(shape)
+        inner = size_of(shape[axis + 1:])
+        block = inner * shape[axis]
+        outer = f"(({k}) // {block})"
+        if inner == 1:
+            return outer
+        return f"{outer} * {inner} + ({k}) % {inner}"
+
+    def cumsum_layout(self, i):
+        node = self.nodes[i]
+        shape = self.nodes[node.inputs[0]].shape
+        if node.attr is None:
+            return size_of(shape), 1, size_of(shape)
+        axis = node.attr % len(shape)
+        return size_of(shape), size_of(shape[axis + 1:]), shape[axis]
+
+    def forward_cumsum(self, i):
+        src = self.nodes[i].inputs[0]
+        n, stride, length = self.cumsum_layout(i)
+        return [f"for k in range({n}):",
+                f"    c{i} = {self.read(src, 'k')}",
+                f"    if (k // {stride}) % {length} > 0:",
+                f"        c{i} += {self.read(i, f'k - {stride}')}",
+                f"    {self.read(i, 'k')} = c{i}"]
+
+    def matmul_dims(self, i):
+        a, b = (self.nodes[j].shape for j in self.nodes[i].inputs)
+        m = a[0] if len(a) == 2 else 1
+        p = b[1] if len(b) == 2 else 1
+        return m, a[-1], p
+
+    def forward_matmul(self, i):
+        ia, ib = self.nodes[i].inputs
+        m, n, p = self.matmul_dims(i)
+        return [f"for r in range({m}):",
+                f"    for c in range({p}):",
+                f"        s{i} = 0.0",
+                f"        for t in range({n}):",
+                f"            s{i} += {self.read(ia, f'r * {n} + t')} * {self.read(ib, f't * {p} + c')}",
+                f"        {self.read(i, f'r * {p} + c')} = s{i}"]
+
+    def concat_maps(self, i):
+        """(input, code of the output index of its element k) for concatenate and stack."""
+        node = self.nodes[i]
+        axis = node.attr % len(node.shape)
+        out_inner = size_of(node.shape[axis:])
+        maps, offset = [], 0
+        for j in node.inputs:
+            shape = self.nodes[j].shape
+            if node.op == "stack":
+                shape = shape[:axis] + (1,) + shape[axis:]
+            inner = size_of(shape[axis:])
+            maps.append((j, f"(k // {inner}) * {out_inner} + {offset} + k % {inner}"))
+            offset += inner
+        return maps
+
+    def forward_concatenate(self, i):
+        lines = []
+        for j, index in self.concat_maps(i):
+            lines += [f"for k in range({size_of(self.nodes[j].shape)}):",
+                      f"    {self.read(i, index)} = {self.read(j, 'k')}"]
+        return lines
+
+    def cholesky_lines(self, i, src, L):
+        """Lines writing the lower Cholesky factor of ``src`` (read: lower triangle) into ``L``."""
+        n = self.nodes[src].shape[0]
+        return [f"for r in range({n}):",
+                "    for c in range(r + 1):",
+                f"        s{i} = {self.read(src, f'r * {n} + c')}",
+                "        for t in range(c):",
+                f"            s{i} -= {L('r', 't')} * {L('c', 't')}",
+                "        if r == c:",
+                f"            if not s{i} > 0.0:",
+                f"                return {self.fail}",
+                f"            {L('r', 'r')} = math.sqrt(s{i})",
+                "        else:",
+                f"            {L('r', 'c')} = s{i} / {L('c', 'c')}",
+                f"    for c in range(r + 1, {n}):",
+                f"        {L('r', 'c')} = 0.0"]
+
+    def forward_cholesky(self, i):
+        n = self.nodes[i].shape[0]
+        return self.cholesky_lines(i, self.nodes[i].inputs[0],
+                                   lambda r, c: self.read(i, f"({r}) * {n} + {c}"))
+
+    def logdet_factor(self, i, which=0):
+        """The Cholesky factor (which=0) or its adjoint (1) of logdet node ``i``, in its aux block."""
+        n = self.nodes[self.nodes[i].inputs[0]].shape[0]
+        start = self.aux_at[i] + which * n * n
+        return lambda r, c: f"w[{start} + ({r}) * {n} + {c}]"
+
+    def forward_logdet(self, i):
+        src = self.nodes[i].inputs[0]
+        n = self.nodes[src].shape[0]
+        L = self.logdet_factor(i)
+        return self.cholesky_lines(i, src, L) + [
+            f"v{i} = 0.0", f"for r in range({n}):", f"    v{i} += 2.0 * math.log({L('r', 'r')})"]
+
+    def forward_solve_triangular(self, i):
+        ia, ib = self.nodes[i].inputs
+        n = self.nodes[ia].shape[0]
+        cols = size_of(self.nodes[ib].shape) // n
+        lower = bool(self.nodes[i].attr)
+        order = f"range({n})" if lower else f"range({n} - 1, -1, -1)"
+        inner = "range(r)" if lower else f"range(r + 1, {n})"
+        return [f"for c in range({cols}):",
+                f"    for r in {order}:",
+                f"        s{i} = {self.read(ib, f'r * {cols} + c')}",
+                f"        for t in {inner}:",
+                f"            s{i} -= {self.read(ia, f'r * {n} + t')} * {self.read(i, f't * {cols} + c')}",
+                f"        {self.read(i, f'r * {cols} + c')} = s{i} / {self.read(ia, f'r * {n} + r')}"]
+
+    # ---- reverse ------------------------------------------------------------------------
+    def backward(self, i):
+        node = self.nodes[i]
+        if node.op in ("input", "data", "logp") or self.is_view(i):
+            return []  # a term's partials were added in the forward pass
+        spec = REGISTRY[node.op]
+        if spec.scalar is not None:
+            return self.backward_elementwise(i, spec)
+        return getattr(self, f"backward_{spec.layout}")(i)
+
+    def backward_elementwise(self, i, spec):
+        node = self.nodes[i]
+        targets = [(n, j) for n, j in enumerate(node.inputs)
+                   if spec.partials[n] is not None and self.nodes[j].active]
+
+        def body(k):
+            lines = [f"b{i} = {self.adjoint(i, k)}"]
+            for n, j in targets:
+                place = self.adjoint(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+                lines.append(f"{place} += b{i} * ({self.elementwise(i, spec.partials[n], k)})")
+            return lines
+
+        return self.loop(node.shape, body) if targets else []
+
+    def backward_reduce(self, i):
+        node = self.nodes[i]
+        src = node.inputs[0]
+        if not self.nodes[src].active:
+            return []
+        n, m = size_of(self.nodes[src].shape), size_of(node.shape)
+        out_k = self.reduced_index(i, "k")
+        g = self.adjoint(i, out_k)
+        if node.op == "sum":
+            contribution = g
+        elif node.op == "mean":
+            contribution = f"{g} / {n // m}"
+        else:
+            contribution = f"{g} * math.exp({self.read(src, 'k')} - {self.read(i, out_k)})"
+        return [f"for k in range({n}):", f"    {self.adjoint(src, 'k')} += {contribution}"]
+
+    def backward_cumsum(self, i):
+        src = self.nodes[i].inputs[0]
+        if not self.nodes[src].active:
+            return []
+        n, stride, length = self.cumsum_layout(i)
+        # suffix sums, accumulated in place in this node's own (finished) adjoint
+        return [f"for q in range({n}):",
+                f"    k = {n - 1} - q",
+                f"    if (k // {stride}) % {length} < {length - 1}:",
+                f"        {self.adjoint(i, 'k')} += {self.adjoint(i, f'k + {stride}')}",
+                f"    {self.adjoint(src, 'k')} += {self.adjoint(i, 'k')}"]
+
+    def backward_matmul(self, i):
+        ia, ib = self.nodes[i].inputs
+        m, n, p = self.matmul_dims(i)
+        lines = [f"for r in range({m}):",
+                 f"    for c in range({p}):",
+                 f"        b{i} = {self.adjoint(i, f'r * {p} + c')}",
+                 f"        for t in range({n}):"]
+        if self.nodes[ia].active:
+            lines.append(f"            {self.adjoint(ia, f'r * {n} + t')} += b{i} * "
+                         f"{self.read(ib, f't * {p} + c')}")
+        if self.nodes[ib].active:
+            lines.append(f"            {self.adjoint(ib, f't * {p} + c')} += b{i} * "
+                         f"{self.read(ia, f'r * {n} + t')}")
+        return lines
+
+    def backward_concatenate(self, i):
+        lines = []
+        for j, index in self.concat_maps(i):
+            if self.nodes[j].active:
+                lines += [f"for k in range({size_of(self.nodes[j].shape)}):",
+                          f"    {self.adjoint(j, 'k')} += {self.adjoint(i, index)}"]
+        return lines
+
+    def cholesky_adjoint(self, i, L, Lbar, src):
+        """Lines turning Lbar (in place) into the adjoint of the lower triangle of A.
+
+        The unblocked reverse-mode algorithm of Murray (2016), "Differentiation of
+        the Cholesky decomposition", section 4, then added to ``src``'s adjoint.
+        """
+        n = self.nodes[src].shape[0]
+        A = lambda r, c: self.adjoint(src, f"({r}) * {n} + {c}")  # noqa: E731
+        return [f"for q in range({n}):",
+                f"    j = {n - 1} - q",
+                f"    d{i} = {L('j', 'j')}",
+                f"    for r in range(j + 1, {n}):",
+                f"        {Lbar('j', 'j')} -= {L('r', 'j')} * {Lbar('r', 'j')} / d{i}",
+                f"    {Lbar('j', 'j')} /= d{i}",
+                f"    for r in range(j + 1, {n}):",
+                f"        {Lbar('r', 'j')} /= d{i}",
+                "    for c in range(j):",
+                f"        {Lbar('j', 'c')} -= {Lbar('j', 'j')} * {L('j', 'c')}",
+                f"        for r in range(j + 1, {n}):",
+                f"            {Lbar('j', 'c')} -= {Lbar('r', 'j')} * {L('r', 'c')}",
+                f"    for r in range(j + 1, {n}):",
+                "        for c in range(j):",
+                f"            {Lbar('r', 'c')} -= {Lbar('r', 'j')} * {L('j', 'c')}",
+                f"    {Lbar('j', 'j')} *= 0.5",
+                f"for r in range({n}):",
+                "    for c in range(r + 1):",
+                f"        {A('r', 'c')} += {Lbar('r', 'c')}"]
+
+    def backward_cholesky(self, i):
+        src = self.nodes[i].inputs[0]
+        if not self.nodes[src].active:
+            return []
+        n = self.nodes[i].shape[0]
+        # Work on a copy of Lbar in the aux block: the algorithm overwrites it.
+        aux = self.aux_at[i]
+        Lbar = lambda r, c: f"w[{aux} + ({r}) * {n} + {c}]"  # noqa: E731
+        L = lambda r, c: self.read(i, f"({r}) * {n} + {c}")  # noqa: E731
+        copy = [f"for k in range({n * n}):", f"    w[{aux} + k] = {self.adjoint(i, 'k')}"]
+        return copy + self.cholesky_adjoint(i, L, Lbar, src)
+
+    def backward_logdet(self, i):
+        src = self.nodes[i].inputs[0]
+        if not self.nodes[src].active:
+            return []
+        n = self.nodes[src].shape[0]
+        L, Lbar = self.logdet_factor(i), self.logdet_factor(i, 1)
+        # d logdet / d L_jj = 2 / L_jj; then back through the factorisation
+        return [f"for r in range({n}):",
+                f"    for c in range({n}):",
+                f"        {Lbar('r', 'c')} = 2.0 * g{i} / {L('r', 'r')} if r == c else 0.0"
+                ] + self.cholesky_adjoint(i, L, Lbar, src)
+
+    def backward_solve_triangular(self, i):
+        ia, ib = self.nodes[i].inputs
+        n = self.nodes[ia].shape[0]
+        cols = size_of(self.nodes[ib].shape) // n
+        lower = bool(self.nodes[i].attr)
+        # bbar = A^{-T} xbar (in place in this node's adjoint), Abar -= bbar x^T on the triangle
+        order = f"range({n} - 1, -1, -1)" if lower else f"range({n})"
+        inner = f"range(r + 1, {n})" if lower else "range(r)"
+        X = lambda r, c: self.adjoint(i, f"({r}) * {cols} + {c}")  # noqa: E731
+        lines = [f"for c in range({cols}):",
+                 f"    for r in {order}:",
+                 f"        s{i} = {X('r', 'c')}",
+                 f"        for t in {inner}:",
+                 f"            s{i} -= {self.read(ia, f't * {n} + r')} * {X('t', 'c')}",
+                 f"        {X('r', 'c')} = s{i} / {self.read(ia, f'r * {n} + r')}"]
+        if self.nodes[ib].active:
+            lines += [f"for k in range({n * cols}):",
+                      f"    {self.adjoint(ib, 'k')} += {X('k // ' + str(cols), 'k % ' + str(cols))}"]
+        if self.nodes[ia].active:
+            tri = "range(r + 1)" if lower else f"range(r, {n})"
+            lines += [f"for r in range({n}):",
+                      f"    for t in {tri}:",
+                      f"        for c in range({cols}):",
+                      f"            {self.adjoint(ia, f'r * {n} + t')} -= {X('r', 'c')} * "
+                      f"{self.read(i, f't * {cols} + c')}"]
+        return lines
+
+    # ---- whole functions ------------------------------------------------------------
+    def needed(self, roots):
+        seen, stack = set(), list(roots)
+        while stack:
+            i = stack.pop()
+            if i not in seen:
+                seen.add(i)
+                stack.extend(self.nodes[i].inputs)
+        return sorted(seen)
+
+    def logp_grad_body(self):
+        p = self.p
+        self.fail = f"-math.inf, {STATUS_DOMAIN}"
+        order = self.needed(p.terms)
+        lines = ["for k in range(DIM):", "    grad[k] = 0.0",
+                 f"for k in range({self.adjoint_start}, {self.scratch_size}):", "    w[k] = 0.0"]
+        lines += [f"g{i} = 0.0" for i in order
+                  if self.nodes[i].active and (self.nodes[i].shape == () or self.nodes[i].op == "logp")
+                  and self.nodes[i].op not in ("input",) and not self.is_view(i)]
+        for i in order:
+            lines += self.forward(i, with_grad=True)
+        lines.append(f"logp = {' + '.join(self.read(t) for t in p.terms) or '0.0'}")
+        for t in p.terms:
+            if self.nodes[t].active and self.nodes[t].op != "logp":
+                lines.append(f"{self.adjoint(t)} += 1.0")
+        for i in reversed(order):
+            if self.nodes[i].active:
+                lines += self.backward(i)
+        lines.append(f"return logp, {STATUS_OK}")
+        return lines
+
+    def constrain_body(self):
+        p = self.p
+        self.fail = str(STATUS_DOMAIN)
+        lines = []
+        for i in self.needed(p.output_nodes):
+            lines += self.forward(i, with_grad=False)
+        for slot, node in zip(p.outputs, p.output_nodes):
+            lines += self.loop(slot.shape, lambda k: [
+                f"out[{_plus(slot.offset, k)}] = {self.read(node, k)}"])
+        lines.append(f"return {STATUS_OK}")
+        return lines
+
+    def log_likelihood_body(self):
+        p = self.p
+        self.fail = str(STATUS_DOMAIN)
+        lines = []
+        inputs = [j for _, t in p.observed for j in self.nodes[t].inputs]
+        for i in self.needed(inputs):
+            lines += self.forward(i, with_grad=False)
+        for slot, t in p.observed:
+            node = self.nodes[t]
+            kernel = node.attr.kernel
+
+            def body(k, node=node, slot=slot, kernel=kernel):
+                args = [self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+                        for j in node.inputs]
+                return [f"out[{_plus(slot.offset, k)}] = F.{_fname(kernel.logp)}({', '.join(args)})"]
+
+            lines += self.loop(node.shape, body)
+        lines.append(f"return {STATUS_OK}")
+        return lines
+
+
+HEADER = '''"""Generated by exmc (emitter v{version}) for a model with structure hash {digest}.
+
+See exmc/compiler/emit.py for the functions and their arguments.  Do not edit:
+the file name is the model's hash and Numba's cache sits beside it.
+"""
+import math
+
+from exmc.compiler import families as F
+from exmc.compiler import scalar as S
+{imports}
+
+DIM = {dim}
+DATA_SIZE = {data_size}
+SCRATCH = {scratch}
+OUTPUT_SIZE = {output_size}
+LOGLIK_SIZE = {loglik_size}
+'''
+
+CPU_IMPORTS = "import numpy as np\nfrom numba import carray, cfunc, njit, types"
+CPU_DECORATOR = '@njit(cache=True, error_model="numpy")'
+CPU_FOOTER = '''
+
+@cfunc(types.int64(types.CPointer(types.float64), types.CPointer(types.float64),
+                   types.CPointer(types.float64), types.CPointer(types.float64)), cache=True,
+       error_model="numpy")
+def logp_grad_c(x_ptr, data_ptr, grad_ptr, logp_ptr):
+    """C entry point the compiled sampler calls through a function pointer."""
+    x = carray(x_ptr, (DIM,))
+    data = carray(data_ptr, (DATA_SIZE,))
+    grad = carray(grad_ptr, (DIM,))
+    work = np.empty(SCRATCH)  # the one allocation of an evaluation
+    logp, status = logp_grad(x, data, grad, work)
+    out = carray(logp_ptr, (1,))
+    out[0] = logp
+    return status
+
+
+@njit(cache=True, error_model="numpy")
+def constrain_draws(draws, data, out):
+    """Constrained values for each row of ``draws`` (n, DIM) -> out (n, OUTPUT_SIZE); NaN rows fail."""
+    work = np.empty(SCRATCH)
+    for k in range(draws.shape[0]):
+        if constrain(draws[k], data, out[k], work) != 0:
+            out[k, :] = np.nan
+
+
+@njit(cache=True, error_model="numpy")
+def log_likelihood_draws(draws, data, out):
+    """Pointwise log-likelihood for each row of ``draws`` -> out (n, LOGLIK_SIZE)."""
+    work = np.empty(SCRATCH)
+    for k in range(draws.shape[0]):
+        if log_likelihood(draws[k], data, out[k], work) != 0:
+            out[k, :] = np.nan
+'''
+
+CUDA_IMPORTS = "from numba import cuda, float64"
+CUDA_DECORATOR = "@cuda.jit(device=True)"
+CUDA_FOOTER = '''
+
+@cuda.jit
+def logp_grad_many(points, data, grads, logps, statuses):
+    """One thread per row of ``points`` (n, DIM): log density, gradient and status."""
+    row = cuda.grid(1)
+    if row < points.shape[0]:
+        work = cuda.local.array(max(SCRATCH, 1), float64)
+        logp, status = logp_grad(points[row], data, grads[row], work)
+        logps[row] = logp
+        statuses[row] = status
+'''
+EMITTER_VERSION = 2
+
+
+def module_source(program: Program, digest: str, target: str = "cpu") -> str:
+    """The source of the generated module for ``program`` (``target`` "cpu" or "cuda")."""
+    em = Emitter(program)
+    bodies = {"logp_grad(x, data, grad, w)": em.logp_grad_body(),
+              "constrain(x, data, out, w)": em.constrain_body(),
+              "log_likelihood(x, data, out, w)": em.log_likelihood_body()}
+    cpu = target == "cpu"
+    parts = [HEADER.format(version=EMITTER_VERSION, digest=digest,
+                           imports=CPU_IMPORTS if cpu else CUDA_IMPORTS,
+                           dim=sum(s.size for s in program.free), data_size=program.data.size,
+                           scratch=em.scratch_size,
+                           output_size=sum(s.size for s in program.outputs),
+                           loglik_size=sum(s.size for s, _ in program.observed))]
+    for signature, body in bodies.items():
+        parts.append(f"\n\n{CPU_DECORATOR if cpu else CUDA_DECORATOR}\ndef {signature}:")
+        parts += ["    " + line for line in body]
+    parts.append(CPU_FOOTER if cpu else CUDA_FOOTER)
+    return "\n".join(parts)

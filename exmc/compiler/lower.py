@@ -1,0 +1,225 @@
+"""Lowering: a validated model becomes a graph of nodes over the free vector, data and scratch.
+
+Every node is an input slice of the unconstrained vector, a slice of the flat
+data argument, an operation of the registry (``exmc/ir/ops.py``) or one
+family's log-density term.  Numeric constants are data, never code: each
+becomes a data slice, and every operation whose arguments are all constant is
+evaluated here with NumPy and becomes data as well (constant folding).  So
+the graph's structure, and the generated code, depend on the model's shapes
+and operations only; two models that differ only in numbers share it.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from exmc.compiler import families
+from exmc.compiler.transforms import transform_for
+from exmc.ir.builder import Model, ModelError
+from exmc.ir.dists.base import Distribution
+from exmc.ir.expr import Expr
+from exmc.ir.ops import REGISTRY, OpError, evaluate_op, index_to_python, op_shape, size_of
+
+
+class Node(NamedTuple):
+    op: str  # "input", "data", "logp" or a registry op
+    inputs: tuple  # node ids
+    attr: object  # input/data: offset; logp: LogpTerm; index: IndexAttr; others: the op's attr
+    shape: tuple
+    active: bool  # depends on the unconstrained vector
+
+
+class Slot(NamedTuple):
+    """Where a named value lives in a flat vector."""
+
+    name: str
+    shape: tuple
+    offset: int
+    size: int
+
+
+class LogpTerm(NamedTuple):
+    """What a ``logp`` node computes: one family's density, summed over its batch."""
+
+    family: str
+    args: tuple  # argument names in input order: "x" then the given parameters
+    kernel: families.FamilyKernel
+    checks: tuple  # (parameter, op, parameter-or-number) that must hold at run time
+    observed: str | None  # the observed variable whose data is "x", for pointwise log-likelihood
+
+
+class IndexAttr(NamedTuple):
+    """A static index along the first axis: ``kind`` "int" (start), "slice" (start, step) or "take"."""
+
+    kind: str
+    start: int
+    step: int
+
+
+class Program(NamedTuple):
+    """The lowered model: everything the emitter and the point map need."""
+
+    nodes: list
+    terms: list  # node ids summed into the log-density
+    free: list  # Slot per sampled variable (unconstrained layout)
+    outputs: list  # Slot per traced value (constrained variables, then deterministics)
+    output_nodes: list
+    data: np.ndarray  # concatenated data and constants
+    transforms: dict  # variable -> (Transform, lower Expr | None, upper Expr | None)
+    observed: list  # (Slot in the pointwise log-likelihood vector, logp node id)
+
+
+class _Lowering:
+    def __init__(self, model: Model):
+        self.model = model
+        self.nodes: list[Node] = []
+        self.values: dict = {}  # data node id -> its numeric value (for folding)
+        self.data_parts: list[np.ndarray] = []
+        self.data_size = 0
+        self.memo: dict = {}
+        self.env: dict = {}  # variable name -> node id of its (constrained) value
+
+    def add(self, op, inputs, attr, shape):
+        active = op == "input" or any(self.nodes[i].active for i in inputs)
+        self.nodes.append(Node(op, tuple(inputs), attr, tuple(shape), active))
+        return len(self.nodes) - 1
+
+    def data_node(self, value):
+        arr = np.ascontiguousarray(value, dtype=np.float64)
+        node = self.add("data", (), self.data_size, arr.shape)
+        self.values[node] = arr
+        self.data_parts.append(arr.ravel())
+        self.data_size += arr.size
+        return node
+
+    def lower(self, expr: Expr, env: dict, where: str):
+        """Node id of ``expr``; shared subexpressions are lowered once (memo by identity)."""
+        stack = [expr]
+        while stack:  # iterative post-order: deep expressions never hit the recursion limit
+            e = stack[-1]
+            if id(e) in self.memo:
+                stack.pop()
+                continue
+            pending = [a for a in e.args if id(a) not in self.memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            self.memo[id(e)] = (e, self.lower_one(e, env, where))  # keep e alive: ids stay unique
+        return self.memo[id(expr)][1]
+
+    def lower_one(self, e: Expr, env, where):
+        if e.op == "const":
+            return self.data_node(e.value)
+        if e.op == "ref":
+            return env[e.value]
+        inputs = [self.memo[id(a)][1] for a in e.args]
+        try:
+            shape = op_shape(e.op, [self.nodes[i].shape for i in inputs], e.value, where)
+        except OpError as err:
+            raise ModelError(str(err)) from None
+        if not any(self.nodes[i].active for i in inputs):
+            # Constant folding: the value is data, computed once here.
+            value = evaluate_op(e.op, [self.values[i] for i in inputs], e.value)
+            return self.data_node(np.broadcast_to(value, shape))
+        if e.op == "index":
+            return self.lower_index(inputs[0], e.value, shape)
+        return self.add(e.op, inputs, e.value, shape)
+
+    def lower_index(self, source, index, shape):
+        n = self.nodes[source].shape[0]
+        if isinstance(index, np.ndarray):
+            positions = self.data_node(np.asarray(index) % n)
+            return self.add("index", (source, positions), IndexAttr("take", 0, 1), shape)
+        if isinstance(index, tuple):
+            start, _, step = index_to_python(index).indices(n)
+            return self.add("index", (source,), IndexAttr("slice", start, step), shape)
+        return self.add("index", (source,), IndexAttr("int", index % n, 1), shape)
+
+    def run(self) -> Program:
+        model = self.model
+        shapes = dict(model.validate())
+        free, offset, inputs = [], 0, {}
+        transforms = {}
+        for var in model.free_variables:
+            transform, lower, upper = transform_for(var.dist)
+            transforms[var.name] = (transform, lower, upper)
+            free_shape = transform.free_shape(shapes[var.name])
+            free.append(Slot(var.name, free_shape, offset, size_of(free_shape)))
+            inputs[var.name] = self.add("input", (), offset, free_shape)
+            offset += size_of(free_shape)
+        terms, observed, obs_offset = [], [], 0
+        for name, shape in model.validate():
+            var = model[name]
+            where = f"variable {name!r}"
+            if var.kind == "det":
+                self.env[name] = self.lower(var.expr, self.env, f"deterministic {name!r}")
+                continue
+            if var.kind == "obs":
+                self.env[name] = self.data_node(var.data)
+            else:
+                transform, lower, upper = transforms[name]
+                # "@z" cannot be a user's variable name, so it can share the environment.
+                local = {**self.env, "@z": inputs[name]}
+                x_expr, log_jacobian = transform.constrain_exprs(
+                    Expr("ref", (), "@z"), lower, upper, shape)
+                self.env[name] = self.lower(x_expr, local, where)
+                if log_jacobian is not None:
+                    terms.append(self.summed(self.lower(log_jacobian, local, where)))
+            new_terms = self.density_terms(var.dist, Expr("ref", (), name), where,
+                                           name if var.kind == "obs" else None)
+            terms += new_terms
+            if var.kind == "obs":
+                for t in new_terms:
+                    node = self.nodes[t]
+                    if node.op == "logp" and node.attr.observed == name:
+                        observed.append((Slot(name, shape, obs_offset, size_of(shape)), t))
+                        obs_offset += size_of(shape)
+        outputs, output_nodes, offset = [], [], 0
+        for var in model.variables:
+            if var.kind == "obs":
+                continue
+            shape = shapes[var.name]
+            outputs.append(Slot(var.name, shape, offset, size_of(shape)))
+            output_nodes.append(self.env[var.name])
+            offset += size_of(shape)
+        data = np.concatenate(self.data_parts) if self.data_parts else np.zeros(0)
+        return Program(self.nodes, terms, free, outputs, output_nodes, data, transforms, observed)
+
+    def summed(self, node):
+        return node if self.nodes[node].shape == () else self.add("sum", (node,), None, ())
+
+    def density_terms(self, dist: Distribution, value: Expr, where, observed):
+        terms = []
+        for dist_or_tag, term_value in dist.expand(value):
+            if dist_or_tag == "logp":
+                terms.append(self.summed(self.lower(term_value, self.env, f"{where}, logp")))
+                continue
+            d = dist_or_tag
+            x = self.lower(term_value, self.env, where)
+            args, nodes = ["x"], [x]
+            for key, val in d.param_exprs.items():
+                args.append(key)
+                nodes.append(self.lower(val, self.env, f"{where}, parameter {key!r}"))
+            key = (d.family, tuple(args[1:]))
+            kernel = families.KERNELS.get(key)
+            if kernel is None:
+                raise ModelError(f"{where}: no compiled density for {d.family} with parameters "
+                                 f"{', '.join(args[1:])}")
+            try:
+                shape = op_shape("add", [self.nodes[n].shape for n in nodes], None, where)
+            except OpError as err:
+                raise ModelError(str(err)) from None
+            checks = tuple(c for c in d.predicates()
+                           if any(self.nodes[nodes[args.index(p)]].active
+                                  for p in c[::2] if isinstance(p, str)))
+            obs = observed if self.nodes[x].op == "data" and term_value.op == "ref" else None
+            attr = LogpTerm(d.family, tuple(args), kernel, checks, obs)
+            terms.append(self.add("logp", nodes, attr, shape))
+        return terms
+
+
+def lower_model(model: Model) -> Program:
+    """Lower a validated model to a ``Program``."""
+    return _Lowering(model).run()
