@@ -250,6 +250,34 @@ def test_every_kernel_compiles_on_the_cpu(key):
         assert fn.signatures, f"{name} did not compile"
 
 
+def _cuda_or_skip():
+    """numba.cuda if it can compile PTX here (needs NVVM, e.g. from ``numba-cuda[cu12]``; no GPU needed)."""
+    try:
+        from numba import cuda
+        cuda.compile_ptx(scalar.sigmoid.py_func, (numba.float64,), device=True, cc=(7, 0))
+    except Exception as error:  # no numba.cuda, no NVVM, no toolkit: nothing to compile with
+        pytest.skip(f"no CUDA compiler here: {type(error).__name__}")
+    return cuda
+
+
+@pytest.mark.parametrize("key", list(KERNELS), ids=_id)
+def test_every_kernel_compiles_unchanged_as_a_cuda_device_function(key):
+    """The same Python functions (``py_func``) compile for CUDA; their helpers are reached as @njit."""
+    cuda, kernel = _cuda_or_skip(), KERNELS[key]
+    ranks = (kernel.event_ndim,) + kernel.param_ndim
+    types = [numba.float64 if r == 0 else numba.types.Array(numba.float64, r, "C") for r in ranks]
+    work = [numba.types.Array(numba.float64, 2, "C")] if kernel.work_shape else []
+    signatures = {"logp": types + work,
+                  "logp_grad": types + [t for t in types if t != numba.float64] + work
+                  if kernel.event_ndim else types}
+    for name in ("logcdf", "logcdf_grad", "logccdf", "logccdf_grad"):
+        signatures[name] = types
+    for name, signature in signatures.items():
+        fn = getattr(kernel, name)
+        if fn is not None:
+            cuda.compile_ptx(fn.py_func, tuple(signature), device=True, cc=(7, 0))
+
+
 # ---- scalar families -------------------------------------------------------------------------
 def _logpdf(frozen, x):
     return frozen.logpmf(x) if isinstance(frozen.dist, stats.rv_discrete) else frozen.logpdf(x)
