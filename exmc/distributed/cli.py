@@ -39,6 +39,15 @@ def serve_parser():
                    default=wire.MAX_MESSAGE_BYTES / 2**20, metavar="MB",
                    help=f"largest request accepted; a bigger one drops the connection "
                         f"(default {wire.MAX_MESSAGE_BYTES // 2**20})")
+    p.add_argument("--read-timeout", type=positive(float), default=30.0, metavar="SECONDS",
+                   help="refuse a submitted model not read and checked within this time "
+                        "(default 30; reading never stops the node answering)")
+    p.add_argument("--max-chain-mb", type=positive(float), default=4096.0, metavar="MB",
+                   help="refuse a job whose chain would need more memory than this for its "
+                        "draws and state (parameters x iterations; default 4096)")
+    p.add_argument("--parent-fd", type=int, metavar="FD",
+                   help="stop when this inherited pipe closes, that is when the process that "
+                        "started the node dies (how a coordinator's 'local' node is started)")
     p.add_argument("--name", help="node name reported to coordinators (default: host name)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="stderr log level (default info)")
@@ -79,7 +88,8 @@ def main(argv=None) -> int:
     from exmc.distributed.node import Node, NodeConfigError
     try:
         node = Node(args.bind, args.workers, args.secret_key, args.allow, args.client_timeout,
-                    int(args.max_message_mb * 2**20), args.name)
+                    int(args.max_message_mb * 2**20), args.name, read_timeout=args.read_timeout,
+                    max_chain_bytes=int(args.max_chain_mb * 2**20), parent_fd=args.parent_fd)
     except (NodeConfigError, KeyFileError) as err:
         logging.getLogger("exmc.node").error("%s", err)
         return 2

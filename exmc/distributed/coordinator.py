@@ -61,6 +61,7 @@ class NodeLink:
             self.socket.close()
             raise
         self.workers = 1
+        self.max_message_bytes = wire.MAX_MESSAGE_BYTES  # the node's, from its welcome
         self.name = address
         self.alive = True
         self.last_heard = self.last_ping = time.monotonic()
@@ -90,15 +91,35 @@ class NodeLink:
 
 
 class LocalNode:
-    """An exmc-node subprocess on loopback: how ``"local"`` joins a run."""
+    """An exmc-node subprocess on loopback: how ``"local"`` joins a run.
+
+    The node holds the read end of a pipe whose only write end is this process's: when
+    this process dies, however it dies (SIGKILL included), the node reads end-of-file
+    and stops with its workers.
+    """
 
     def __init__(self, workers=None, timeout=60.0):
         self.log = tempfile.NamedTemporaryFile(prefix="exmc-node-", suffix=".log", delete=False)
-        command = [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*"]
+        read_end, self.lifeline = os.pipe()
+        command = [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*",
+                   "--parent-fd", str(read_end)]
         if workers:
             command += ["--workers", str(workers)]
-        self.popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.address = wait_for_listening(self.log.name, self.popen, timeout)
+        try:
+            self.popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log,
+                                          pass_fds=(read_end,))
+        except BaseException:
+            os.close(self.lifeline)
+            self.log.close()
+            os.unlink(self.log.name)
+            raise
+        finally:
+            os.close(read_end)
+        try:
+            self.address = wait_for_listening(self.log.name, self.popen, timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self):
         if self.popen.poll() is None:
@@ -108,8 +129,11 @@ class LocalNode:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
+            self.log.close()
+            os.unlink(self.log.name)
 
 
 def wait_for_listening(log_path, popen, timeout=60.0):
@@ -164,6 +188,7 @@ def connect(nodes, client_key=None, node_key=None, timeout=10.0):
                 continue
             if msg is not None and msg["type"] == "welcome":
                 link.workers = msg["workers"]
+                link.max_message_bytes = msg["max_message_bytes"]
                 waiting.remove(link)
             elif msg is not None and msg["type"] == "error":
                 failed[link.address] = f"refused: {msg['message']}"
@@ -450,42 +475,52 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
         raise ValueError(f"run_id must be an identifier, got {run_id!r}")
 
     links, failed = connect(list(nodes), client_key, node_key, connect_timeout)
-    if failed:
-        detail = "; ".join(f"{address}: {reason}" for address, reason in failed.items())
-        if on_node_failure != LOCAL:
-            for link in links:
-                link.close()
-            raise NodeError(f"{len(failed)} of {len(nodes)} node(s) cannot be used: {detail} "
-                            f"(on_node_failure='local' runs their chains here instead)")
-        warnings.warn(f"nodes not used: {detail}", RuntimeWarning, stacklevel=2)
-        if not links:
-            links, more = connect([LOCAL])
+    publisher = collector = None
+    try:  # from here on, nodes are connected (a "local" one running): close them on any error
+        if failed:
+            detail = "; ".join(f"{address}: {reason}" for address, reason in failed.items())
+            if on_node_failure != LOCAL:
+                raise NodeError(f"{len(failed)} of {len(nodes)} node(s) cannot be used: {detail} "
+                                f"(on_node_failure='local' runs their chains here instead)")
+            warnings.warn(f"nodes not used: {detail}", RuntimeWarning, stacklevel=2)
             if not links:
-                raise NodeError(f"no node could be used and a local node failed: {more}")
-    compile_time = time.perf_counter() - start
+                links, more = connect([LOCAL])
+                if not links:
+                    raise NodeError(f"no node could be used and a local node failed: {more}")
+        compile_time = time.perf_counter() - start
 
-    publisher = None
-    if dashboard is not None and dashboard is not False:
-        from exmc.runtime.dash import attach
-        _, stream_to = attach(dashboard, stream_to, chains=chains)
-    if stream_to is not None:
-        publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
-    display = ChainProgress() if progressbar else NoProgress()
-    collector = Collector(compiled.dim, total, chains)
-    tasks = {}
+        publisher = None
+        if dashboard is not None and dashboard is not False:
+            from exmc.runtime.dash import attach
+            _, stream_to = attach(dashboard, stream_to, chains=chains)
+        if stream_to is not None:
+            publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
+        display = ChainProgress() if progressbar else NoProgress()
+        collector = Collector(compiled.dim, total, chains)
+        tasks = {}
 
-    def on_rows(chain, first, end):
-        stats = collector.stats[chain]
-        display.update(tasks[chain], end, int(np.nansum(stats[:end, DIVERGING])),
-                       stats[end - 1, STEP_SIZE], end < num_warmup)
+        def on_rows(chain, first, end):
+            stats = collector.stats[chain]
+            display.update(tasks[chain], end, int(np.nansum(stats[:end, DIVERGING])),
+                           stats[end - 1, STEP_SIZE], end < num_warmup)
+            if publisher is not None:
+                publisher.block(chain, first, collector.draws[chain, first:end],
+                                collector.stats[chain, first:end])
+                if end == total:
+                    publisher.done(chain, end)
+
+        model_bytes = model.to_msgpack()
+        _check_request_size(model_bytes, compiled.dim, bool(dense_mass), chains, links)
+        run = Run(model_bytes, options, seeds, links, collector, on_rows, run_id,
+                  on_node_failure, node_timeout)
+    except BaseException:
+        for link in links:
+            link.close()
         if publisher is not None:
-            publisher.block(chain, first, collector.draws[chain, first:end],
-                            collector.stats[chain, first:end])
-            if end == total:
-                publisher.done(chain, end)
-
-    run = Run(model.to_msgpack(), options, seeds, links, collector, on_rows, run_id,
-              on_node_failure, node_timeout)
+            publisher.close()
+        if collector is not None:
+            collector.close()
+        raise
     sampling_start = time.perf_counter()
     try:
         with display:
@@ -536,6 +571,19 @@ def _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup, at
     attrs["nodes"] = [" > ".join(run.history[c]) for c in range(len(results))]
     attrs["moves"] = list(run.moves)
     return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+
+
+def _check_request_size(model_bytes, dim, dense, chains, links):
+    """Refuse up front a run whose submits some node would drop as too large: the model's
+    IR, and a chain state per chain (chains moving with their state)."""
+    state = 8 * ((3 * dim * dim if dense else 0) + 16 * dim) + 1024
+    need = len(model_bytes) + chains * (state + 256) + 4096
+    for link in links:
+        if need > link.max_message_bytes:
+            raise NodeError(
+                f"this run's requests need about {need / 2**20:.1f} MiB (the model's IR is "
+                f"{len(model_bytes) / 2**20:.1f} MiB), more than node {link.name} accepts "
+                f"({link.max_message_bytes / 2**20:.1f} MiB; exmc-node --max-message-mb)")
 
 
 def _plain_init(compiled, init):

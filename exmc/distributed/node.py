@@ -8,6 +8,19 @@ its own supervisor, exactly as ``exmc.sample(..., cores=K)`` runs them locally
 host.  Blocks of draws from the workers are relayed to the job's coordinator
 as they come.  At most ``workers`` chains run at once over all jobs.
 
+Nothing a request does can freeze the serving thread: a submitted model is read and
+checked on a separate thread (at most ``MAX_CHECKS`` at once, each given
+``read_timeout`` seconds before its submit is refused), while the loop goes on
+answering ``hello`` and pings and relaying draws.  A job whose chains would need more
+memory than ``max_chain_bytes`` (parameters x iterations) is refused naming the size.
+
+Nothing outlives the node: each job's folder (model, checkpoints, the ipc endpoint
+of its workers) lies in the node's own private folder, removed when it stops; SIGTERM
+and SIGINT, however often repeated, only ask the loop to stop, so cleanup completes;
+folders left by a node that was SIGKILLed are removed by the next node to start; and
+with ``parent_fd`` (how a coordinator starts a ``"local"`` node) the node stops when
+that pipe closes, that is when its parent dies, however it dies.
+
 Heartbeats both ways: the coordinator pings every half second and the node
 answers, naming the pinged jobs it no longer holds (so a coordinator that missed
 a job's last messages can replay it); a job whose coordinator has been silent
@@ -21,20 +34,25 @@ a lossy link would; the coordinator must notice and replay.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import logging
 import math
 import os
+import re
 import resource
+import shutil
 import signal
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from exmc.distributed import wire
 from exmc.runtime.worker import ChainGroup, Collector, unpack_state
-from exmc.samplers.nuts import ITERATION, N_SCALARS, STEP
+from exmc.samplers.nuts import ITERATION, N_SCALARS, STAT_NAMES, STEP
 
 log = logging.getLogger("exmc.node")
 
@@ -42,6 +60,10 @@ CLIENT_TIMEOUT = 10.0
 MAX_ERROR_CHARS = 2000  # error replies and log lines stay readable whatever the request held
 MAX_JOBS = 1000
 DROP_ENV = "EXMC_NODE_DROP"
+READ_TIMEOUT = 30.0   # seconds a submitted model may take to be read and checked
+MAX_CHECKS = 4        # submits being read at once; more are refused until one ends
+MAX_CHAIN_BYTES = 4 * 2**30  # memory a chain's draws and state may need in its worker
+FOLDER_PREFIX = "exmc-node-"
 
 
 class NodeConfigError(ValueError):
@@ -76,7 +98,8 @@ class Node:
 
     def __init__(self, bind="tcp://127.0.0.1:5555", workers=None, secret_key=None, allow=None,
                  client_timeout=CLIENT_TIMEOUT, max_message_bytes=wire.MAX_MESSAGE_BYTES,
-                 name=None):
+                 name=None, read_timeout=READ_TIMEOUT, max_chain_bytes=MAX_CHAIN_BYTES,
+                 parent_fd=None):
         import zmq
 
         if (secret_key is None) != (allow is None):
@@ -89,6 +112,11 @@ class Node:
         self.max_message_bytes = max_message_bytes
         self.name = name or os.uname().nodename
         self.jobs: dict = {}
+        self.read_timeout, self.max_chain_bytes = read_timeout, max_chain_bytes
+        self.parent_fd = parent_fd
+        self.checks: dict = {}  # (client, job) -> (future, started): submits being read
+        self.abandoned: set = set()  # checks refused for taking too long, still running
+        self.checker = None
         self.stopping = False
         self.relayed = 0  # worker messages relayed, for the drop switch
         self.drop = os.environ.get(DROP_ENV) or None
@@ -115,6 +143,9 @@ class Node:
                 self.auth.stop()
             raise
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        _remove_stale_folders()
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
+        self.checker = concurrent.futures.ThreadPoolExecutor(MAX_CHECKS, "exmc-node-check")
         log.info("listening on %s (%d workers, %s)", self.address, self.workers,
                  "CURVE, clients from the allow list" if self.auth else "plaintext, loopback")
 
@@ -122,24 +153,36 @@ class Node:
     def serve(self):
         import zmq
 
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        # Both signals only ask the loop to stop (no KeyboardInterrupt), and stay so until
+        # cleanup is over: a second signal cannot cut it short.
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
+            signal.signal(sig, lambda *_: self.stop())
         try:
             while not self.stopping:
                 poller = zmq.Poller()
                 poller.register(self.socket, zmq.POLLIN)
+                if self.parent_fd is not None:
+                    poller.register(self.parent_fd, zmq.POLLIN)
                 for job in self.jobs.values():
                     poller.register(job.group.pull, zmq.POLLIN)
                 ready = dict(poller.poll(100))
+                if self.parent_fd in ready and not os.read(self.parent_fd, 64):
+                    log.info("its parent process has exited")
+                    break
                 if self.socket in ready:
                     self._drain_requests()
+                self._finish_checks()
                 for job in list(self.jobs.values()):
                     if job.group.pull in ready:
                         self._relay(job)
                     self._tend(job)
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            self.close()
+            try:
+                self.close()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     def stop(self):
         self.stopping = True
@@ -147,9 +190,12 @@ class Node:
     def close(self):
         for job in list(self.jobs.values()):
             self._end(job, "node shutting down")
+        self.checks.clear()
+        self.checker.shutdown(wait=False, cancel_futures=True)
         self.socket.close()
         if self.auth is not None:
             self.auth.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
         log.info("stopped")
 
     # -- requests ---------------------------------------------------------------------------
@@ -162,24 +208,27 @@ class Node:
             except zmq.Again:
                 return
             client, payload = frames[0], frames[-1]
+            msg = None  # decoded once; its job id, if any, goes in an error reply
             try:
                 if len(frames) != 2:
                     raise wire.WireError(f"expected one frame per request, got {len(frames) - 1}")
-                self._handle(client, wire.check_request(wire.unpack(payload, self.max_message_bytes)))
+                msg = wire.unpack(payload, self.max_message_bytes)
+                self._handle(client, wire.check_request(msg))
             except (wire.WireError, ValueError) as err:
                 message = _shorten(str(err))
                 log.warning("refused a request from client %s: %s", client.hex(), message)
-                self._send(client, {"type": "error", "job": _job_of(payload), "message": message})
+                self._send(client, {"type": "error", "job": _job_of(msg), "message": message})
             except Exception as err:  # noqa: BLE001 -- a bug here must not take the node down
                 log.exception("failed on a request from client %s", client.hex())
                 message = _shorten(f"the node failed on this request: {err!r}")
-                self._send(client, {"type": "error", "job": _job_of(payload), "message": message})
+                self._send(client, {"type": "error", "job": _job_of(msg), "message": message})
 
     def _handle(self, client, msg):
         kind = msg["type"]
         if kind == "hello":
             self._send(client, {"type": "welcome", "version": wire.VERSION, "node": self.name,
-                                "workers": self.workers})
+                                "workers": self.workers,
+                                "max_message_bytes": self.max_message_bytes})
         elif kind == "ping":
             now, gone = time.monotonic(), []
             for job_id in msg["jobs"]:
@@ -198,22 +247,57 @@ class Node:
             self._submit(client, msg)
 
     def _submit(self, client, msg):
+        """Start reading the job's model on a checking thread; ``_finish_checks`` goes on."""
         key = (client, msg["job"])
-        if key in self.jobs:
+        if key in self.jobs or key in self.checks:
             raise wire.WireError(f"job {msg['job']} is already running")
-        if len(self.jobs) >= _job_limit(self.workers):
+        if len(self.jobs) + len(self.checks) >= _job_limit(self.workers):
             raise wire.WireError(f"this node holds {len(self.jobs)} jobs, as many as it can; "
                                  f"try again later or another node")
-        model, dim = _read_model(msg["model"])
+        self.abandoned = {future for future in self.abandoned if not future.done()}
+        busy = sum(not future.done() for future, _, _ in self.checks.values())
+        if busy + len(self.abandoned) >= MAX_CHECKS:
+            raise wire.WireError(f"this node is reading {MAX_CHECKS} other models; try again "
+                                 f"in a few seconds")
+        self.checks[key] = (self.checker.submit(_check_job, msg, self.max_chain_bytes),
+                            time.monotonic(), msg)
+
+    def _finish_checks(self):
+        """Start the jobs whose model is read and checked; refuse the bad and the too slow."""
+        now = time.monotonic()
+        for key, (future, started, msg) in list(self.checks.items()):
+            client, job = key
+            if not future.done():
+                if now - started > self.read_timeout:
+                    del self.checks[key]
+                    if not future.cancel():  # a thread cannot be stopped: it still counts
+                        self.abandoned.add(future)
+                    self._refuse(client, job, f"reading and checking the model took more than "
+                                              f"{self.read_timeout:g} s; refused")
+                continue
+            del self.checks[key]
+            try:
+                model, dim = future.result()
+                self._start_job(client, msg, dim)
+            except (wire.WireError, ValueError, RecursionError) as err:
+                self._refuse(client, job, _shorten(str(err) or type(err).__name__))
+            except Exception as err:  # noqa: BLE001 -- a bug here must not take the node down
+                log.exception("failed on a request from client %s", client.hex())
+                self._refuse(client, job, _shorten(f"the node failed on this request: {err!r}"))
+
+    def _refuse(self, client, job, message):
+        log.warning("refused a request from client %s: %s", client.hex(), message)
+        self._send(client, {"type": "error", "job": job, "message": message})
+
+    def _start_job(self, client, msg, dim):
         options = dict(msg["options"])
-        _check_init(model, options["init"])
         options.update(dim=dim, fault_rate=_fault_rate())
         chains = {spec["chain"]: spec for spec in msg["chains"]}
-        collector = Collector(dim, options["total"], max(chains) + 1, keep_draws=False)
+        collector = Collector(dim, options["total"], max(chains) + 1, keep_draws=False,
+                              parent=self.directory)
         try:
             for chain, spec in chains.items():
                 if spec["state"] is not None:
-                    _check_state(spec["state"], chain, dim, options)
                     collector.resume_from(chain, spec["state"])
             seeds = {chain: np.random.SeedSequence(int(spec["entropy"]),
                                                    spawn_key=tuple(spec["spawn_key"]))
@@ -222,7 +306,7 @@ class Node:
         except BaseException:
             collector.close()
             raise
-        self.jobs[key] = Job(msg["job"], client, group)
+        self.jobs[client, msg["job"]] = Job(msg["job"], client, group)
         log.info("job %s from client %s: chains %s, %d parameters, %d iterations", msg["job"],
                  client.hex(), sorted(chains), dim, options["total"])
         self._send(client, {"type": "accepted", "job": msg["job"]})
@@ -301,13 +385,51 @@ def _shorten(text):
     return f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters)"
 
 
-def _job_of(payload):
-    """The job id of a refused request, when it can be read, for the error reply."""
-    try:
-        job = wire.unpack(payload).get("job")
-        return job if isinstance(job, str) and len(job) <= 64 else None
-    except wire.WireError:
-        return None
+def _job_of(msg):
+    """The job id of a refused request (its decoded map, or None), for the error reply."""
+    job = msg.get("job") if isinstance(msg, dict) else None
+    return job if isinstance(job, str) and len(job) <= 64 else None
+
+
+def _check_job(msg, max_chain_bytes):
+    """(Model, number of parameters) of a submit, its model, init and states checked.
+
+    Runs on a checking thread: nothing here touches the node's sockets or jobs.
+    """
+    model, dim = _read_model(msg["model"])
+    options = msg["options"]
+    _check_init(model, options["init"])
+    _check_size(dim, options, max_chain_bytes)
+    for spec in msg["chains"]:
+        if spec["state"] is not None:
+            _check_state(spec["state"], spec["chain"], dim, options)
+    return model, dim
+
+
+def _check_size(dim, options, max_chain_bytes):
+    """Refuse a job whose chains would not fit in a worker: draws and stats of every
+    iteration, and the state (a dense metric is three d x d arrays)."""
+    state = 3 * dim * dim if options["dense"] else 13 * dim
+    need = 8 * (options["total"] * (dim + len(STAT_NAMES)) + state)
+    if need > max_chain_bytes:
+        raise wire.WireError(f"a chain of this job would need about {need / 2**20:,.0f} MiB "
+                             f"({dim:,} parameters, {options['total']:,} iterations"
+                             f"{', dense metric' if options['dense'] else ''}), more than this "
+                             f"node allows ({max_chain_bytes / 2**20:,.0f} MiB)")
+
+
+def _remove_stale_folders():
+    """Remove the folders of nodes (of this user) that died without cleaning up."""
+    for path in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        found = re.fullmatch(rf"{FOLDER_PREFIX}(\d+)-\w+", path.name)
+        try:
+            if not found or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # gone meanwhile, or alive under another user
+            continue
 
 
 def _read_model(model_bytes):

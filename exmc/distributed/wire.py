@@ -17,7 +17,8 @@ Coordinator -> node::
 
 Node -> coordinator::
 
-    {"type": "welcome", "version": 1, "node": str, "workers": int}
+    {"type": "welcome", "version": 1, "node": str, "workers": int,
+     "max_message_bytes": int}                  # the largest request it accepts
     {"type": "accepted", "job": id}
     {"type": "pong", "gone": [id]}              # the pinged jobs this node no longer holds
     {"type": "cancelled", "job": id}
@@ -35,10 +36,18 @@ import math
 
 import msgpack
 
+from exmc.runtime.protocol import unpack_bounded
+
 VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_CHAINS_PER_JOB = 4096
 MAX_JOBS_PER_PING = 4096
+MAX_STRING = 65536  # names, ids, decimal seeds, messages: all far shorter
+# List and map items decoded: one per 16 bytes of message, and 100,000 more (a submit of
+# 4096 chains, each a map with a spawn key, needs about 100,000; a float in an init list
+# takes 9 bytes, so init values are limited to about 200,000 numbers).
+MIN_ITEMS, BYTES_PER_ITEM = 100_000, 16
+MAX_LIST = 2**20  # items in one list or map
 # sample options a job must carry, with their types
 OPTIONS = {"num_warmup": int, "total": int, "max_tree_depth": int, "target_accept": float,
            "gradient_metric": bool, "dense": bool, "init": (dict, type(None))}
@@ -57,9 +66,12 @@ def unpack(payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     if len(payload) > max_bytes:
         raise WireError(f"message of {len(payload)} bytes exceeds the limit of {max_bytes}")
     try:
-        # msgpack's own limits: container lengths bounded by the payload, nesting by its
-        # parser stack (StackError); no ext types.
-        msg = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_ext_len=0)
+        # Bounded: strings, binaries, the items of all lists and maps together (so the
+        # objects built stay within a small multiple of the payload's size), nesting by
+        # msgpack's parser stack (StackError); no ext types.
+        msg = unpack_bounded(payload, max_str_len=MAX_STRING, max_bin_len=max_bytes,
+                             min_items=MIN_ITEMS, bytes_per_item=BYTES_PER_ITEM,
+                             max_container_len=MAX_LIST)
     except Exception as err:  # noqa: BLE001 -- msgpack raises several unrelated types
         raise WireError(f"not a msgpack message: {type(err).__name__}: {err}") from None
     _need(isinstance(msg, dict), "a message must be a msgpack map")
@@ -146,7 +158,8 @@ def check_options(options):
 def check_reply(msg: dict) -> dict:
     """Raise `WireError` unless ``msg`` is a well-formed node message."""
     kind = msg["type"]
-    fields = {"welcome": {"type", "version", "node", "workers"}, "pong": {"type", "gone"},
+    fields = {"welcome": {"type", "version", "node", "workers", "max_message_bytes"},
+              "pong": {"type", "gone"},
               "accepted": {"type", "job"}, "cancelled": {"type", "job"},
               "block": {"type", "job", "data"}, "chain_failed": {"type", "job", "chain", "reason"},
               "error": {"type", "job", "message"}}
@@ -171,4 +184,6 @@ def check_reply(msg: dict) -> dict:
                                          f"this coordinator {VERSION}")
         _need(_is_int(msg["workers"]) and msg["workers"] >= 1, "welcome's workers must be >= 1")
         _need(isinstance(msg["node"], str), "welcome's node must be a string")
+        _need(_is_int(msg["max_message_bytes"]) and msg["max_message_bytes"] > 0,
+              "welcome's max_message_bytes must be a positive integer")
     return msg

@@ -61,15 +61,17 @@ class _ItemBudget:
         return container
 
 
-def unpack_bounded(payload, *, max_str_len, max_bin_len, min_items=4096, max_container_len=None):
+def unpack_bounded(payload, *, max_str_len, max_bin_len, min_items=4096, max_container_len=None,
+                   bytes_per_item=8):
     """``msgpack.unpackb`` with every limit set: string, binary and container lengths, no
-    extension types, string map keys, and at most ``len(payload) // 8 + min_items`` list and
-    map items in all, so the objects built take at most a small multiple of the payload's
-    size (about 8x for the worst payload, all empty lists).  Nesting is bounded by
-    msgpack's parser stack.  Raises msgpack's errors or ``ValueError``.
+    extension types, string map keys, and at most ``len(payload) // bytes_per_item +
+    min_items`` list and map items in all, so the objects built take at most a small
+    multiple of the payload's size (about 64 / bytes_per_item times for the worst payload,
+    all empty lists, each a Python object).  Nesting is bounded by msgpack's parser stack.
+    Raises msgpack's errors or ``ValueError``.
     """
     longest = len(payload) if max_container_len is None else max_container_len
-    budget = _ItemBudget(len(payload) // 8 + min_items)
+    budget = _ItemBudget(len(payload) // bytes_per_item + min_items)
     return msgpack.unpackb(payload, raw=False, strict_map_key=True, max_ext_len=0,
                            max_str_len=max_str_len, max_bin_len=max_bin_len,
                            max_array_len=longest, max_map_len=longest,

@@ -172,10 +172,11 @@ class Collector:
     """Parent side: assembles each chain's draws from blocks and keeps checkpoints.
 
     With ``keep_draws=False`` (an ``exmc-node`` relaying blocks onward) only the
-    counters and checkpoints are kept.  ``close`` removes a checkpoint folder it made.
+    counters and checkpoints are kept.  ``close`` removes a checkpoint folder it made
+    (private, mode 0700, in ``parent`` or the temporary folder).
     """
 
-    def __init__(self, dim, total, chains, directory=None, keep_draws=True):
+    def __init__(self, dim, total, chains, directory=None, keep_draws=True, parent=None):
         self.dim, self.total = dim, total
         rows = total if keep_draws else 0
         self.draws = np.zeros((chains, rows, dim))
@@ -183,7 +184,7 @@ class Collector:
         self.received = [0] * chains
         self.finished = [False] * chains
         self.own_directory = directory is None
-        self.directory = Path(directory or tempfile.mkdtemp(prefix="exmc-run-"))
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="exmc-run-", dir=parent))
 
     def checkpoint_path(self, chain):
         return self.directory / f"chain-{chain}.msgpack"
@@ -285,9 +286,14 @@ class ChainGroup:
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.MAXMSGSIZE, link_message_limit(options["dim"]))
         # The run's folder is private (mkdtemp: mode 0700), so only its owner can reach an
-        # ipc endpoint in it.  A socket path is limited to 107 bytes; past that, loopback TCP,
-        # where the tokens alone keep strangers out.
+        # ipc endpoint in it.  A socket path is limited to 107 bytes: under a long TMPDIR the
+        # endpoint goes in a private folder of its own in /tmp, and failing that loopback
+        # TCP, where the tokens alone keep strangers out.
+        self.link_directory = None
         link = collector.directory / "link"
+        if len(str(link)) >= 100 and os.access("/tmp", os.W_OK):
+            self.link_directory = Path(tempfile.mkdtemp(prefix="exmc-link-", dir="/tmp"))
+            link = self.link_directory / "link"
         self.pull.bind(f"ipc://{link}" if len(str(link)) < 100 else "tcp://127.0.0.1:*")
         self.endpoint = self.pull.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -371,6 +377,8 @@ class ChainGroup:
         self.running.clear()
         self.pull.close()
         self.collector.close()
+        if self.link_directory is not None:
+            shutil.rmtree(self.link_directory, ignore_errors=True)
 
 
 def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -215,74 +216,78 @@ NAN_DATA = np.array([0.1, np.nan, 0.3]).tobytes()
 LONG_NAME = "v" * 20_000
 
 # (what, request: dict | bytes | frames, the reply's job, words the error message must hold)
-BAD_REQUESTS = [
-    ("garbage bytes", b"\xc1\x00garbage\xff", None, ["not a msgpack message"]),
-    ("empty frame", b"", None, ["not a msgpack message"]),
-    ("deep nesting", b"\x91" * 100_000 + b"\xc0", None, ["not a msgpack message"]),
-    ("not a map", wire.pack([1, 2, 3]), None, ["msgpack map"]),
-    ("no type", wire.pack({"job": "job_1"}), None, ["'type'"]),
-    ("two frames", [wire.pack({"type": "hello"}), b"x"], None, ["one frame"]),
-    ("unknown type", {"type": "explode"}, None, ["unknown request type 'explode'"]),
-    ("extra field", {"type": "hello", "x": 1}, None, ["hello has fields"]),
-    ("missing field", {k: v for k, v in submit().items() if k != "chains"}, "job_1",
-     ["submit has fields", "chains"]),
-    ("bad job id", submit(job="not an id"), "not an id", ["'job'"]),
-    ("wrong option type", submit(max_tree_depth="6"), "job_1", ["max_tree_depth"]),
-    ("NaN option", submit(target_accept=float("nan")), "job_1", ["target_accept", "finite"]),
-    ("huge total", submit(total=2**64 - 1), "job_1", ["total"]),
-    ("too many chains", submit(chains=wire.MAX_CHAINS_PER_JOB + 1), "job_1", ["'chains'"]),
-    ("model not binary", submit(model="IR"), "job_1", ["'model'"]),
-    ("model garbage", submit(model=b"\xc1\xc1"), "job_1", ["IR payload is not valid msgpack"]),
-    ("not IR", submit(model=wire.pack({"a": 1})), "job_1", ["not an exmc IR message"]),
-    ("unknown distribution", submit(model=edit_ir(_set((*MU, "dist", "family"), "Nope"))),
-     "job_1", ["mu", "unknown distribution 'Nope'"]),
-    ("unhashable distribution", submit(model=edit_ir(_set((*MU, "dist", "family"), ["x"]))),
-     "job_1", ["mu", "unknown distribution"]),
-    ("unknown reference", submit(model=edit_ir(_set((*Y, "dist", "params", "mu", "value"), "nu"))),
-     "job_1", ["'y'", "unknown variable 'nu'"]),
-    ("data shape vs distribution", submit(model=edit_ir(_set((*Y, "dist", "shape"), [4]))),
-     "job_1", ["'y'", "shape"]),
-    ("parameter shape vs data", submit(model=edit_ir(_set((*MU, "dist", "shape"), [2]))),
-     "job_1", ["'y'", "(2,)", "(3,)"]),
-    ("data bytes vs shape", submit(model=edit_ir(_set((*Y, "data", "shape"), [4]))),
-     "job_1", ["y", "array size does not match shape"]),
-    ("huge shape", submit(model=edit_ir(_set((*MU, "dist", "shape"), [2**62, 2**62]))),
-     "job_1", ["'mu'", "shape"]),
-    ("huge index", submit(model=edit_ir(_set((*Y, "dist", "params", "mu"), {
-        "op": "index", "args": [{"op": "ref", "args": [], "value": "mu"}],
-        "value": 2**64 - 1}))), "job_1", ["y", "bad index"]),
-    ("NaN data", submit(model=edit_ir(_set((*Y, "data", "bytes"), NAN_DATA))),
-     "job_1", ["'y'", "finite"]),
-    ("NaN constant", submit(model=edit_ir(_set((*MU, "dist", "params", "mu", "value"),
-                                               float("nan")))), "job_1", ["'mu'", "finite"]),
-    ("infinite constant", submit(model=edit_ir(_set((*Y, "dist", "params", "sigma", "value"),
-                                                    float("inf")))),
-     "job_1", ["'y'", "sigma", "finite"]),
-    ("no free variable", submit(model=edit_ir(_only_observed)), "job_1", ["no random variables"]),
-    ("Custom without logp", submit(model=edit_ir(_set((*MU, "dist"), {
-        "family": "Custom", "params": {}, "shape": None}))), "job_1", ["logp"]),
-    ("long variable name", submit(model=edit_ir(_set((*MU, "name"), LONG_NAME))),
-     "job_1", ["'y'", "unknown variable 'mu'"]),
-    ("init of an unknown variable", submit(init={"nu": 1.0}), "job_1", ["'nu'"]),
-    ("NaN init", submit(init={"mu": float("nan")}), "job_1", ["'mu'", "finite"]),
-    ("init shape", submit(init={"mu": [1.0, 2.0]}), "job_1", ["'mu'", "shape"]),
-    ("state garbage", submit(states={0: {"arrays": 1}}), "job_1", ["chain 0", "state"]),
-    ("state of another model", submit(states={0: packed_state(dim=2)}), "job_1",
-     ["chain 0", "position", "(2,)"]),
-    ("state with NaN", submit(states={0: packed_state(position=np.array([np.nan]))}), "job_1",
-     ["chain 0", "position", "non-finite"]),
-    ("state past the job", submit(states={0: packed_state(scalars=np.full(12, 1e9))}), "job_1",
-     ["chain 0", "iteration"]),
-    ("state of the wrong length", submit(states={0: packed_state(scalars=np.zeros(3))}),
-     "job_1", ["chain 0", "scalars"]),
-]
+def bad_requests():
+    """Built when the test runs: the IR edits follow the IR's format, and a change there
+    should fail this test, not the collection of the whole file."""
+    return [
+        ("garbage bytes", b"\xc1\x00garbage\xff", None, ["not a msgpack message"]),
+        ("empty frame", b"", None, ["not a msgpack message"]),
+        ("deep nesting", b"\x91" * 100_000 + b"\xc0", None, ["not a msgpack message"]),
+        ("not a map", wire.pack([1, 2, 3]), None, ["msgpack map"]),
+        ("no type", wire.pack({"job": "job_1"}), None, ["'type'"]),
+        ("two frames", [wire.pack({"type": "hello"}), b"x"], None, ["one frame"]),
+        ("unknown type", {"type": "explode"}, None, ["unknown request type 'explode'"]),
+        ("extra field", {"type": "hello", "x": 1}, None, ["hello has fields"]),
+        ("missing field", {k: v for k, v in submit().items() if k != "chains"}, "job_1",
+         ["submit has fields", "chains"]),
+        ("bad job id", submit(job="not an id"), "not an id", ["'job'"]),
+        ("wrong option type", submit(max_tree_depth="6"), "job_1", ["max_tree_depth"]),
+        ("NaN option", submit(target_accept=float("nan")), "job_1", ["target_accept", "finite"]),
+        ("huge total", submit(total=2**64 - 1), "job_1", ["total"]),
+        ("too many chains", submit(chains=wire.MAX_CHAINS_PER_JOB + 1), "job_1", ["'chains'"]),
+        ("model not binary", submit(model="IR"), "job_1", ["'model'"]),
+        ("model garbage", submit(model=b"\xc1\xc1"), "job_1", ["IR payload is not valid msgpack"]),
+        ("not IR", submit(model=wire.pack({"a": 1})), "job_1", ["not an exmc IR message"]),
+        ("unknown distribution", submit(model=edit_ir(_set((*MU, "dist", "family"), "Nope"))),
+         "job_1", ["mu", "unknown distribution 'Nope'"]),
+        ("unhashable distribution", submit(model=edit_ir(_set((*MU, "dist", "family"), ["x"]))),
+         "job_1", ["mu", "unknown distribution"]),
+        ("unknown reference", submit(model=edit_ir(_set((*Y, "dist", "params", "mu", "value"), "nu"))),
+         "job_1", ["'y'", "unknown variable 'nu'"]),
+        ("data shape vs distribution", submit(model=edit_ir(_set((*Y, "dist", "shape"), [4]))),
+         "job_1", ["'y'", "shape"]),
+        ("parameter shape vs data", submit(model=edit_ir(_set((*MU, "dist", "shape"), [2]))),
+         "job_1", ["'y'", "(2,)", "(3,)"]),
+        ("data bytes vs shape", submit(model=edit_ir(_set((*Y, "data", "shape"), [4]))),
+         "job_1", ["y", "array size does not match shape"]),
+        ("huge shape", submit(model=edit_ir(_set((*MU, "dist", "shape"), [2**62, 2**62]))),
+         "job_1", ["'mu'", "shape"]),
+        ("huge index", submit(model=edit_ir(_set((*Y, "dist", "params", "mu"), {
+            "op": "index", "args": [{"op": "ref", "args": [], "value": "mu"}],
+            "value": 2**64 - 1}))), "job_1", ["y", "bad index"]),
+        ("NaN data", submit(model=edit_ir(_set((*Y, "data", "bytes"), NAN_DATA))),
+         "job_1", ["'y'", "finite"]),
+        ("NaN constant", submit(model=edit_ir(_set((*MU, "dist", "params", "mu", "value"),
+                                                   float("nan")))), "job_1", ["'mu'", "finite"]),
+        ("infinite constant", submit(model=edit_ir(_set((*Y, "dist", "params", "sigma", "value"),
+                                                        float("inf")))),
+         "job_1", ["'y'", "sigma", "finite"]),
+        ("no free variable", submit(model=edit_ir(_only_observed)), "job_1", ["no random variables"]),
+        ("Custom without logp", submit(model=edit_ir(_set((*MU, "dist"), {
+            "family": "Custom", "params": {}, "shape": None}))), "job_1", ["logp"]),
+        ("long variable name", submit(model=edit_ir(_set((*MU, "name"), LONG_NAME))),
+         "job_1", ["'y'", "unknown variable 'mu'"]),
+        ("init of an unknown variable", submit(init={"nu": 1.0}), "job_1", ["'nu'"]),
+        ("NaN init", submit(init={"mu": float("nan")}), "job_1", ["'mu'", "finite"]),
+        ("init shape", submit(init={"mu": [1.0, 2.0]}), "job_1", ["'mu'", "shape"]),
+        ("state garbage", submit(states={0: {"arrays": 1}}), "job_1", ["chain 0", "state"]),
+        ("state of another model", submit(states={0: packed_state(dim=2)}), "job_1",
+         ["chain 0", "position", "(2,)"]),
+        ("state with NaN", submit(states={0: packed_state(position=np.array([np.nan]))}), "job_1",
+         ["chain 0", "position", "non-finite"]),
+        ("state past the job", submit(states={0: packed_state(scalars=np.full(12, 1e9))}), "job_1",
+         ["chain 0", "iteration"]),
+        ("state of the wrong length", submit(states={0: packed_state(scalars=np.zeros(3))}),
+         "job_1", ["chain 0", "scalars"]),
+    ]
 
 
 def test_bad_requests_get_named_errors_and_the_node_goes_on(start_node, client):
     node = start_node("--workers", "1")
     c = client(node.address)
     assert_serving(node, c)
-    for what, request, job, words in BAD_REQUESTS:
+    requests = bad_requests()
+    for what, request, job, words in requests:
         reply = c.ask(request)
         assert reply is not None, f"{what}: no reply\n{node.log_text()}"
         assert reply["type"] == "error", f"{what}: {reply}"
@@ -293,7 +298,7 @@ def test_bad_requests_get_named_errors_and_the_node_goes_on(start_node, client):
         assert_serving(node, c)
     assert workers(node.popen.pid) == set()  # nothing was started
     log = node.log_text()
-    assert log.count("refused a request from client") == len(BAD_REQUESTS)
+    assert log.count("refused a request from client") == len(requests)
     bad_lines = [line for line in log.splitlines() if not LOG_LINE.match(line)]
     assert not bad_lines, f"log lines an operator cannot read: {bad_lines[:3]}"
 
@@ -487,8 +492,8 @@ for _ in range(200):
 def test_forged_worker_messages_on_a_node_are_refused(start_node, client, tmp_path):
     """A local user of a node host cannot feed draws to a remote client through the node."""
     import os
-    folder = tmp_path / "tmp"
-    folder.mkdir()
+    import tempfile
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # short: a socket path has at most 107 bytes
     node = start_node("--workers", "1", env={**os.environ, "TMPDIR": str(folder)})
     c = client(node.address)
     start_job(node, c)
@@ -514,3 +519,144 @@ def test_forged_worker_messages_on_a_node_are_refused(start_node, client, tmp_pa
         forger.wait(30)
     assert blocks > 0
     assert "refused a worker-link message" in node.log_text()
+    node.stop()
+    assert not list(folder.iterdir())  # the node's folders went with it
+    folder.rmdir()
+
+
+# ---- hardening: requests that must not freeze or exhaust the node ----------------------------
+def peak_memory_mb(pid):
+    with open(f"/proc/{pid}/status") as fh:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", fh.read()).group(1)) / 1024
+
+
+def test_msgpack_bomb_is_answered_within_a_second_with_bounded_memory(start_node, client):
+    """8 MiB of empty lists used to take 1.2 GB and freeze the node for seconds."""
+    node = start_node("--workers", "1", "--max-message-mb", "16")
+    c = client(node.address)
+    assert_serving(node, c)
+    before = peak_memory_mb(node.popen.pid)
+    n = 8 * 2**20
+    started = time.monotonic()
+    reply = c.ask(b"\xdd" + n.to_bytes(4, "big") + b"\x90" * n, timeout=10)
+    took = time.monotonic() - started
+    assert reply["type"] == "error" and "not a msgpack message" in reply["message"], reply
+    assert took < 1.0, f"answered after {took:.2f} s"
+    grown = peak_memory_mb(node.popen.pid) - before
+    assert grown < 8 * 8 + 16, f"the node's peak memory grew by {grown:.0f} MB"
+    assert_serving(node, c)
+
+
+def chain_of_variables(n):
+    """A model of ``n`` scalar variables, each the mean of the next (its IR: about 100 B each)."""
+    b = exmc.Builder().rv("v0", exmc.Normal(0, 1))
+    for i in range(1, n):
+        b = b.rv(f"v{i}", exmc.Normal(f"v{i - 1}", 1.0))
+    return b.to_msgpack()
+
+
+def test_pings_are_answered_while_a_large_model_is_read(start_node, client):
+    node = start_node("--workers", "1")
+    c = client(node.address)
+    assert_serving(node, c)
+    # read in full, then refused for its init: no job starts
+    request = submit(model=chain_of_variables(20_000), init={"nope": 1.0})
+    c.send(request)
+    sent = time.monotonic()
+    latencies, reply = [], None
+    while reply is None and time.monotonic() - sent < 60:
+        started = time.monotonic()
+        c.send({"type": "ping", "jobs": []})
+        while time.monotonic() - started < 5:
+            msg = c.receive(timeout=5)
+            if msg is None or msg["type"] == "pong":
+                latencies.append(time.monotonic() - started)
+                break
+            reply = msg
+        time.sleep(0.1)
+    assert reply is not None and reply["type"] == "error" and "'nope'" in reply["message"], reply
+    assert len(latencies) >= 3 and max(latencies) < 1.0, latencies
+    assert workers(node.popen.pid) == set()
+
+
+def test_a_model_that_takes_too_long_to_read_is_refused(start_node, client):
+    node = start_node("--workers", "1", "--read-timeout", "0.05")
+    c = client(node.address)
+    reply = c.ask(submit(model=chain_of_variables(20_000)), timeout=30)
+    assert reply["type"] == "error" and "took more than 0.05 s" in reply["message"], reply
+    assert_serving(node, c)
+    assert workers(node.popen.pid) == set()
+
+
+def test_a_job_too_large_for_a_worker_is_refused_naming_its_size(start_node, client):
+    node = start_node("--workers", "1")
+    c = client(node.address)
+    reply = c.ask(submit(total=10**8, num_warmup=10))  # 1 parameter x 1e8 iterations: 7.5 GiB
+    assert reply["type"] == "error", reply
+    for words in ("7,629 MiB", "100,000,000 iterations", "4,096 MiB"):
+        assert words in reply["message"], reply["message"]
+    assert workers(node.popen.pid) == set()
+
+
+def test_welcome_names_the_message_limit(start_node, client):
+    node = start_node("--max-message-mb", "2")
+    reply = client(node.address).ask({"type": "hello"})
+    assert reply["max_message_bytes"] == 2 * 2**20
+
+
+# ---- hardening: nothing outlives the node ------------------------------------------------------
+def test_sigint_then_sigterm_still_cleans_up_everything(start_node, client):
+    import os
+    import tempfile
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    stale = folder / "exmc-node-999999999-abcdefgh"  # a node SIGKILLed long ago (no such pid)
+    stale.mkdir()
+    node = start_node("--workers", "2", env={**os.environ, "TMPDIR": str(folder)})
+    assert not stale.exists()
+    c = client(node.address)
+    pids = start_job(node, c, chains=2)
+    assert any(folder.iterdir())
+    node.popen.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    node.popen.send_signal(signal.SIGTERM)
+    node.popen.send_signal(signal.SIGINT)
+    assert node.popen.wait(timeout=30) == 0
+    wait_until(lambda: not any(running(pid) for pid in pids), 10, "the workers to exit")
+    assert not list(folder.iterdir()), list(folder.iterdir())
+    assert "Traceback" not in node.log_text()
+    folder.rmdir()
+
+
+def test_node_stops_when_its_parent_pipe_closes(tmp_path):
+    import os
+    from tests.distributed.conftest import launch
+    read_end, write_end = os.pipe()
+    node = None
+    try:
+        command = [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*",
+                   "--parent-fd", str(read_end)]
+        log = tmp_path / "node.log"
+        with open(log, "w") as fh:
+            popen = subprocess.Popen(command, stderr=fh, pass_fds=(read_end,))
+        os.close(read_end)
+        from exmc.distributed.coordinator import wait_for_listening
+        wait_for_listening(log, popen, 60)
+        os.close(write_end)
+        write_end = None
+        assert popen.wait(timeout=10) == 0
+        assert "its parent process has exited" in log.read_text()
+    finally:
+        if write_end is not None:
+            os.close(write_end)
+
+
+def test_nested_msgpack_bomb_is_answered_within_a_second(start_node, client):
+    node = start_node("--workers", "1", "--max-message-mb", "16")
+    c = client(node.address)
+    inner = b"\xdd" + (2**20 - 16).to_bytes(4, "big") + b"\x90" * (2**20 - 16)
+    started = time.monotonic()
+    reply = c.ask(b"\x98" + inner * 8, timeout=10)  # 8 lists of a million empty lists
+    took = time.monotonic() - started
+    assert reply["type"] == "error" and "too many list and map items" in reply["message"], reply
+    assert took < 1.0, f"answered after {took:.2f} s"
+    assert_serving(node, c)
