@@ -118,6 +118,9 @@ class Dashboard:
         self._http = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                       name="exmc-dash-http", daemon=True)
         self._http.start()
+        # R-hat and ESS come from arviz, whose import takes seconds: start it now, not
+        # on the first snapshot while draws are arriving.
+        threading.Thread(target=_import_arviz, name="exmc-dash-import", daemon=True).start()
         if address is not None:
             self.subscribe(address)
 
@@ -236,6 +239,10 @@ class Dashboard:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _import_arviz():
+    import arviz  # noqa: F401
 
 
 def parse_selection(text: str) -> dict:
