@@ -1,33 +1,9 @@
-"""Family log-density kernels with exact gradients, over scalars and small arrays, and their registry ``KERNELS``.
-
-Every kernel uses ``math``, scalar arithmetic, loops and indexing of the arrays
-passed in, and nothing else (no NumPy calls, no allocation, no exceptions), so
-the same Python functions compile under Numba on the CPU and as numba.cuda
-device functions.  The formulas and parameterisations are PyMC's (and those of
-the templates in ``exmc/ir/dists``).
-
-Conventions
------------
-Scalar families (``event_ndim == 0``):
-
-- ``<family>_logp(x, p1, p2, ...) -> float``;
-- ``<family>_logp_grad(x, p1, ...) -> (logp, d/dx, d/dp1, ...)``; the partial
-  with respect to a discrete value or a data-only parameter (Binomial's ``n``)
-  is 0.0 (those arguments are listed in ``FamilyKernel.constant_args``);
-- ``logcdf``/``logccdf`` and their ``_grad`` twins likewise, where registered.
-
-Event families (``event_ndim >= 1``): the value and array parameters are array
-views; ``logp_grad`` takes one gradient array per array argument (value first,
-then the array parameters in order) after the parameters, ADDS the gradient
-into them, and returns the log density, or ``(logp, d/dp, ...)`` for the
-scalar parameters (``param_ndim == 0``) when there are any.  A ``work`` array of
-shape ``FamilyKernel.work_shape(k)`` comes last where the kernel needs one.
-"""
+"""Family log-density kernels with exact gradients, one source for CPU and CUDA; their registry."""
 import math
 from typing import Callable, NamedTuple, Optional
 
 from exmc.compiler.njit import njit
-from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, digamma, lgamma, log1mexp,
+from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, digamma, log1mexp,
                                   log_normal_cdf, log_normal_cdf_derivative, sigmoid, softplus,
                                   xlog1py, xlogy)
 
@@ -137,7 +113,7 @@ def halfcauchy_logp_grad(x, beta):
     return halfcauchy_logp(x, beta), -2.0 * x / s, 1.0 / beta - 2.0 * beta / s
 
 
-# cdf = (2 / pi) atan(t), ccdf = (2 / pi) atan2(1, t): each computed directly, never as 1 - the other.
+# cdf = (2 / pi) atan(t), ccdf = (2 / pi) atan2(1, t): each computed directly, never as 1 - other.
 @njit
 def halfcauchy_logcdf(x, beta):
     if x <= 0.0:
@@ -308,7 +284,8 @@ def studentt_logp_grad(x, nu, mu, sigma):
     w = (nu + 1.0) / (nu + tt)
     dnu = (0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu)) - 0.5 / nu
            - 0.5 * math.log1p(tt / nu) + 0.5 * w * tt / nu)
-    return studentt_logp(x, nu, mu, sigma), -w * t / sigma, dnu, w * t / sigma, (w * tt - 1.0) / sigma
+    return (studentt_logp(x, nu, mu, sigma), -w * t / sigma, dnu, w * t / sigma,
+            (w * tt - 1.0) / sigma)
 
 
 @njit
@@ -517,7 +494,7 @@ def poisson_logp_grad(x, mu):
 # ---- multivariate families -------------------------------------------------------------------
 @njit
 def cholesky_lower(A, L):
-    """Factor A = L L^T into L (k, k), reading only A's lower triangle; False if not positive definite.
+    """Factor A = L L^T into L (k, k) from A's lower triangle; False unless A is positive definite.
 
     Cholesky-Crout, column by column; L's upper triangle is set to 0 so a scratch
     buffer can hold it.
@@ -543,7 +520,7 @@ def cholesky_lower(A, L):
 
 @njit
 def cholesky_adjoint(L, gL, gA):
-    """Reverse mode of ``cholesky_lower``: add to gA's lower triangle the adjoint of A given gL, the adjoint of L.
+    """Reverse mode of ``cholesky_lower``: add A's adjoint, given L's adjoint gL, into tril(gA).
 
     The loops of ``cholesky_lower`` run backwards, statement by statement
     (the unblocked reverse algorithm of Murray 2016, "Differentiation of the
@@ -589,7 +566,7 @@ def mvnormal_chol_logp(x, mu, L, work):
 
 @njit
 def mvnormal_chol_logp_grad(x, mu, L, gx, gmu, gL, work):
-    """``mvnormal_chol_logp`` and its gradient, added into gx, gmu and gL's lower triangle; work (2, k).
+    """``mvnormal_chol_logp``, its gradient added into gx, gmu and gL's lower triangle; work (2, k).
 
     With z = L^-1 (x - mu) and w = L^-T z:  d/dx = -w, d/dmu = w,
     d/dL = tril(w z^T) - diag(1 / L_ii)  (dz = -L^-1 dL z).
@@ -715,13 +692,40 @@ def lkj_corr_cholesky_logp_grad(L, eta, gL):
 
 # ---- registry ----------------------------------------------------------------------------------
 class FamilyKernel(NamedTuple):
-    """The compiled pieces of one family with one choice of parameters (see the module docstring).
+    """The kernels of one family with one choice of parameters, as ``KERNELS`` registers them.
 
-    ``params`` are the kernel's arguments after the value, in the order of the
-    IR family's ``params``; ``param_ndim`` their ranks; ``constant_args`` the
-    arguments ("x" or a parameter name) whose partial is identically 0.0;
-    ``work_shape(k)`` the shape of the work array for event size k, or None
-    when the kernel takes none.
+    Every kernel uses ``math``, scalar arithmetic, loops and indexing of the
+    arrays passed in, and nothing else (no NumPy calls, no allocation, no
+    exceptions), so the same Python functions (``fn.py_func``) compile under
+    Numba on the CPU and, unchanged, as numba.cuda device functions; the
+    helpers they call are @njit functions, which numba.cuda compiles for the
+    device when called from device code.  Formulas and parameterisations are
+    PyMC's (those of the former templates in ``exmc/ir/dists``).
+
+    Scalar families (``event_ndim == 0``): ``logp(x, p1, p2, ...) -> float`` and
+    ``logp_grad(x, p1, ...) -> (logp, d/dx, d/dp1, ...)``; the same for
+    ``logcdf``/``logccdf`` and their ``_grad`` twins, where registered (None
+    otherwise).  Outside the support a logcdf is -inf or 0 with zero partials.
+
+    Event families (``event_ndim >= 1``): the value and the array parameters are
+    array views; ``logp_grad`` takes one gradient array per array argument (the
+    value first, then the array parameters in order) after the parameters, ADDS
+    the gradient into them, and returns the log density, or ``(logp, d/dp, ...)``
+    for the scalar parameters when there are any.  A ``work`` array of shape
+    ``work_shape(k)`` comes last where the kernel takes one.
+
+    Attributes
+    ----------
+    params : tuple of str
+        The kernel's arguments after the value, in the IR family's (PyMC's) order.
+    param_ndim : tuple of int
+        Rank of each parameter.
+    constant_args : tuple of str
+        Arguments ("x" or a parameter name) whose partial is identically 0.0: a
+        discrete value, a data-only parameter (Binomial's ``n``).
+    work_shape : callable or None
+        ``work_shape(k)`` is the shape of the float64 work array for event size k;
+        None when the kernel takes none.
     """
 
     params: tuple

@@ -1,4 +1,4 @@
-"""Stable scalar special functions for family kernels, written with ``math`` only so they also compile for numba.cuda."""
+"""Stable scalar special functions for family kernels, in ``math`` only so CUDA compiles them."""
 import math
 
 from exmc.compiler.njit import njit
@@ -94,7 +94,8 @@ def trigamma(x):
         x += 1.0
     f = 1.0 / (x * x)
     # 1/x + 1/(2x^2) + sum B_2n / x^(2n+1), Bernoulli numbers 1/6, -1/30, 1/42, -1/30, 5/66
-    series = (1.0 + f * (1.0 / 6 - f * (1.0 / 30 - f * (1.0 / 42 - f * (1.0 / 30 - f * (5.0 / 66)))))) / x
+    series = 1.0 + f * (1.0 / 6 - f * (1.0 / 30 - f * (1.0 / 42 - f * (1.0 / 30 - f * (5.0 / 66)))))
+    series /= x
     return result + series + 0.5 * f
 
 
@@ -112,7 +113,8 @@ def erfc(x):
 def _normal_tail_series(x):
     """S(x) with Phi(x) = phi(x) S(x) / (-x) for x <= -20: sum of (-1)^n (2n-1)!! / x^(2n).
 
-    The series is asymptotic, but at |x| >= 20 its 12th term is below 1e-19.
+    Abramowitz and Stegun 26.2.12.  The series is asymptotic, but at |x| >= 20 its
+    12th term is below 1e-19.
     """
     inv = 1.0 / (x * x)
     term = 1.0
