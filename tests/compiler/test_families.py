@@ -236,17 +236,18 @@ def test_every_kernel_compiles_on_the_cpu(key):
     kernel = KERNELS[key]
     cases = (SCALAR_CASES if kernel.event_ndim == 0 else EVENT_CASES)[key][1]
     args = cases[0]
+    work = _work(kernel, args[0].shape[0]) if kernel.event_ndim else ()
+    ranks = (kernel.event_ndim,) + kernel.param_ndim
+    grads = [np.zeros(np.shape(a)) for a, r in zip(args, ranks) if r > 0]
     for name in ("logp", "logp_grad", "logcdf", "logcdf_grad", "logccdf", "logccdf_grad"):
         fn = getattr(kernel, name)
         if fn is None:
             continue
         assert isinstance(fn, numba.core.registry.CPUDispatcher), name
-        if name == "logp_grad" and kernel.event_ndim > 0:
-            ranks = (kernel.event_ndim,) + kernel.param_ndim
-            grads = [np.zeros(np.shape(a)) for a, r in zip(args, ranks) if r > 0]
-            fn(*args, *grads, *_work(kernel, args[0].shape[0]))
+        if name == "logp_grad" and kernel.event_ndim:
+            fn(*args, *grads, *work)
         else:
-            fn(*args, *_work(kernel, args[0].shape[0])) if kernel.event_ndim else fn(*args)
+            fn(*args, *work)
         assert fn.signatures, f"{name} did not compile"
 
 
