@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from exmc.ir.dists.base import Distribution, ModelError, names_in
+from exmc.ir import ops
+from exmc.ir.dists.base import Distribution, ModelError
 from exmc.ir.expr import Expr, as_expr, index_to_python, postorder, walk
 
 KINDS = ("rv", "obs", "det")
@@ -270,29 +271,11 @@ def _check_size(shape, what):
 
 
 def op_shape(op, arg_shapes, value, where):
-    """Result shape of operation ``op`` on arguments of ``arg_shapes`` (numpy rules)."""
-    if op == "sum":
-        return ()
-    if op == "index":
-        if arg_shapes[0] == ():
-            raise ModelError(f"{where}: cannot index a scalar")
-        try:
-            # a zero-stride view: no memory of the (possibly huge) indexed shape
-            return np.broadcast_to(0.0, arg_shapes[0])[index_to_python(value)].shape
-        except IndexError as err:
-            raise ModelError(f"{where}: index {value!r} does not fit shape {arg_shapes[0]}: {err}") from None
-    if len(arg_shapes) == 1:
-        return arg_shapes[0]
-    if op == "matmul":
-        a, b = arg_shapes
-        if len(a) not in (1, 2) or len(b) not in (1, 2) or a[-1] != b[0]:
-            raise ModelError(f"{where}: matrix product of shapes {a} and {b} does not fit "
-                             f"(need 1-d or 2-d operands with matching inner size)")
-        return a[:-1] + b[1:]
-    out = arg_shapes[0]
-    for s in arg_shapes[1:]:
-        out = broadcast(out, s, where)
-    return out
+    """Result shape of operation ``op`` on arguments of ``arg_shapes`` (the registry's rule)."""
+    try:
+        return ops.op_shape(op, arg_shapes, value, where)
+    except ops.OpError as err:
+        raise ModelError(str(err)) from None
 
 
 def _check_variable(var: Variable, shapes):
@@ -317,6 +300,11 @@ def _check_variable(var: Variable, shapes):
     return shape
 
 
+def _checked_constants(dist, where, shape):
+    dist.check_constants(where)
+    return shape
+
+
 def _check_params(dist, shapes, where, shape, memo):
     """Check parameter kinds, shapes and constant values; return the variable's shape.
 
@@ -332,6 +320,8 @@ def _check_params(dist, shapes, where, shape, memo):
             raise ModelError(f"{where}: parameter {key!r} of {dist.family} must be data, "
                              f"not an expression of variables")
         param_shapes[key] = infer_shape(val, shapes, f"{where}, parameter {key!r}", memo=memo)
+    if dist.event_ndim or dist.param_ndim:
+        return _checked_constants(dist, where, dist.value_shape(param_shapes, shape, where))
     if shape is None:
         shape = ()
         for key, s in param_shapes.items():
@@ -346,15 +336,7 @@ def _check_params(dist, shapes, where, shape, memo):
         if np.any(np.asarray(val) < 0) or np.any(np.asarray(val) != np.round(val)):
             raise ModelError(f"{where}: parameter {key!r} of {dist.family} must be "
                              f"non-negative integers")
-    constants = {k: v.value for k, v in dist.param_exprs.items()
-                 if isinstance(v, Expr) and v.op == "const"}
-    for check in dist.templates().checks:
-        involved = names_in(check, dist.param_exprs)
-        if involved and all(k in constants for k in involved):
-            ok = eval(check, {"np": np}, dict(constants))  # our own template, constants only
-            if not np.all(ok):
-                shown = ", ".join(f"{k}={_short(constants[k])}" for k in involved)
-                raise ModelError(f"{where}: {dist.family} needs {check}, got {shown}")
+    _checked_constants(dist, where, shape)
     if dist.family == "GaussianRandomWalk":
         _check_params(dist.param_exprs["init"], shapes, f"{where}, init", (), memo)
     if dist.family == "Custom":

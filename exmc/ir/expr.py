@@ -18,17 +18,14 @@ import numbers
 
 import numpy as np
 
-# Operation name -> number of arguments.  The compiler has one forward rule
-# and one gradient rule for each; ``ir/serialize.py`` accepts only these.
-UNARY = ("neg", "exp", "log", "log1p", "expm1", "sqrt", "sigmoid", "logit",
-         "tanh", "softplus", "abs", "sum")
-BINARY = ("add", "sub", "mul", "div", "pow", "matmul", "lt", "le", "gt", "ge")
+from exmc.ir.ops import COMPARISONS, REGISTRY, VARIADIC, index_to_python  # noqa: F401
+
+# Operation name -> number of arguments (VARIADIC: one or more), from the op registry
+# (``ir/ops.py``); ``ir/serialize.py`` accepts only these.
 LEAVES = ("const", "ref", "value")
-OPS = {**{op: 1 for op in UNARY}, **{op: 2 for op in BINARY},
-       "where": 3, "index": 1, **{op: 0 for op in LEAVES},
+OPS = {**{name: op.arity for name, op in REGISTRY.items()}, **{op: 0 for op in LEAVES},
        # Transient: a not-yet-named variable inside @exmc.model; never in a finished IR.
        "dslvar": 0}
-COMPARISONS = ("lt", "le", "gt", "ge")
 
 
 class ExprOps:
@@ -93,7 +90,7 @@ class Expr(ExprOps):
     def __init__(self, op, args=(), value=None):
         if op not in OPS:
             raise ValueError(f"unknown expression operation {op!r}")
-        if len(args) != OPS[op]:
+        if len(args) != OPS[op] and not (OPS[op] == VARIADIC and args):
             raise ValueError(f"operation {op!r} takes {OPS[op]} arguments, got {len(args)}")
         self.op, self.args, self.value = op, tuple(args), value
 
@@ -232,10 +229,3 @@ def normalize_index(index):
     if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
         return arr.astype(np.int64)
     raise TypeError(f"unsupported index {index!r}: use an int, a slice or a 1-d integer array")
-
-
-def index_to_python(index):
-    """The Python index object that a normalised index stands for."""
-    if isinstance(index, tuple):
-        return slice(*index[1:])
-    return index

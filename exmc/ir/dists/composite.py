@@ -17,7 +17,7 @@ class GaussianRandomWalk(Distribution):
     params = ("mu", "sigma", "init")
     defaults = {"mu": 0.0, "sigma": 1.0, "init": None}
     dist_params = ("init",)
-    checks = ("sigma > 0",)
+    checks = (("sigma", ">", 0.0),)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
