@@ -127,10 +127,21 @@ def test_live_run_in_chromium(browser, tmp_path):
         shot = browser.screenshot(tmp_path / "dashboard.png")
         assert shot.stat().st_size > 10_000
         if os.environ.get("EXMC_DASH_SCREENSHOT"):
-            shutil.copyfile(shot, os.environ["EXMC_DASH_SCREENSHOT"])
+            save_small(shot, os.environ["EXMC_DASH_SCREENSHOT"])
     finally:
         browser.open("about:blank")
         board.close()
+
+
+def save_small(png, target):
+    """A copy of the screenshot for the docs: 64 colours (with Pillow, when installed) keep it small."""
+    try:
+        from PIL import Image
+    except ImportError:
+        shutil.copyfile(png, target)
+        return
+    with Image.open(png) as image:
+        image.convert("RGB").quantize(64).save(target, optimize=True)
 
 
 def start_cli(*args):

@@ -105,6 +105,7 @@ class DashState(WatchState):
         self.layouts: dict[str, Layout] = {}
         self.warmup_end: dict[tuple[str, int], int] = {}  # first post-warmup iteration seen
         self.started_at = clock()
+        self._diagnostics_every = self.diagnostics_interval
 
     def update(self, msg: dict) -> bool:
         if not super().update(msg):
@@ -141,6 +142,8 @@ class DashState(WatchState):
         dashboard, None for one fed in-process.
         """
         selection = selection or {}
+        # Once the run has ended, R-hat and ESS are brought up to date (cost-throttled still).
+        self.diagnostics_interval = 0.0 if self.ended() else self._diagnostics_every
         chains = [{"run": c.run, "chain": c.chain, "phase": c.phase, "warmup_draws": c.warmup_draws,
                    "draws": c.sampling_draws, "divergences": c.divergences,
                    "warmup_divergences": c.warmup_divergences, "step_size": _finite(c.step_size),

@@ -189,7 +189,7 @@
       for (const name of ["trace", "hist", "summary"]) if (p[name]) p[name].destroy();
     }
     v.root = p.root;
-    Object.assign(p, makePlots(v, 380));
+    Object.assign(p, makePlots(v, 360));
     p.signature = signature;
     return p;
   }
