@@ -361,3 +361,32 @@ def test_sample_in_workers_with_dashboard_and_a_stream_address():
         board.close()
         sub.close(linger=0)
         context.term()
+
+
+def test_sample_in_the_background_with_dashboard():
+    board = Dashboard()
+    try:
+        handle = exmc.sample(small_model(), chains=2, num_samples=60, num_warmup=40, seed=3,
+                             progressbar=False, blocking=False, dashboard=board)
+        handle.wait(timeout=100)
+        snap = board.snapshot()
+        assert snap["status"]["ended"]
+        assert [(c["warmup_draws"], c["draws"]) for c in snap["chains"]] == [(40, 60)] * 2
+    finally:
+        board.close()
+
+
+@pytest.mark.timeout(240)
+def test_distributed_run_with_dashboard():
+    from exmc.distributed import sample_chains
+
+    board = Dashboard()
+    try:
+        idata = sample_chains(small_model(), nodes=["local"], chains=2, num_samples=60,
+                              num_warmup=40, seed=4, progressbar=False, dashboard=board)
+        snap = board.snapshot()
+        assert snap["status"]["ended"] and snap["missed"] == 0
+        assert snap["runs"] == [idata.attrs["run_id"]]
+        assert [(c["warmup_draws"], c["draws"]) for c in snap["chains"]] == [(40, 60)] * 2
+    finally:
+        board.close()
