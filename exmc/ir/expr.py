@@ -35,6 +35,7 @@ class ExprOps:
     hand ``ndarray @ expr`` and ``ndarray * expr`` over to our reflected operators.
     """
 
+    __slots__ = ()  # an Expr holds only its own slots: large models take less memory
     __array_ufunc__ = None
 
     def as_expr(self) -> "Expr":  # pragma: no cover - abstract

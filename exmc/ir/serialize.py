@@ -34,6 +34,7 @@ indices (baked into code) stay in the hash.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 
@@ -49,7 +50,7 @@ DTYPES = {"<f8": np.float64, "<i8": np.int64}
 
 MAX_BYTES = 256 * 1024 * 1024  # a whole IR message
 MAX_VARIABLES = 100_000
-MAX_NODES = 2**20  # expression nodes, all variables together
+MAX_NODES = 2**19  # expression nodes, all variables together (about 150 bytes each once read)
 MAX_NDIM = 8  # dimensions of an array or a declared shape
 MAX_DIST_DEPTH = 4  # distributions nested as parameters (GaussianRandomWalk's init)
 MAX_STR_BYTES = 4096  # names, ops, families and dtype codes are short
@@ -60,6 +61,7 @@ MAX_SMALL = max(MAX_NDIM, 3 + max(len(c.params) for c in FAMILIES.values()))
 # distribution (its map, params map, shape list) at each level of nesting.
 ARRAY_CONTAINERS, DIST_CONTAINERS = 2, 3 * MAX_DIST_DEPTH
 FIELDS = {"rv": ("dist",), "obs": ("dist", "data"), "det": ("expr",)}
+_OP_NAMES = {op: op for op in OPS}
 
 
 class SchemaError(ModelError):
@@ -199,49 +201,53 @@ def _read_array(obj, where):
     return np.frombuffer(obj["bytes"], dtype=DTYPES[obj["nd"]]).reshape(shape).copy()
 
 
-def _read_value(op, v, where):
+def _read_value(op, v):
     if op == "const":
         if isinstance(v, dict):
-            return _read_array(v, where).astype(np.float64)
-        _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{where}: bad constant")
+            return _read_array(v, "constant").astype(np.float64)
+        _need(isinstance(v, (int, float)) and not isinstance(v, bool), "bad constant")
         return float(v)
     if op == "ref":
-        _need(isinstance(v, str) and v.isidentifier(), f"{where}: bad reference")
+        _need(isinstance(v, str) and v.isidentifier(), "bad reference")
         return v
     if op == "index":
         if isinstance(v, dict):
-            v = _read_array(v, where).astype(np.int64)
-            _need(v.ndim == 1, f"{where}: index arrays must be 1-d")
+            v = _read_array(v, "index").astype(np.int64)
+            _need(v.ndim == 1, "index arrays must be 1-d")
             return v
         if isinstance(v, list):
             _need(len(v) == 4 and v[0] == "slice" and v[3] != 0
-                  and all(p is None or _int64(p) for p in v[1:]), f"{where}: bad slice")
+                  and all(p is None or _int64(p) for p in v[1:]), "bad slice")
             return tuple(v)
-        _need(_int64(v), f"{where}: bad index")
+        _need(_int64(v), "bad index")
         return v
     if OPS[op] == 0:
-        _need(v is None, f"{where}: {op} carries no value")
-    else:  # an op's attribute: an axis or nothing; its shape rule checks it in validate
-        _need(v is None or _int64(v), f"{where}: {op} takes an integer axis or nil, got {v!r}")
+        _need(v is None, f"{op} carries no value")
+    elif not (v is None or _int64(v)):  # an axis or nothing; its shape rule checks it in validate
+        raise SchemaError(f"{op} takes an integer axis or nil, got {v!r}")
     return v
 
 
-def _read_node(reader, nodes, where) -> Expr:
-    """One node, read piece by piece: a variadic op's argument list may be long."""
-    count = reader.header("list", where)
-    _need(count >= 2, f"{where}: malformed expression node")
+def _read_node(reader, nodes) -> Expr:
+    """One node, read piece by piece (a variadic op's argument list may be long).
+
+    Messages are built only on failure and say what; the caller says where.
+    """
+    count = reader.header("list", "expression node")
+    _need(count >= 2, "malformed expression node")
     op = reader.piece()
-    _need(isinstance(op, str) and op in OPS and op != "dslvar",
-          f"{where}: unknown expression operation {op!r}")
+    if not (isinstance(op, str) and op in OPS) or op == "dslvar":
+        raise SchemaError(f"unknown expression operation {op!r}")
+    op = _OP_NAMES[op]  # one string object per op name, not one per node
     arity, given = OPS[op], count - 2  # a negative arity (ops.VARIADIC): one or more
-    _need(given == arity or (arity < 0 and given > 0),
-          f"{where}: {op} takes {'one or more' if arity < 0 else arity} arguments")
-    value = _read_value(op, reader.piece(ARRAY_CONTAINERS), where)
+    if not (given == arity or (arity < 0 and given > 0)):
+        raise SchemaError(f"{op} takes {'one or more' if arity < 0 else arity} arguments")
+    value = _read_value(op, reader.piece(ARRAY_CONTAINERS))
     args = []
     for _ in range(given):
         arg = reader.piece()
         # Only earlier nodes: the table is acyclic by construction.
-        _need(_int64(arg) and 0 <= arg < len(nodes), f"{where}: arguments must be indices of earlier nodes")
+        _need(_int64(arg) and 0 <= arg < len(nodes), "arguments must be indices of earlier nodes")
         args.append(nodes[arg])
     return Expr(op, tuple(args), value)
 
@@ -252,7 +258,10 @@ def _read_nodes(reader, where):
     _need(reader.nodes <= MAX_NODES, f"{where}: the IR has more than {MAX_NODES} expression nodes")
     nodes = []
     for i in range(count):
-        nodes.append(_read_node(reader, nodes, f"{where}, node {i}"))
+        try:
+            nodes.append(_read_node(reader, nodes))
+        except SchemaError as err:
+            raise SchemaError(f"{where}, node {i}: {err}") from None
     return nodes
 
 
@@ -341,6 +350,20 @@ def loads(payload: bytes, max_bytes: int = MAX_BYTES) -> Model:
         raise SchemaError("IR payload must be bytes")
     if len(payload) > max_bytes:
         raise SchemaError(f"IR message of {len(payload)} bytes exceeds the limit of {max_bytes}")
+    # Reading makes many small objects and no garbage cycles; the cyclic collector
+    # would only rescan them (half the time of reading a large model).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        model = _decode(payload)
+        model.validate()
+    finally:
+        if collecting:
+            gc.enable()
+    return model
+
+
+def _decode(payload) -> Model:
     reader = _Reader(payload)
     try:
         model = _read_model(reader)
@@ -352,5 +375,4 @@ def loads(payload: bytes, max_bytes: int = MAX_BYTES) -> Model:
         raise SchemaError(f"IR payload is not valid msgpack for an IR message: "
                           f"{type(err).__name__}: {err}") from None
     _need(reader.unpacker.tell() == len(payload), "IR payload has extra data after the message")
-    model.validate()
     return model
