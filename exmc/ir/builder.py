@@ -21,7 +21,7 @@ import numpy as np
 
 from exmc.ir import ops
 from exmc.ir.dists.base import Distribution, ModelError
-from exmc.ir.expr import Expr, as_expr, index_to_python, postorder, walk
+from exmc.ir.expr import Expr, as_expr, postorder, walk
 
 KINDS = ("rv", "obs", "det")
 #: Most elements of any variable or intermediate value: refuses ``shape=[10**12]``

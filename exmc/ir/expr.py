@@ -65,6 +65,11 @@ class ExprOps:
     def __pos__(self): return self.as_expr()
     def __abs__(self): return Expr("abs", (self.as_expr(),))
 
+    @property
+    def T(self):  # noqa: N802 - numpy's name
+        """The transpose (axes reversed)."""
+        return Expr("transpose", (self.as_expr(),))
+
     def __getitem__(self, index):
         return Expr("index", (self.as_expr(),), normalize_index(index))
 
@@ -99,7 +104,7 @@ class Expr(ExprOps):
         return self
 
     def walk(self):
-        """Yield each distinct node of this expression once (by identity), parents before children."""
+        """Yield each distinct node of this expression once (by identity), depth first from the root."""
         return walk(self)
 
     def references(self):
@@ -134,7 +139,7 @@ def _node_repr(node, args):
 
 
 def walk(*roots):
-    """Yield each distinct node reachable from ``roots`` once, depth first, parents before children."""
+    """Yield each distinct node reachable from ``roots`` once (by identity), depth first."""
     seen, stack = set(), list(reversed(roots))
     while stack:
         node = stack.pop()

@@ -1,4 +1,4 @@
-"""Model IR <-> msgpack bytes: expressions as node tables, size-bounded and schema-checked on the way in; never pickle.
+"""Model IR <-> msgpack bytes: expression node tables, bounded and schema-checked reading; never pickle.
 
 Wire form, version 2 (msgpack maps with string keys, in this key order)::
 

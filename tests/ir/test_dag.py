@@ -1,4 +1,4 @@
-"""Expressions are DAGs everywhere: shared nodes are handled once, nothing recurses with model size, decoding is bounded."""
+"""Expressions are DAGs everywhere: shared nodes handled once, no recursion with model size, bounded decoding."""
 import struct
 import sys
 import time
@@ -81,6 +81,14 @@ def test_sharing_depth_30_validates_serialises_and_hashes_in_linear_work(op_shap
     assert time.perf_counter() - start < 30  # generous: exponential work would take hours
 
 
+def test_a_node_shared_by_two_parameters_is_written_once():
+    e = exmc.math.exp(ref("a"))
+    model = Builder().rv("a", Normal(0, 1)).rv("b", Normal(e, e))
+    assert [node[0] for node in to_data(model)["variables"][1]["nodes"]] == ["ref", "exp"]
+    params = loads(model.to_msgpack())["b"].dist.param_exprs
+    assert params["mu"] is params["sigma"]
+
+
 def test_serialised_size_grows_linearly_with_sharing_depth():
     sizes = [len(Builder().rv("a", Normal(0, 1)).det("d", shared(depth, ref("a"))).to_msgpack())
              for depth in (10, 20, 40, 80)]
@@ -93,7 +101,7 @@ def test_custom_logp_with_shared_subexpressions_expands_once(op_shape_calls):
     model = Builder().rv("c", Custom(logp=logp)).rv("a", Normal("c", 1))
     model.validate()
     assert len(op_shape_calls) == 3 * 30 + 2
-    [(kind, expanded)] = model["c"].dist.expand(ref("c"))
+    [(_, expanded)] = model["c"].dist.expand(ref("c"))
     nodes = list(expanded.walk())
     assert len(nodes) == len(list(logp.walk()))
     assert not any(n.op == "value" for n in nodes) and expanded.references() == ["c"]
@@ -181,12 +189,12 @@ def test_structure_hash_ignores_constant_values():
     assert h(one(HalfNormal(2))) == h(one(HalfNormal(2.5)))
     assert h(one(Normal(0, 1, shape=3))) == h(one(Normal(5, 2, shape=3)))
     assert h(one(Normal(np.zeros(3), 1))) == h(one(Normal(np.ones(3), 1)))
-    det = lambda c: one(Normal(0, 1, shape=4)).det("d", ref("a") * c + exmc.math.exp(c))  # noqa: E731
+    det = lambda c: one(Normal(0, 1, shape=4)).det("d", ref("a") * c + exmc.math.exp(c))
     assert h(det(2.0)) == h(det(3.0))
     y = np.array([1.0, 0.0, 1.0])
-    obs = lambda v, y: one(Normal(0, 1)).obs("y", Bernoulli(logit_p=ref("a") * v), y)  # noqa: E731
+    obs = lambda v, y: one(Normal(0, 1)).obs("y", Bernoulli(logit_p=ref("a") * v), y)
     assert h(obs(1.0, y)) == h(obs(2.0, 1 - y))
-    pick = lambda idx: one(Normal(0, 1, shape=4)).det("d", ref("a")[np.array(idx)])  # noqa: E731
+    pick = lambda idx: one(Normal(0, 1, shape=4)).det("d", ref("a")[np.array(idx)])
     assert h(pick([0, 1])) == h(pick([3, 2]))  # integer-array indices: only their shape
 
 
