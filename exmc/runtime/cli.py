@@ -86,6 +86,9 @@ def _dash(args) -> int:
     except OSError as err:
         print(f"exmc dash: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 2
+    except ValueError as err:
+        print(f"exmc dash: {err}", file=sys.stderr)
+        return 2
     print(f"exmc dash: {board.url}  (following {args.address}; Ctrl-C to stop)", flush=True)
     ended_at = []
 

@@ -209,6 +209,7 @@ def test_server_serves_the_page_read_only():
         assert status == 200 and b"uPlot" in body
         for path in ("/static/state.py", "/static/../server.py", "/static/VENDORED.md", "/admin"):
             assert get(base + path)[0] == 404, path
+        assert get(base + "/api/state?" + "&".join(f"a{k}=1" for k in range(20)))[0] == 400
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             status, headers, _ = get(base + "/api/state", method=method)
             assert status == 405 and headers["Allow"] == "GET, HEAD", method
@@ -294,6 +295,12 @@ def test_attach_modes():
                 attach(bad, None)
     finally:
         board.close()
+
+
+def test_a_bad_address_is_an_error_that_names_it():
+    with pytest.raises(ValueError, match="cannot subscribe to 'tcp://nowhere'"):
+        Dashboard("tcp://nowhere")
+    assert main(["dash", "nonsense", "--port", "0"]) == 2
 
 
 def test_cli_rejects_bad_arguments():

@@ -122,7 +122,11 @@ class Dashboard:
         # on the first snapshot while draws are arriving.
         threading.Thread(target=_import_arviz, name="exmc-dash-import", daemon=True).start()
         if address is not None:
-            self.subscribe(address)
+            try:
+                self.subscribe(address)
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def url(self) -> str:
@@ -141,13 +145,17 @@ class Dashboard:
         if self._subscriber is not None:
             raise RuntimeError(f"already subscribed to {self.address}")
         self.address = address
-        ready = threading.Event()
-        self._subscriber = threading.Thread(target=self._receive, args=(address, ready),
+        ready, failure = threading.Event(), []
+        self._subscriber = threading.Thread(target=self._receive, args=(address, ready, failure),
                                             name="exmc-dash-sub", daemon=True)
         self._subscriber.start()
         ready.wait(10)
+        if failure:
+            self._subscriber.join(5)
+            self._subscriber, self.address = None, None
+            raise ValueError(f"cannot subscribe to {address!r}: {failure[0]}")
 
-    def _receive(self, address, ready):
+    def _receive(self, address, ready, failure):
         import zmq
         from zmq.utils.monitor import recv_monitor_message
 
@@ -159,7 +167,11 @@ class Dashboard:
         run = self.state.run
         socket.setsockopt(zmq.SUBSCRIBE, protocol.topic(run) if run else b"exmc.")
         monitor = socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
-        socket.connect(address)
+        try:
+            socket.connect(address)
+        except zmq.ZMQError as err:
+            failure.append(str(err))
+            self._stop.set()            # the loop below ends at once and closes the sockets
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
@@ -268,7 +280,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server_version = "exmc-dash"
     sys_version = ""
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.0"      # one request per connection: nothing outlives close()
 
     def log_message(self, format, *args):       # noqa: A002 -- quiet: the page polls
         pass
@@ -288,7 +300,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, send_body):
         board = self.server.dashboard
         url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query, max_num_fields=8)
+        try:
+            query = urllib.parse.parse_qs(url.query, max_num_fields=8)
+        except ValueError:
+            return self._reply(HTTPStatus.BAD_REQUEST, b"too many query fields\n", "text/plain",
+                               send_body)
         if url.path.startswith("/static/"):
             name = url.path[len("/static/"):]
             if name not in FILES:

@@ -150,11 +150,12 @@ class DashState(WatchState):
                    "tree_depth": c.tree_depth, "acceptance_rate": _finite(c.acceptance_rate),
                    "missed": c.missed, "status": c.status}
                   for c in self.chain_rows()]
+        variable_rows = self.variable_rows()
         rows = [{"run": r.run, "label": r.label, "draws": r.draws, "mean": _finite(r.mean),
                  "sd": _finite(r.sd), "rhat": _finite(r.rhat), "ess_bulk": _finite(r.ess_bulk)}
-                for r in self.variable_rows()]
+                for r in variable_rows]
         notes = self.notes()
-        windows = [r.window for r in self.variable_rows() if r.window and r.window < r.draws / r.chains]
+        windows = [r.window for r in variable_rows if r.window and r.window < r.draws / r.chains]
         if windows:
             notes.append(f"R-hat and ESS cover the last {min(windows)} draws of each chain")
         variables = []
