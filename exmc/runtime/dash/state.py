@@ -142,8 +142,12 @@ class DashState(WatchState):
         dashboard, None for one fed in-process.
         """
         selection = selection or {}
-        # Once the run has ended, R-hat and ESS are brought up to date (cost-throttled still).
-        self.diagnostics_interval = 0.0 if self.ended() else self._diagnostics_every
+        # Once the run has ended, R-hat and ESS are brought up to date (as the watcher's last
+        # frame); they are recomputed only if a draw arrived since.
+        if self.ended():
+            self.diagnostics_interval = self.diagnostics_cost = 0.0
+        else:
+            self.diagnostics_interval = self._diagnostics_every
         chains = [{"run": c.run, "chain": c.chain, "phase": c.phase, "warmup_draws": c.warmup_draws,
                    "draws": c.sampling_draws, "divergences": c.divergences,
                    "warmup_divergences": c.warmup_divergences, "step_size": _finite(c.step_size),
