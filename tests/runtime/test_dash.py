@@ -1,5 +1,6 @@
 """exmc dash without a browser: the folded state and its plot data, banners, the HTTP server's rules, dashboard=."""
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -397,3 +398,31 @@ def test_distributed_run_with_dashboard():
         assert [(c["warmup_draws"], c["draws"]) for c in snap["chains"]] == [(40, 60)] * 2
     finally:
         board.close()
+
+
+def test_cli_serves_until_the_run_ended_plus_exit_after(capsys):
+    context = zmq.Context()
+    publisher = context.socket(zmq.XPUB)
+    publisher.setsockopt(zmq.LINGER, 0)
+    publisher.bind("tcp://127.0.0.1:0")
+    address = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def publish():
+        if publisher.poll(30_000):
+            publisher.recv()
+            for i in range(20):
+                publisher.send_multipart(protocol.encode(draw(0, i, {"mu": float(i)})))
+            publisher.send_multipart(protocol.encode(protocol.done_message("r", 0, 20, 20)))
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        start = time.monotonic()
+        assert main(["dash", address, "--port", "0", "--chains", "1", "--exit-after", "0.2"]) == 0
+        assert time.monotonic() - start < 60
+    finally:
+        thread.join(30)
+        publisher.close(linger=0)
+        context.term()
+    assert re.search(r"exmc dash: http://127\.0\.0\.1:\d+/ ", capsys.readouterr().out)
+    assert main(["dash", address, "--port", "0", "--token", "not a token"]) == 2
