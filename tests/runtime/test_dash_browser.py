@@ -56,6 +56,7 @@ CHAIN_ROWS = """[...document.querySelectorAll('#chains tbody tr')].map((tr) => (
 @pytest.fixture(scope="module")
 def chromium():
     with Chromium(width=1300, height=900) as browser:
+        browser.send("Network.enable")
         yield browser
 
 
@@ -124,6 +125,11 @@ def test_live_run_in_chromium(browser, tmp_path):
                                  f"c => c.slice(0, 2).every(n => n > 50)) && d; }})()")
         assert set(drawn) == {"mu", "tau", "theta"} and len(drawn["theta"]) == 3, drawn
         assert browser.errors() == []
+        # Everything the page loaded came from the dashboard itself: it works offline.
+        origin = board.url.rstrip("/")
+        requests = browser.requests()
+        assert any(url.endswith("/static/uPlot.iife.min.js") for url in requests)
+        assert [url for url in requests if not url.startswith((origin, "data:"))] == []
         shot = browser.screenshot(tmp_path / "dashboard.png")
         assert shot.stat().st_size > 10_000
         if os.environ.get("EXMC_DASH_SCREENSHOT"):

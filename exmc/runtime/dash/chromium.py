@@ -229,6 +229,12 @@ class Chromium:
                 out.append(f"log: {entry.get('text')} {entry.get('url', '')}".strip())
         return out
 
+    def requests(self) -> list[str]:
+        """URLs the page asked for so far (needs ``send("Network.enable")`` first)."""
+        self.send("Runtime.evaluate", expression="0")
+        return [e["params"]["request"]["url"] for e in self.events
+                if e["method"] == "Network.requestWillBeSent"]
+
     def clear_events(self):
         """Forget the events received so far (those already sent included)."""
         self.send("Runtime.evaluate", expression="0")
