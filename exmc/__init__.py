@@ -3,17 +3,19 @@ from exmc import math
 from exmc.ir import Builder, Deterministic, Model, ModelError, model, ref, value
 from exmc.ir.dists import (Bernoulli, Beta, Binomial, Cauchy, Custom, Exponential, Gamma,
                            GaussianRandomWalk, HalfCauchy, HalfNormal, InverseGamma, Laplace,
-                           LogNormal, Normal, Poisson, StudentT, Uniform)
+                           LKJCorrCholesky, LogNormal, MvNormal, Dirichlet, Normal, Poisson,
+                           StudentT, Uniform, ZeroSumNormal)
 
 __version__ = "0.1.0"
 
 __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "ref", "value",
            "Bernoulli", "Beta", "Binomial", "Cauchy", "Custom", "Exponential", "Gamma",
            "GaussianRandomWalk", "HalfCauchy", "HalfNormal", "InverseGamma", "Laplace",
-           "LogNormal", "Normal", "Poisson", "StudentT", "Uniform"]
+           "LogNormal", "Normal", "Poisson", "StudentT", "Uniform", "MvNormal", "Dirichlet",
+           "LKJCorrCholesky", "ZeroSumNormal"]
 
-from exmc.runtime.sample import sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
+from exmc.runtime.sample import SamplingError, sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
 
 from exmc import distributed  # noqa: E402  exmc.distributed.sample_chains
 
-__all__ += ["distributed", "sample", "sample_stream"]
+__all__ += ["distributed", "SamplingError", "sample", "sample_stream"]

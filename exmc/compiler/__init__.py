@@ -87,14 +87,15 @@ class CompiledModel:
 
 
 def _code_version():
-    """Emitter version and a digest of the kernel sources the generated code calls.
+    """A digest of the sources that write the generated code and that it calls.
 
     Numba's cache of a generated function does not notice a change in a function
-    it calls, so a kernel edit must give the model file a new name.
+    it calls, so an edit of the emitter or a kernel must give the model file a new name.
     """
     if "version" not in _loaded:
         here = Path(__file__).parent
-        sources = b"".join((here / f).read_bytes() for f in ("families.py", "scalar.py"))
+        sources = b"".join((here / f).read_bytes() for f in (
+            "families.py", "scalar.py", "emit.py", "lower.py", "../ir/ops.py"))
         _loaded["version"] = f"v{EMITTER_VERSION}{hashlib.sha256(sources).hexdigest()[:8]}"
     return _loaded["version"]
 

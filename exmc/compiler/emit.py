@@ -66,6 +66,11 @@ def _plus(offset, k):
     return str(offset) if k == "0" else f"{offset} + {k}" if offset else k
 
 
+def _plus_row(row, size):
+    """Flat index of element ``e`` of event block ``row`` (code) of ``size`` elements."""
+    return "e" if row == "0" else f"({row}) * {size} + e"
+
+
 def _fname(fn):
     return getattr(fn, "py_func", fn).__name__
 
@@ -79,16 +84,20 @@ class Emitter:
         self.value_at, self.adjoint_at, self.aux_at = {}, {}, {}
         size = 0
         for i, node in enumerate(self.nodes):
-            if node.op == "logdet":  # the Cholesky factor and its adjoint
+            if node.op in ("logdet", "logsumexp", "cholesky", "corr_cholesky"):
+                # logdet: the Cholesky factor and its adjoint; logsumexp: running maxima;
+                # cholesky: a copy of the adjoint; corr_cholesky: the rows' remaining norms
                 self.aux_at[i] = size
-                size += 2 * size_of(self.nodes[node.inputs[0]].shape)
+                size += (2 if node.op == "logdet" else 1) * size_of(
+                    self.nodes[node.inputs[0]].shape if node.op == "logdet" else node.shape)
             if self.is_view(i) or node.op in ("input", "data", "logp") or node.shape == ():
                 continue
             self.value_at[i] = size
             size += size_of(node.shape)
-            if node.op in ("logsumexp", "cholesky"):
-                self.aux_at[i] = size  # running maxima; a copy of the adjoint
-                size += size_of(node.shape)
+        for i, node in enumerate(self.nodes):
+            if node.op == "logp" and node.attr.kernel.event_ndim:
+                self.aux_at[i] = size  # arguments copied contiguous, their gradients, work
+                size += 2 * sum(self.event_sizes(i)) + self.work_size(i)
         self.adjoint_start = size
         for i, node in enumerate(self.nodes):
             if node.active and i in self.value_at:
@@ -161,19 +170,36 @@ class Emitter:
             return self.logp_forward(i, with_grad)
         spec = REGISTRY[node.op]
         if spec.scalar is not None:
-            return self.loop(node.shape, lambda k: [
-                f"{self.write(i, k)} = {self.elementwise(i, spec.scalar, k)}"])
+            hoisted = self.broadcast_scalars(i)
+            return self.hoist_reads(i) + self.loop(node.shape, lambda k: [
+                f"{self.write(i, k)} = {self.elementwise(i, spec.scalar, k, hoisted)}"])
         return getattr(self, f"forward_{spec.layout}")(i)
 
     def write(self, i, k):
         return self.read(i, k)
 
-    def elementwise(self, i, code, k):
+    def elementwise(self, i, code, k, hoisted=()):
         node = self.nodes[i]
         names = {"o": self.read(i, k)}
-        for letter, j in zip("abc", node.inputs):
-            names[letter] = self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+        for n, (letter, j) in enumerate(zip("abc", node.inputs)):
+            names[letter] = f"h{i}_{n}" if n in hoisted else \
+                self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))
         return _ARG.sub(lambda m: names[m.group(1)], code)
+
+    def broadcast_scalars(self, i):
+        """Positions of node ``i``'s inputs that are one value read by every element of its loop.
+
+        Such an input is read once into a local before the loop, and its adjoint
+        summed in a local and stored after it: inside the loop a load could alias
+        the stores, so the compiler could not hoist it (nor ``log(sigma)`` with it).
+        """
+        node = self.nodes[i]
+        if size_of(node.shape) == 1:
+            return []
+        return [n for n, j in enumerate(node.inputs) if size_of(self.nodes[j].shape) == 1]
+
+    def hoist_reads(self, i):
+        return [f"h{i}_{n} = {self.read(self.nodes[i].inputs[n])}" for n in self.broadcast_scalars(i)]
 
     @staticmethod
     def loop(shape, body, var="k"):
@@ -182,34 +208,122 @@ class Emitter:
             return body("0")
         return [f"for {var} in range({n}):"] + ["    " + line for line in body(var)]
 
-    def logp_forward(self, i, with_grad):
+    def logp_forward(self, i, with_grad, store=None):
+        """A family term: summed into ``v<i>`` (with partials when ``with_grad``), or with
+        ``store`` (element index code -> place) each element's log density written there."""
         node = self.nodes[i]
         term = node.attr
-        lines = [f"v{i} = 0.0"]
+        if term.kernel.event_ndim:
+            return self.event_logp_forward(i, with_grad, store)
+        hoisted = self.broadcast_scalars(i)
+        active = [n for n, j in enumerate(node.inputs) if self.nodes[j].active] if with_grad else []
+        summed = [n for n in active if n in hoisted]
+        names = [f"h{i}_{n}" if n in hoisted else f"a{i}_{n}" for n in range(len(node.inputs))]
 
         def body(k):
-            out, names = [], []
-            for n, j in enumerate(node.inputs):
-                names.append(f"a{i}_{n}")
-                out.append(f"{names[-1]} = {self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))}")
+            out = [f"{names[n]} = {self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))}"
+                   for n, j in enumerate(node.inputs) if n not in hoisted]
             for lhs, op, rhs in term.checks:
                 left = names[term.args.index(lhs)]
                 right = names[term.args.index(rhs)] if isinstance(rhs, str) else repr(float(rhs))
                 out.append(f"if not ({left} {CHECK_OPS[op]} {right}):")
                 out.append(f"    return {self.fail}")
-            active = [n for n, j in enumerate(node.inputs) if self.nodes[j].active]
-            if with_grad and active:
-                out.append(f"r{i} = F.{_fname(term.kernel.logp_grad)}({', '.join(names)})")
-                out.append(f"v{i} += r{i}[0]")
-                for n in active:
-                    j = node.inputs[n]
-                    place = self.adjoint(j, broadcast_index(node.shape, self.nodes[j].shape, k))
-                    out.append(f"{place} += r{i}[{n + 1}]")
-            else:
-                out.append(f"v{i} += F.{_fname(term.kernel.logp)}({', '.join(names)})")
+            if not active:
+                place = f"v{i} +" if store is None else f"{store(k)} "
+                return out + [f"{place}= F.{_fname(term.kernel.logp)}({', '.join(names)})"]
+            out.append(f"r{i} = F.{_fname(term.kernel.logp_grad)}({', '.join(names)})")
+            out.append(f"v{i} += r{i}[0]")
+            for n in active:
+                j = node.inputs[n]
+                place = f"q{i}_{n}" if n in hoisted else \
+                    self.adjoint(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+                out.append(f"{place} += r{i}[{n + 1}]")
             return out
 
-        return lines + self.loop(node.shape, body)
+        return ([f"v{i} = 0.0"] + self.hoist_reads(i) + [f"q{i}_{n} = 0.0" for n in summed]
+                + self.loop(node.shape, body)
+                + [f"{self.adjoint(node.inputs[n])} += q{i}_{n}" for n in summed])
+
+    # ---- families with event dimensions (multivariate) -------------------------------------
+    def event_shapes(self, i):
+        """Event shape of each argument of event-family term ``i`` (value first)."""
+        node = self.nodes[i]
+        ranks = (node.attr.kernel.event_ndim,) + tuple(node.attr.kernel.param_ndim)
+        return [self.nodes[j].shape[len(self.nodes[j].shape) - r:] if r else ()
+                for j, r in zip(node.inputs, ranks)]
+
+    def event_sizes(self, i):
+        return [size_of(s) if s else 0 for s in self.event_shapes(i)]
+
+    def work_shape(self, i):
+        kernel = self.nodes[i].attr.kernel
+        if kernel.work_shape is None:
+            return None
+        return tuple(kernel.work_shape(self.event_shapes(i)[0][-1]))
+
+    def work_size(self, i):
+        shape = self.work_shape(i)
+        return 0 if shape is None else size_of(shape)
+
+    def event_logp_forward(self, i, with_grad, store=None):
+        """One kernel call per batch element on contiguous copies of its arguments.
+
+        Copies make views, broadcasting and any argument layout look the same to
+        the kernel; its gradients land in scratch and are added back element by element.
+        """
+        node, term = self.nodes[i], self.nodes[i].attr
+        shapes, sizes = self.event_shapes(i), self.event_sizes(i)
+        start = self.aux_at[i]
+        blocks, offset = [], start
+        for size in sizes:
+            blocks.append(offset)
+            offset += size
+        grads = [b + sum(sizes) for b in blocks]
+        work = start + 2 * sum(sizes)
+        active = [n for n, j in enumerate(node.inputs) if self.nodes[j].active] if with_grad else []
+
+        def view(offset, shape):
+            flat = f"w[{offset}:{offset + size_of(shape)}]"
+            return flat if len(shape) == 1 else f"{flat}.reshape({shape})"
+
+        def body(b):
+            out, scalars = [], []
+            for n, j in enumerate(node.inputs):
+                batch = node.shape
+                arg_batch = self.nodes[j].shape[:len(self.nodes[j].shape) - len(shapes[n])]
+                row = broadcast_index(batch, arg_batch, b)
+                if sizes[n]:
+                    out += [f"for e in range({sizes[n]}):",
+                            f"    w[{blocks[n]} + e] = {self.read(j, _plus_row(row, sizes[n]))}"]
+                else:
+                    scalars.append(n)
+                    out.append(f"a{i}_{n} = {self.read(j, row)}")
+            args = [view(blocks[n], shapes[n]) if sizes[n] else f"a{i}_{n}"
+                    for n in range(len(node.inputs))]
+            tail = [] if self.work_shape(i) is None else [view(work, self.work_shape(i))]
+            if not active:
+                return out + [f"r{i} = F.{_fname(term.kernel.logp)}({', '.join(args + tail)})",
+                              f"v{i} += r{i}" if store is None else f"{store(b)} = r{i}"]
+            array_args = [n for n in range(len(node.inputs)) if sizes[n]]
+            out += [f"for e in range({sum(sizes)}):", f"    w[{grads[0]} + e] = 0.0"]
+            call = f"F.{_fname(term.kernel.logp_grad)}"
+            out.append(f"r{i} = {call}({', '.join(args + [view(grads[n], shapes[n]) for n in array_args] + tail)})")
+            if scalars:
+                out.append(f"v{i} += r{i}[0]")
+            else:
+                out.append(f"v{i} += r{i}")
+            for n in active:
+                j = node.inputs[n]
+                arg_batch = self.nodes[j].shape[:len(self.nodes[j].shape) - len(shapes[n])]
+                row = broadcast_index(node.shape, arg_batch, b)
+                if sizes[n]:
+                    out += [f"for e in range({sizes[n]}):",
+                            f"    {self.adjoint(j, _plus_row(row, sizes[n]))} += w[{grads[n]} + e]"]
+                else:
+                    out.append(f"{self.adjoint(j, row)} += r{i}[{1 + scalars.index(n)}]")
+            return out
+
+        return [f"v{i} = 0.0"] + self.loop(node.shape, body, "b")
 
     def forward_reduce(self, i):
         node = self.nodes[i]
@@ -329,6 +443,42 @@ class Emitter:
         start = self.aux_at[i] + which * n * n
         return lambda r, c: f"w[{start} + ({r}) * {n} + {c}]"
 
+    def forward_corr_cholesky(self, i):
+        n = self.nodes[i].shape[0]
+        src = self.nodes[i].inputs[0]
+        L = lambda r, c: self.read(i, f"({r}) * {n} + {c}")  # noqa: E731
+        R = lambda r, c: f"w[{self.aux_at[i]} + ({r}) * {n} + {c}]"  # noqa: E731
+        return [f"for k in range({n * n}):", f"    {self.read(i, 'k')} = 0.0",
+                f"{L(0, 0)} = 1.0",
+                f"k{i} = 0",
+                f"for r in range(1, {n}):",
+                f"    s{i} = 0.0",
+                "    for c in range(r):",
+                f"        {R('r', 'c')} = math.sqrt(1.0 - s{i})",
+                f"        {L('r', 'c')} = {self.read(src, f'k{i}')} * {R('r', 'c')}",
+                f"        s{i} += {L('r', 'c')} * {L('r', 'c')}",
+                f"        k{i} += 1",
+                f"    {L('r', 'r')} = math.sqrt(1.0 - s{i})"]
+
+    def backward_corr_cholesky(self, i):
+        src = self.nodes[i].inputs[0]
+        if not self.nodes[src].active:
+            return []
+        n = self.nodes[i].shape[0]
+        L = lambda r, c: self.read(i, f"({r}) * {n} + {c}")  # noqa: E731
+        R = lambda r, c: f"w[{self.aux_at[i]} + ({r}) * {n} + {c}]"  # noqa: E731
+        G = lambda r, c: self.adjoint(i, f"({r}) * {n} + {c}")  # noqa: E731
+        # Row by row in reverse: t is the adjoint of the running sum of squares.
+        return [f"for r in range(1, {n}):",
+                f"    t{i} = -0.5 * {G('r', 'r')} / {L('r', 'r')}",
+                f"    k{i} = r * (r - 1) // 2 + r - 1",
+                "    for q in range(r):",
+                "        c = r - 1 - q",
+                f"        u{i} = {G('r', 'c')} + 2.0 * {L('r', 'c')} * t{i}",
+                f"        {self.adjoint(src, f'k{i}')} += u{i} * {R('r', 'c')}",
+                f"        t{i} += -0.5 * u{i} * {self.read(src, f'k{i}')} / {R('r', 'c')}",
+                f"        k{i} -= 1"]
+
     def forward_logdet(self, i):
         src = self.nodes[i].inputs[0]
         n = self.nodes[src].shape[0]
@@ -364,15 +514,22 @@ class Emitter:
         node = self.nodes[i]
         targets = [(n, j) for n, j in enumerate(node.inputs)
                    if spec.partials[n] is not None and self.nodes[j].active]
+        if not targets:
+            return []
+        hoisted = self.broadcast_scalars(i)
+        summed = [(n, j) for n, j in targets if n in hoisted]
 
         def body(k):
             lines = [f"b{i} = {self.adjoint(i, k)}"]
             for n, j in targets:
-                place = self.adjoint(j, broadcast_index(node.shape, self.nodes[j].shape, k))
-                lines.append(f"{place} += b{i} * ({self.elementwise(i, spec.partials[n], k)})")
+                place = f"q{i}_{n}" if n in hoisted else \
+                    self.adjoint(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+                lines.append(f"{place} += b{i} * ({self.elementwise(i, spec.partials[n], k, hoisted)})")
             return lines
 
-        return self.loop(node.shape, body) if targets else []
+        return (self.hoist_reads(i) + [f"q{i}_{n} = 0.0" for n, _ in summed]
+                + self.loop(node.shape, body)
+                + [f"{self.adjoint(j)} += q{i}_{n}" for n, j in summed])
 
     def backward_reduce(self, i):
         node = self.nodes[i]
@@ -403,18 +560,25 @@ class Emitter:
                 f"    {self.adjoint(src, 'k')} += {self.adjoint(i, 'k')}"]
 
     def backward_matmul(self, i):
+        # Each adjoint element is a sum kept in a local: no store inside the inner
+        # loop, so the loop is a plain reduction the compiler can vectorise.
         ia, ib = self.nodes[i].inputs
         m, n, p = self.matmul_dims(i)
-        lines = [f"for r in range({m}):",
-                 f"    for c in range({p}):",
-                 f"        b{i} = {self.adjoint(i, f'r * {p} + c')}",
-                 f"        for t in range({n}):"]
+        lines = []
         if self.nodes[ia].active:
-            lines.append(f"            {self.adjoint(ia, f'r * {n} + t')} += b{i} * "
-                         f"{self.read(ib, f't * {p} + c')}")
+            lines += [f"for r in range({m}):",
+                      f"    for t in range({n}):",
+                      f"        s{i} = 0.0",
+                      f"        for c in range({p}):",
+                      f"            s{i} += {self.adjoint(i, f'r * {p} + c')} * {self.read(ib, f't * {p} + c')}",
+                      f"        {self.adjoint(ia, f'r * {n} + t')} += s{i}"]
         if self.nodes[ib].active:
-            lines.append(f"            {self.adjoint(ib, f't * {p} + c')} += b{i} * "
-                         f"{self.read(ia, f'r * {n} + t')}")
+            lines += [f"for t in range({n}):",
+                      f"    for c in range({p}):",
+                      f"        s{i} = 0.0",
+                      f"        for r in range({m}):",
+                      f"            s{i} += {self.read(ia, f'r * {n} + t')} * {self.adjoint(i, f'r * {p} + c')}",
+                      f"        {self.adjoint(ib, f't * {p} + c')} += s{i}"]
         return lines
 
     def backward_concatenate(self, i):
@@ -555,15 +719,7 @@ class Emitter:
         for i in self.needed(inputs):
             lines += self.forward(i, with_grad=False)
         for slot, t in p.observed:
-            node = self.nodes[t]
-            kernel = node.attr.kernel
-
-            def body(k, node=node, slot=slot, kernel=kernel):
-                args = [self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))
-                        for j in node.inputs]
-                return [f"out[{_plus(slot.offset, k)}] = F.{_fname(kernel.logp)}({', '.join(args)})"]
-
-            lines += self.loop(node.shape, body)
+            lines += self.logp_forward(t, False, lambda k, slot=slot: f"out[{_plus(slot.offset, k)}]")
         lines.append(f"return {STATUS_OK}")
         return lines
 
@@ -587,7 +743,7 @@ LOGLIK_SIZE = {loglik_size}
 '''
 
 CPU_IMPORTS = "import numpy as np\nfrom numba import carray, cfunc, njit, types"
-CPU_DECORATOR = '@njit(cache=True, error_model="numpy")'
+CPU_DECORATOR = '@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})'
 CPU_FOOTER = '''
 
 @cfunc(types.int64(types.CPointer(types.float64), types.CPointer(types.float64),

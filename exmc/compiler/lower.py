@@ -86,7 +86,7 @@ class _Lowering:
         return len(self.nodes) - 1
 
     def data_node(self, value):
-        arr = np.ascontiguousarray(value, dtype=np.float64)
+        arr = np.array(value, dtype=np.float64)  # a copy, C-ordered; 0-d stays 0-d
         node = self.add("data", (), self.data_size, arr.shape)
         self.values[node] = arr
         self.data_parts.append(arr.ravel())
@@ -174,8 +174,10 @@ class _Lowering:
                 for t in new_terms:
                     node = self.nodes[t]
                     if node.op == "logp" and node.attr.observed == name:
-                        observed.append((Slot(name, shape, obs_offset, size_of(shape)), t))
-                        obs_offset += size_of(shape)
+                        # one value per element, or per event of a multivariate family
+                        batch = node.shape
+                        observed.append((Slot(name, batch, obs_offset, size_of(batch)), t))
+                        obs_offset += size_of(batch)
         outputs, output_nodes, offset = [], [], 0
         for var in model.variables:
             if var.kind == "obs":
@@ -207,8 +209,12 @@ class _Lowering:
             if kernel is None:
                 raise ModelError(f"{where}: no compiled density for {d.family} with parameters "
                                  f"{', '.join(args[1:])}")
+            # the batch shape: each argument less its event axes, broadcast
+            ranks = (kernel.event_ndim,) + tuple(kernel.param_ndim)
+            batches = [self.nodes[n].shape[:len(self.nodes[n].shape) - r]
+                       for n, r in zip(nodes, ranks)]
             try:
-                shape = op_shape("add", [self.nodes[n].shape for n in nodes], None, where)
+                shape = op_shape("add", batches, None, where)
             except OpError as err:
                 raise ModelError(str(err)) from None
             checks = tuple(c for c in d.predicates()

@@ -171,10 +171,48 @@ class ZeroSum(Transform):
         return x[:-1] + norm
 
 
+class CholeskyCorr(Transform):
+    """Cholesky factor of a correlation matrix from n(n-1)/2 free values (Stan's).
+
+    z -> c = tanh(z) (canonical partial correlations) -> L by ``corr_cholesky``.
+    The log-Jacobian over L's strictly lower entries is sum_k w_k log(1 - c_k^2),
+    with w = 1 + (i - 1 - l) / 2 for the element in row i, column l: the tanh's
+    derivative, and the sqrt(1 - sum) factor of every later element of the row.
+    """
+
+    name = "corr_cholesky"
+
+    def free_shape(self, shape):
+        return (shape[0] * (shape[0] - 1) // 2,)
+
+    @staticmethod
+    def weights(n):
+        return np.array([1.0 + 0.5 * (i - 1 - l) for i in range(1, n) for l in range(i)])
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        n = shape[0]
+        x = Expr("corr_cholesky", (em.tanh(z),), n)
+        log_one_minus_c2 = 2.0 * np.log(2.0) - 2.0 * z - 2.0 * em.softplus(-2.0 * z)
+        return x, em.sum(self.weights(n) * log_one_minus_c2)
+
+    def inverse(self, x, lower=None, upper=None):
+        L = np.asarray(x, dtype=float)
+        n = L.shape[-1]
+        if L.shape != (n, n) or not np.allclose(np.sum(L * L, axis=1), 1.0) or np.any(np.diag(L) <= 0):
+            raise ValueError("value is not the Cholesky factor of a correlation matrix")
+        z = []
+        for i in range(1, n):
+            total = 0.0
+            for j in range(i):
+                z.append(np.arctanh(L[i, j] / np.sqrt(1.0 - total)))
+                total += L[i, j] ** 2
+        return np.array(z)
+
+
 IDENTITY = Transform()
 BY_BOUNDS = {(False, False): IDENTITY, (True, False): Lower(), (False, True): Upper(),
              (True, True): Interval()}
-VECTOR = {t.name: t for t in (Simplex(), Ordered(), ZeroSum())}
+VECTOR = {t.name: t for t in (Simplex(), Ordered(), ZeroSum(), CholeskyCorr())}
 TRANSFORMS = {**{t.name: t for t in BY_BOUNDS.values()}, **VECTOR}
 
 

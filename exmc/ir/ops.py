@@ -303,6 +303,39 @@ declare(Op("logdet", 1, _logdet_shape, lambda args, attr: _logdet(args[0]), layo
            doc="log det(A) of a symmetric positive definite matrix."))
 
 
+def _corr_cholesky_shape(shapes, n, where):
+    (shape,) = shapes
+    if not isinstance(n, int) or n < 2 or shape != (n * (n - 1) // 2,):
+        raise OpError(f"{where}: corr_cholesky of size {n!r} needs {n}*({n}-1)/2 partial "
+                      f"correlations, got shape {shape}")
+    return (n, n)
+
+
+def corr_cholesky_numpy(z, n):
+    """Cholesky factor of a correlation matrix from canonical partial correlations z in (-1, 1).
+
+    Row i: L[i, j] = z_ij sqrt(1 - sum_{l<j} L[i, l]^2) for j < i and L[i, i] the rest of
+    the unit norm; z in row-major order over the strictly lower triangle (Stan's
+    ``cholesky_corr_constrain``).
+    """
+    L, k = np.zeros((n, n)), 0
+    L[0, 0] = 1.0
+    for i in range(1, n):
+        total = 0.0
+        for j in range(i):
+            L[i, j] = z[k] * np.sqrt(1.0 - total)
+            total += L[i, j] ** 2
+            k += 1
+        L[i, i] = np.sqrt(1.0 - total)
+    return L
+
+
+declare(Op("corr_cholesky", 1, _corr_cholesky_shape,
+           lambda args, n: corr_cholesky_numpy(args[0], n), layout="corr_cholesky",
+           doc="Cholesky factor (n, n) of a correlation matrix from n(n-1)/2 canonical partial "
+               "correlations in (-1, 1)."))
+
+
 def op_shape(op, arg_shapes, attr, where):
     """Result shape of ``op`` applied to arguments of ``arg_shapes``; ``OpError`` if they do not fit."""
     spec = REGISTRY[op]

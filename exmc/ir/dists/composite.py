@@ -80,4 +80,38 @@ def substitute_value(expr: Expr, value: Expr) -> Expr:
     return rewrite(expr, lambda leaf: value if leaf.op == "value" else leaf)
 
 
-__all__ = ["GaussianRandomWalk", "Custom"]
+class ZeroSumNormal(Distribution):
+    """ZeroSumNormal(sigma=1, shape=k): a normal vector constrained to sum to zero.
+
+    The value lives on the (k - 1)-dimensional subspace of zero-sum vectors with
+    density N(0, sigma^2 I) there (the projection of k independent normals), so
+    each element has variance sigma^2 (k - 1) / k, as in PyMC.  It is sampled
+    through the isometric zero-sum transform.
+    """
+
+    family = "ZeroSumNormal"
+    params = ("sigma",)
+    defaults = {"sigma": 1.0}
+    transform = "zerosum"
+    checks = (("sigma", ">", 0.0),)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.shape is None or len(self.shape) != 1 or self.shape[0] < 2:
+            raise TypeError("ZeroSumNormal needs a 1-d shape of at least 2, e.g. shape=5")
+
+    def expand(self, value):
+        from exmc import math as em
+        sigma, k = self.param_exprs["sigma"], self.shape[0]
+        z = value / sigma
+        return [("logp", -0.5 * em.sum(z * z) - (k - 1) * (em.log(sigma) + LOG_SQRT_2PI))]
+
+    def random(self, rng, v, size):
+        size = tuple(size) if size is not None else self.shape
+        x = rng.normal(0.0, 1.0, size) * v["sigma"]
+        return x - x.mean(axis=-1, keepdims=True)
+
+
+LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
+
+__all__ = ["GaussianRandomWalk", "Custom", "ZeroSumNormal"]
