@@ -75,6 +75,7 @@ def _dash(args) -> int:
     import time
 
     import arviz  # noqa: F401  -- R-hat and ESS need it; seconds to import, so before any draw
+
     from exmc.runtime.dash import Dashboard
 
     if args.window < 2:

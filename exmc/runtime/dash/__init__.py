@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from exmc.runtime.dash.server import Dashboard, is_loopback
+from exmc.runtime.dash.server import Dashboard
 
 __all__ = ["Dashboard", "attach"]
 

@@ -125,7 +125,7 @@ class Chromium:
             raise FileNotFoundError("no Chromium found (install Debian's chromium, or set EXMC_CHROMIUM)")
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="exmc-chromium-")
-        self.log = open(Path(self.profile) / "chromium.log", "wb")
+        self.log = open(Path(self.profile) / "chromium.log", "wb")  # noqa: SIM115 -- open while it runs
         args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
                 f"--user-data-dir={self.profile}", f"--window-size={width},{height}",

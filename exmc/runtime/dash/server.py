@@ -282,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.0"      # one request per connection: nothing outlives close()
 
-    def log_message(self, format, *args):       # noqa: A002 -- quiet: the page polls
+    def log_message(self, format, *args):       # quiet: the page polls twice a second
         pass
 
     def do_GET(self):
