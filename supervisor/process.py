@@ -5,10 +5,13 @@ Every child runs in a fresh interpreter started with `multiprocessing`'s
 platform). Around the user's target, the child's bootstrap sets up:
 
 * **A heartbeat cell**, a shared-memory double (`multiprocessing.RawValue`)
-  holding the ``time.monotonic()`` of the last `heartbeat` call. Beating is a
-  single store, cheap enough to call once per draw; the supervisor reads the
-  cell when a deadline falls due, so a hung child (deadlocked, stuck in a
-  compiled loop) is detected without any message traffic. ``CLOCK_MONOTONIC``
+  holding the ``time.monotonic()`` by which the next `heartbeat` is due: the
+  last beat plus ``heartbeat_timeout``, or plus a longer ``within`` the child
+  asked for (a child whose work comes in steps of varying length promises its
+  next beat from the length of the last step). Beating is a single store,
+  cheap enough to call once per draw; the supervisor reads the cell when a
+  deadline falls due, so a hung child (deadlocked, stuck in a compiled loop)
+  is detected without any message traffic. ``CLOCK_MONOTONIC``
   is system-wide on Linux, so parent and child read the same clock.
 * **A link to the parent**: the read end of a pipe whose only write end is
   held by the supervisor. A daemon thread blocks on it and ends the process
@@ -55,20 +58,22 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 # Set in the child by the bootstrap; None in any process not started by a supervisor.
 _heartbeat_cell = None
+_heartbeat_timeout = 0.0
 
 
-def heartbeat() -> None:
+def heartbeat(within: float | None = None) -> None:
     """Tell the supervisor that this process is alive and making progress.
 
     Call it from the child's target (any thread) at least every
-    ``heartbeat_timeout`` seconds of its `ChildSpec`. It costs one store to
-    shared memory. Outside a supervised child, or for a child without a
-    heartbeat timeout, it does nothing, so library code can call it
-    unconditionally.
+    ``heartbeat_timeout`` seconds of its `ChildSpec`, or, with ``within``, promise
+    the next beat within that many seconds instead (never less than the spec's
+    ``heartbeat_timeout``, which is thus a floor). It costs one store to shared
+    memory. Outside a supervised child, or for a child without a heartbeat
+    timeout, it does nothing, so library code can call it unconditionally.
     """
     cell = _heartbeat_cell
     if cell is not None:
-        cell.value = time.monotonic()
+        cell.value = time.monotonic() + max(_heartbeat_timeout, within or 0.0)
 
 
 class ChildProcess:
@@ -115,12 +120,13 @@ class ChildProcess:
         if self.heartbeat_timeout is not None:
             # Until the bootstrap's first beat the deadline is STARTUP_TIMEOUT away:
             # interpreter start-up and imports are not the target's to account for.
-            allowance = max(0.0, STARTUP_TIMEOUT - self.heartbeat_timeout)
+            allowance = max(STARTUP_TIMEOUT, self.heartbeat_timeout)
             self._cell = spawn_context.RawValue("d", time.monotonic() + allowance)
         link_read, link_write = spawn_context.Pipe(duplex=False)
         process = spawn_context.Process(
             target=_child_main, name=self.name, daemon=False,
-            args=(self.target, self.args, self.kwargs, self._cell, link_read, os.getpid()))
+            args=(self.target, self.args, self.kwargs, self._cell, link_read, os.getpid(),
+                  self.heartbeat_timeout or 0.0))
         try:
             process.start()
         except BaseException:
@@ -142,7 +148,7 @@ class ChildProcess:
         """``time.monotonic()`` by which the next heartbeat is due, or None without heartbeat."""
         if self._cell is None:
             return None
-        return self._cell.value + self.heartbeat_timeout
+        return self._cell.value
 
     def terminate(self) -> None:
         """Send SIGTERM (no effect once the process has been reaped)."""
@@ -168,12 +174,12 @@ class ChildProcess:
 
 
 def _child_main(target: Callable[..., Any], args: tuple, kwargs: dict, cell: Any,
-                link: Any, parent_pid: int) -> None:
+                link: Any, parent_pid: int, heartbeat_timeout: float = 0.0) -> None:
     """Bootstrap run in the child: watch the parent, arm the heartbeat, run the target."""
-    global _heartbeat_cell
+    global _heartbeat_cell, _heartbeat_timeout
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(link, parent_pid)
-    _heartbeat_cell = cell
+    _heartbeat_cell, _heartbeat_timeout = cell, heartbeat_timeout
     heartbeat()
     target(*args, **kwargs)
 

@@ -101,7 +101,8 @@ class ChildSpec:
         called (process start-up before that is allowed
         `supervisor.process.STARTUP_TIMEOUT`), so slow set-up inside the
         target (compilation, loading data) must beat too or fit in the
-        timeout. None (the default) disables it.
+        timeout. A child may promise a later beat, ``heartbeat(within=s)``:
+        the timeout is then a floor. None (the default) disables it.
     significant : bool, optional
         Counts for the supervisor's ``auto_shutdown`` (OTP's significant
         child). Not allowed for permanent children. Default False.

@@ -23,6 +23,7 @@ import msgpack
 import numpy as np
 
 from exmc.distributed import wire
+from exmc.runtime.sample import SamplingError
 from exmc.runtime.worker import Collector, Gap, pack_state, unpack_state
 
 log = logging.getLogger("exmc.distributed")
@@ -32,7 +33,7 @@ PING_SECONDS = 0.5
 MAX_REPLAYS = 3  # per chain and node; a node that keeps losing messages is dropped
 
 
-class NodeError(RuntimeError):
+class NodeError(SamplingError):
     """Nodes that cannot be used: unreachable, refusing, or failed with no fallback."""
 
 
@@ -556,21 +557,21 @@ def _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup, at
     from exmc.runtime.chain import ChainResult
     from exmc.runtime.sample import to_inference_data
 
-    if all(run.failures) and max(collector.received) <= num_warmup:
-        raise NodeError("no chain made a draw to keep: " + "; ".join(
-            f"chain {chain} {reason}" for chain, reason in enumerate(run.failures)))
     results = []
     for chain, reason in enumerate(run.failures):
-        if reason is not None:
-            warnings.warn(f"chain {chain} failed: {reason}; returning the other chains",
-                          RuntimeWarning, stacklevel=3)
         result = ChainResult(collector.draws[chain], collector.stats[chain],
                              collector.received[chain], None)
-        result.interrupted = reason is not None
+        result.interrupted = reason == "interrupted"
+        result.failure = None if result.interrupted else reason
         results.append(result)
     attrs["nodes"] = [" > ".join(run.history[c]) for c in range(len(results))]
     attrs["moves"] = list(run.moves)
-    return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+    try:
+        return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+    except SamplingError as err:  # every chain failed: say where and why
+        raise NodeError("no chain made a draw to keep: " + "; ".join(
+            f"chain {chain} {reason}" for chain, reason in err.reasons.items()),
+            err.reasons) from None
 
 
 def _check_request_size(model_bytes, dim, dense, chains, links):
@@ -581,9 +582,9 @@ def _check_request_size(model_bytes, dim, dense, chains, links):
     for link in links:
         if need > link.max_message_bytes:
             raise NodeError(
-                f"this run's requests need about {need / 2**20:.1f} MiB (the model's IR is "
-                f"{len(model_bytes) / 2**20:.1f} MiB), more than node {link.name} accepts "
-                f"({link.max_message_bytes / 2**20:.1f} MiB; exmc-node --max-message-mb)")
+                f"this run's requests need about {need:,} bytes (the model's IR is "
+                f"{len(model_bytes):,}), more than node {link.name} accepts "
+                f"({link.max_message_bytes:,} bytes; exmc-node --max-message-mb)")
 
 
 def _plain_init(compiled, init):

@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from exmc.distributed import wire
-from exmc.runtime.worker import ChainGroup, Collector, unpack_state
+from exmc.runtime.worker import HEARTBEAT_TIMEOUT, ChainGroup, Collector, unpack_state
 from exmc.samplers.nuts import ITERATION, N_SCALARS, STAT_NAMES, STEP
 
 log = logging.getLogger("exmc.node")
@@ -99,7 +99,7 @@ class Node:
     def __init__(self, bind="tcp://127.0.0.1:5555", workers=None, secret_key=None, allow=None,
                  client_timeout=CLIENT_TIMEOUT, max_message_bytes=wire.MAX_MESSAGE_BYTES,
                  name=None, read_timeout=READ_TIMEOUT, max_chain_bytes=MAX_CHAIN_BYTES,
-                 parent_fd=None):
+                 parent_fd=None, heartbeat_timeout=HEARTBEAT_TIMEOUT):
         import zmq
 
         if (secret_key is None) != (allow is None):
@@ -113,7 +113,7 @@ class Node:
         self.name = name or os.uname().nodename
         self.jobs: dict = {}
         self.read_timeout, self.max_chain_bytes = read_timeout, max_chain_bytes
-        self.parent_fd = parent_fd
+        self.parent_fd, self.heartbeat_timeout = parent_fd, heartbeat_timeout
         self.checks: dict = {}  # (client, job) -> (future, started): submits being read
         self.abandoned: set = set()  # checks refused for taking too long, still running
         self.checker = None
@@ -302,7 +302,7 @@ class Node:
             seeds = {chain: np.random.SeedSequence(int(spec["entropy"]),
                                                    spawn_key=tuple(spec["spawn_key"]))
                      for chain, spec in chains.items()}
-            group = ChainGroup(msg["model"], options, seeds, collector)
+            group = ChainGroup(msg["model"], options, seeds, collector, self.heartbeat_timeout)
         except BaseException:
             collector.close()
             raise

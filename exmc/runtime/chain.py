@@ -55,7 +55,8 @@ class ChainResult:
 
     def __init__(self, draws, stats, done, state):
         self.draws, self.stats, self.done, self.state = draws, stats, done, state
-        self.interrupted = False
+        self.interrupted = False  # stopped by Ctrl-C or an abort, not by a failure
+        self.failure = None       # why the chain failed, if it did
 
     def stat(self, name):
         return self.stats[:self.done, STAT_NAMES.index(name)]

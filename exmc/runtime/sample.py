@@ -21,6 +21,18 @@ BOOL_STATS = ("diverging", "recovered")
 INT_STATS = ("tree_depth", "n_steps")
 
 
+class SamplingError(RuntimeError):
+    """No chain could be returned, for reasons other than an interrupt.
+
+    ``reasons`` maps each chain to why it failed (for chains run on an exmc-node, the
+    worker's own error text when it had one).
+    """
+
+    def __init__(self, message, reasons=None):
+        super().__init__(message)
+        self.reasons = dict(reasons or {})
+
+
 def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_depth):
     def whole(name, value, low):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -36,7 +48,7 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
-           blocking=True, dashboard=None, _live=None):
+           blocking=True, dashboard=None, heartbeat_timeout=10.0, _live=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -79,6 +91,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         (draws are bit-for-bit those of the in-process chain); a chain that keeps
         failing (more than 3 restarts in 60 s) is reported and the others are returned.
         By default chains run one after another in this process.
+    heartbeat_timeout : float
+        With ``cores``: a worker silent this long is taken as hung, killed and restarted.
+        It is a floor: after each block of draws a worker promises its next within ten
+        times that block's duration if longer (and gets 10 minutes to load the model).
     blocking : bool
         False returns at once a ``SampleHandle`` with ``wait()``, ``inspect()`` (the
         trace so far) and ``abort()`` (stop, keep the partial trace).
@@ -100,7 +116,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             init=init, num_samples=num_samples, num_warmup=num_warmup, chains=chains, seed=seed,
             target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
-            stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard))
+            stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard,
+            heartbeat_timeout=heartbeat_timeout))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -171,7 +188,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
                 results, restarts, failures = _run_in_workers(
                     model, compiled, settings, chain_seeds, cores, init,
                     dense_mass, total, report, publisher,
-                    _live.aborted.is_set if _live is not None else (lambda: False))
+                    _live.aborted.is_set if _live is not None else (lambda: False),
+                    heartbeat_timeout)
     finally:
         sampling_time = time.perf_counter() - sampling_start
         stream_error = publisher.close() if publisher is not None else None
@@ -187,18 +205,15 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if restarts is not None:
         attrs["cores"] = int(cores)
         attrs["restarts"] = [int(r) for r in restarts]
-        for chain, reason in enumerate(failures):
-            if reason is not None:
-                warnings.warn(f"chain {chain} failed: {reason}; returning the other chains",
-                              RuntimeWarning, stacklevel=2)
     if publisher is not None:
         attrs["run_id"] = run_id
         attrs["stream_time"] = stream_time  # until the last message was handed to the sink
-    return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
+    return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
+                             chains=chains)
 
 
 def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dense, total, report,
-                    publisher, should_stop):
+                    publisher, should_stop, heartbeat_timeout):
     """Chains in supervised worker processes (exmc/runtime/worker.py); ChainResults back."""
     from exmc.runtime.chain import ChainResult
     from exmc.runtime.worker import run_in_workers
@@ -218,8 +233,10 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
             if end == total:
                 publisher.done(chain, end)
 
+    if not float(heartbeat_timeout) > 0:
+        raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
     collector, restarts, failures = run_in_workers(model, options, seed_sequences, int(cores),
-                                                   on_rows, should_stop)
+                                                   on_rows, should_stop, float(heartbeat_timeout))
     if publisher is not None:
         for chain, reason in enumerate(failures):
             if reason is not None:
@@ -228,7 +245,8 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
     for chain in range(len(seed_sequences)):
         result = ChainResult(collector.draws[chain], collector.stats[chain],
                              collector.received[chain], None)
-        result.interrupted = failures[chain] is not None
+        result.interrupted = failures[chain] == "interrupted"
+        result.failure = None if result.interrupted else failures[chain]
         results.append(result)
     return results, restarts, failures
 
@@ -314,13 +332,32 @@ def sample_stream(model, stream_to, **kwargs):
     return sample(model, stream_to=stream_to, **kwargs)
 
 
-def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs):
-    """Assemble InferenceData from chain results; a run cut short keeps every complete draw."""
-    kept = [r for r in results if r.done > num_warmup]
-    n = min((r.done - num_warmup for r in kept), default=0)
-    if any(r.interrupted for r in results) or len(kept) < len(results):
-        warnings.warn(f"sampling was interrupted or a chain failed: returning {len(kept)} of "
-                      f"{len(results)} chain(s) with {n} draws each", RuntimeWarning, stacklevel=3)
+def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
+                      chains=None):
+    """Assemble InferenceData from chain results (of ``chains`` asked for, by default as many).
+
+    A chain that failed is left out unless it finished (each is named in a warning); the
+    others keep every draw.  An interrupt (Ctrl-C, an abort) returns the chains with
+    post-warmup draws, cut to the shortest (the warning says how many of how many, and
+    how long).  Raises `SamplingError` naming each chain's reason when every chain failed,
+    and ``KeyboardInterrupt`` when an interrupt came before any post-warmup draw.
+    """
+    chains = len(results) if chains is None else chains
+    total = num_warmup + num_samples
+    failed = {c: r.failure for c, r in enumerate(results)
+              if r.failure is not None and r.done < total}
+    kept = [r for c, r in enumerate(results) if c not in failed and r.done > num_warmup]
+    n = min(num_samples, min((r.done - num_warmup for r in kept), default=0))
+    interrupted = any(r.interrupted for r in results) or len(results) < chains
+    if not kept and not interrupted:
+        raise SamplingError(f"every chain failed: " + "; ".join(
+            f"chain {c}: {reason}" for c, reason in failed.items()), failed)
+    for c, reason in failed.items():
+        warnings.warn(f"chain {c} failed: {reason}; it is left out, the other chains are "
+                      f"returned in full", RuntimeWarning, stacklevel=3)
+    if interrupted:
+        warnings.warn(f"sampling was interrupted: returning {len(kept)} of {chains} chains with "
+                      f"{n} draws each", RuntimeWarning, stacklevel=3)
     if not kept:
         raise KeyboardInterrupt("sampling interrupted before any post-warmup draw")
     groups = {}

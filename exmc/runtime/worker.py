@@ -27,7 +27,9 @@ from the model's size (``link_message_limit``).
 
 Testing switch: ``EXMC_CRASH_AT="chain:iteration"`` SIGKILLs that chain's worker in its
 first life, right after it delivers the block that passes that iteration;
-``EXMC_CRASH_AT="chain:always"`` kills it at every start.
+``EXMC_CRASH_AT="chain:always"`` kills it at every start, and
+``EXMC_CRASH_AT="chain:iteration:always"`` after that iteration in every life (a chain
+that gives up with post-warmup draws).
 """
 from __future__ import annotations
 
@@ -55,6 +57,10 @@ log = logging.getLogger("exmc.runtime")
 CRASH_ENV = "EXMC_CRASH_AT"
 STATE_ARRAYS = ("position", "grad", "scalars", "window_mean", "window_m2", "gradient_windows")
 METRIC_ARRAYS = ("inverse_diag", "inverse_dense", "momentum_factor")
+MAX_ERROR_TEXT = 1000  # characters of a worker's exception kept for its chain's reason
+LOAD_SECONDS = 600.0  # to load the model before the first block: a cold cache compiles
+BEAT_MARGIN = 10.0    # a block may take this many times the previous one before it is hung
+HEARTBEAT_TIMEOUT = 10.0  # seconds; the floor of every promise
 
 
 def link_message_limit(dim):
@@ -99,15 +105,30 @@ def unpack_state(obj):
 
 
 def _crash_plan(chain):
-    spec = os.environ.get(CRASH_ENV, "")
-    if not spec or spec.split(":")[0] != str(chain):
-        return None
-    return spec.split(":")[1]
+    """(iteration or "always", every life?) for this chain, or (None, False)."""
+    spec = os.environ.get(CRASH_ENV, "").split(":")
+    if len(spec) < 2 or spec[0] != str(chain):
+        return None, False
+    return spec[1], spec[1] == "always" or spec[2:] == ["always"]
 
 
 def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_path, token):
     """Worker process entry point: run (or resume) one chain, PUSH its blocks to ``endpoint``,
-    each after the chain's ``token``."""
+    each after the chain's ``token``.  An exception's text is left beside the checkpoint
+    (``error_path``), so the parent can report why the chain failed, not only its exit code."""
+    try:
+        _run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_path, token)
+    except Exception as err:
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:MAX_ERROR_TEXT]
+        error_path(checkpoint_path).write_text(text)
+        raise
+
+
+def error_path(checkpoint_path):
+    return Path(checkpoint_path).with_suffix(".error")
+
+
+def _run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_path, token):
     import zmq
 
     from exmc.compiler import compile_model
@@ -115,9 +136,10 @@ def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_p
     from exmc.runtime.chain import make_settings, run_chain, start_state
     from supervisor import heartbeat
 
-    crash = _crash_plan(chain)
+    crash, every_life = _crash_plan(chain)
     if crash == "always":
         os.kill(os.getpid(), signal.SIGKILL)
+    heartbeat(within=LOAD_SECONDS)
     compiled = compile_model(loads(Path(model_path).read_bytes()))
     settings = make_settings(options["num_warmup"], options["max_tree_depth"],
                              options["target_accept"], options["fault_rate"],
@@ -136,9 +158,14 @@ def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_p
     socket.setsockopt(zmq.LINGER, -1)  # deliver everything before exiting
     socket.connect(endpoint)
     sent = [0]
+    last_beat = [time.monotonic()]
 
     def send_block(result):
-        heartbeat()
+        # The next block should take about as long as this one (blocks aim at a fixed
+        # duration): promise it with a margin; the spec's timeout is the floor.
+        now = time.monotonic()
+        heartbeat(within=BEAT_MARGIN * (now - last_beat[0]))
+        last_beat[0] = now
         rows = slice(sent[0], result.done)
         socket.send(token, zmq.SNDMORE)
         socket.send(msgpack.packb({
@@ -147,7 +174,8 @@ def run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_p
             "stats": result.stats[rows].tobytes(), "state": pack_state(result.state, rng)},
             use_bin_type=True))
         sent[0] = result.done
-        if first_life and crash not in (None, "always") and int(crash) <= start + result.done:
+        if ((first_life or every_life) and crash not in (None, "always")
+                and int(crash) <= start + result.done):
             time.sleep(0.2)  # let the block leave, then die mid-run
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -279,7 +307,7 @@ class ChainGroup:
     """
 
     def __init__(self, model_bytes, options, seed_sequences, collector,
-                 heartbeat_timeout=120.0, max_restarts=3, max_seconds=60.0):
+                 heartbeat_timeout=HEARTBEAT_TIMEOUT, max_restarts=3, max_seconds=60.0):
         import zmq
 
         self.pull = zmq.Context.instance().socket(zmq.PULL)
@@ -366,9 +394,18 @@ class ChainGroup:
                 del self.running[chain]
             elif sup.status == "gave up":
                 self.failures[chain] = (f"gave up after {self.restarts[chain]} restarts: "
-                                        f"{sup.failure.reason if sup.failure else 'unknown'}")
+                                        f"{sup.failure.reason if sup.failure else 'unknown'}"
+                                        f"{self._worker_error(chain)}")
                 sup.stop()
                 del self.running[chain]
+
+    def _worker_error(self, chain):
+        """The worker's last exception, as its reason's tail ('' if it left none)."""
+        try:
+            text = error_path(self.collector.checkpoint_path(chain)).read_text()[:MAX_ERROR_TEXT]
+        except OSError:
+            return ""
+        return f" (the worker's error: {text})"
 
     def stop(self):
         """Stop every worker (no orphans), close the socket, drop the checkpoints."""
@@ -382,7 +419,7 @@ class ChainGroup:
 
 
 def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,
-                   heartbeat_timeout=120.0, max_restarts=3, max_seconds=60.0):
+                   heartbeat_timeout=HEARTBEAT_TIMEOUT, max_restarts=3, max_seconds=60.0):
     """Run every chain in supervised worker processes, at most ``cores`` at once.
 
     ``on_rows(chain, first, end, collector)`` is called as draws arrive.  Ctrl-C or

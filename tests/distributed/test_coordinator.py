@@ -209,3 +209,66 @@ def test_stream_to_an_address_reaches_a_plain_subscriber(trio):
     total = RUN["num_warmup"] + RUN["num_samples"]
     for chain in range(2):
         assert [m["seq"] for m in messages if m["chain"] == chain] == list(range(total + 1))
+
+
+# ---- hardening ---------------------------------------------------------------------------------
+def test_a_model_larger_than_the_node_accepts_is_refused_up_front(start_node):
+    node = start_node("--max-message-mb", "0.05")  # 52,428 bytes
+    big = Builder().rv("mu", Normal(0, 5)).obs("y", Normal("mu", 1.0),
+                                               np.random.default_rng(0).normal(size=10_000))
+    started = time.monotonic()
+    with pytest.raises(NodeError, match=r"the model's IR is 80,\d\d\d\), more than node .* "
+                                        r"accepts \(52,428 bytes; exmc-node --max-message-mb\)"):
+        sample_chains(big, nodes=[node.address], chains=1, **RUN)
+    assert time.monotonic() - started < 30
+    assert "job" not in node.log_text()  # nothing was sent
+
+
+def test_every_chain_failing_on_a_node_names_the_workers_error(start_node):
+    node = start_node("--workers", "2")
+    with pytest.raises(exmc.SamplingError) as caught:
+        sample_chains(SMALL, nodes=[node.address], chains=2, init={"sigma": -1.0}, **RUN)
+    assert isinstance(caught.value, NodeError)
+    assert set(caught.value.reasons) == {0, 1}
+    for reason in caught.value.reasons.values():
+        assert "gave up after 3 restarts" in reason
+        assert "the worker's error: ValueError: init value for 'sigma'" in reason
+
+
+COORDINATOR = """
+import sys, numpy as np
+from exmc import Builder, Normal, HalfNormal
+from exmc.distributed import sample_chains
+y = np.random.default_rng(2).normal(1.0, 2.0, size=20_000)
+m = Builder().rv("mu", Normal(0, 5)).rv("sigma", HalfNormal(5.0)).obs("y", Normal("mu", "sigma"), y)
+sample_chains(m, nodes=["local"], chains=2, num_samples=10**6, num_warmup=100, progressbar=False)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_of_a_local_coordinator_leaves_no_process(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.distributed.test_node import children, running, wait_until
+
+    coordinator = subprocess.Popen([sys.executable, "-c", COORDINATOR], cwd=os.getcwd())
+    try:
+        def node_and_workers():
+            nodes = [pid for pid, cmd in children(coordinator.pid).items()
+                     if "exmc.distributed.cli" in cmd]
+            if not nodes:
+                return None
+            found = {pid for pid, cmd in children(nodes[0]).items() if "resource_tracker" not in cmd}
+            return ({nodes[0]} | found) if len(found) >= 2 else None
+
+        pids = wait_until(node_and_workers, 120, "the local node's workers", every=0.2)
+        everything = set(pids)
+        for pid in pids:
+            everything |= set(children(pid))
+    finally:
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait(10)
+    wait_until(lambda: not any(running(pid) for pid in everything), 30,
+               "the local node and its workers to exit")

@@ -243,3 +243,92 @@ def test_link_endpoint_is_in_a_private_folder():
     finally:
         group.stop()
     assert not c.directory.exists()
+
+
+# ---- failures reported as failures -------------------------------------------------------------
+@pytest.mark.timeout(180)
+def test_a_chain_that_gives_up_mid_run_leaves_the_others_whole(monkeypatch):
+    # Blocks grow to ~0.25 s, so with 20,000 draws a block ends well past iteration 350 and
+    # well before the end: chain 0 dies there in every life and gives up with kept draws.
+    run = dict(RUN, num_samples=20_000)
+    reference = exmc.sample(model(), **run)
+    monkeypatch.setenv(CRASH_ENV, "0:350:always")
+    with pytest.warns(RuntimeWarning, match="chain 0 failed: gave up after 3 restarts") as caught:
+        idata = exmc.sample(model(), cores=3, **run)
+    assert not [w for w in caught if "interrupted" in str(w.message)]
+    assert (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]) == (2, 20_000)
+    np.testing.assert_array_equal(idata.posterior["mu"].values, reference.posterior["mu"].values[1:])
+
+
+@pytest.mark.timeout(180)
+def test_every_chain_failing_raises_sampling_error_with_each_reason():
+    from exmc.runtime.sample import SamplingError
+    bad_init = {"sigma": -1.0}  # refused in each worker, at every start
+    with pytest.raises(SamplingError) as caught:
+        exmc.sample(model(), cores=2, init=bad_init, **dict(RUN, chains=2))
+    assert not isinstance(caught.value, KeyboardInterrupt)
+    assert set(caught.value.reasons) == {0, 1}
+    for chain in (0, 1):
+        assert f"chain {chain}: gave up after 3 restarts" in str(caught.value)
+    assert "the worker's error: ValueError: init value for 'sigma'" in caught.value.reasons[0]
+
+
+@pytest.mark.timeout(180)
+def test_interrupt_warns_exactly_what_is_returned():
+    import warnings
+
+    from exmc.runtime.sample import _Live
+
+    class StopAfterDraws(_Live):
+        def update(self, compiled, chain, draws, stats, done):
+            super().update(compiled, chain, draws, stats, done)
+            if done >= RUN["num_warmup"] + 50:
+                self.aborted.set()  # as SampleHandle.abort does
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = exmc.sample(model(), cores=2, _live=StopAfterDraws(), **dict(RUN, num_samples=10**6))
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    kept = idata.posterior.sizes["chain"]
+    assert [m for m in messages if "interrupted" in m or "failed" in m] == [
+        f"sampling was interrupted: returning {kept} of 3 chains with "
+        f"{idata.posterior.sizes['draw']} draws each"], messages
+
+
+def _worker_pids():
+    import subprocess
+    import os
+    found = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True,
+                           timeout=10).stdout.split()
+    pids = []
+    for pid in map(int, found):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                command = fh.read()
+        except OSError:
+            continue
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            pids.append(pid)
+    return pids
+
+
+@pytest.mark.timeout(180)
+def test_a_stopped_worker_is_detected_within_30_s():
+    """The heartbeat follows the block cadence (~0.25 s) with a 10 s floor, not a fixed 120 s."""
+    import os
+    import signal
+    import time
+    handle = exmc.sample(model(), blocking=False, cores=1, chains=1, num_samples=10**7,
+                         num_warmup=100, seed=2, progressbar=False)
+    try:
+        wait_for(handle.inspect)  # past warmup: blocks flow
+        [pid] = _worker_pids()
+        os.kill(pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        wait_for(lambda: None if pid in _worker_pids() else True, 60)
+        detected = time.monotonic() - stopped
+        assert detected < 30, detected
+        wait_for(lambda: _worker_pids() or None, 60)  # restarted, from its checkpoint
+    finally:
+        idata = handle.abort()
+    assert idata.posterior.sizes["draw"] > 0

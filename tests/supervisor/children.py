@@ -89,6 +89,15 @@ def beat(directory: str, name: str, hang_on_starts: tuple = (), interval: float 
         time.sleep(interval)
 
 
+def promise(directory: str, name: str, within: float) -> None:
+    """Beat once promising the next beat ``within`` seconds, say so in ``<name>.beats``, block."""
+    heartbeat(within=within)
+    with open(os.path.join(directory, f"{name}.beats"), "w") as f:
+        f.write("1\n")
+    while True:
+        time.sleep(3600)
+
+
 def run_owner(directory: str, mode: str) -> None:
     """An owner process for the orphan tests: start a small tree, report, then act.
 

@@ -38,6 +38,20 @@ def test_heartbeat_moves_the_deadline(tmp_path):
         process.close()
 
 
+@pytest.mark.parametrize("within, lower, upper", [(60.0, 59.0, 60.0), (0.5, 9.0, 10.0)])
+def test_a_child_can_promise_a_later_beat_but_not_an_earlier_one(tmp_path, within, lower, upper):
+    process = ChildProcess(children.promise, (str(tmp_path), "p", within), heartbeat_timeout=10.0)
+    process.start()
+    try:
+        wait_until(lambda: (tmp_path / "p.beats").exists(), message="the promise")
+        left = process.heartbeat_deadline() - time.monotonic()
+        assert lower < left <= upper  # the spec's timeout is a floor
+    finally:
+        process.kill()
+        process.join()
+        process.close()
+
+
 def test_no_heartbeat_cell_without_timeout(tmp_path):
     heartbeat()                                      # a no-op outside a supervised child
     process = ChildProcess(children.sleep_forever, (str(tmp_path), "s"))
