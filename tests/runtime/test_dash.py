@@ -219,6 +219,16 @@ def test_server_serves_the_page_read_only():
         assert get(base + "/api/state", host=f"localhost:{board.port}")[0] == 200
 
 
+def test_ipv6_loopback():
+    try:
+        board = Dashboard(host="::1")
+    except OSError as err:
+        pytest.skip(f"no IPv6 loopback here: {err}")
+    with board:
+        assert board.url == f"http://[::1]:{board.port}/" and board.token is None
+        assert get(board.url + "api/state")[0] == 200
+
+
 def test_a_token_is_required_when_set():
     with Dashboard(token="s3cret-T0ken") as board:
         base = f"http://127.0.0.1:{board.port}"

@@ -112,7 +112,8 @@ class Dashboard:
         self._stop = threading.Event()
         self._subscriber = None
         self._cache: dict = {}
-        self.httpd = _Server((host, port), _Handler)
+        server = _Server6 if ":" in host else _Server
+        self.httpd = server((host, port), _Handler)
         self.httpd.dashboard = self
         self.port = self.httpd.server_address[1]
         self._http = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
@@ -275,6 +276,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
     dashboard: Dashboard
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
