@@ -48,6 +48,9 @@ def serve_parser():
     p.add_argument("--heartbeat-timeout", type=positive(float), default=10.0, metavar="SECONDS",
                    help="a chain worker silent this long is taken as hung and restarted; a floor: "
                         "a worker promises each next block within 10x its last (default 10)")
+    p.add_argument("--max-connections", type=positive(int), default=256, metavar="N",
+                   help="peers connected at once; more are turned away as they connect "
+                        "(default 256)")
     p.add_argument("--parent-fd", type=int, metavar="FD",
                    help="stop when this inherited pipe closes, that is when the process that "
                         "started the node dies (how a coordinator's 'local' node is started)")
@@ -93,7 +96,8 @@ def main(argv=None) -> int:
         node = Node(args.bind, args.workers, args.secret_key, args.allow, args.client_timeout,
                     int(args.max_message_mb * 2**20), args.name, read_timeout=args.read_timeout,
                     max_chain_bytes=int(args.max_chain_mb * 2**20), parent_fd=args.parent_fd,
-                    heartbeat_timeout=args.heartbeat_timeout)
+                    heartbeat_timeout=args.heartbeat_timeout,
+                    max_connections=args.max_connections)
     except (NodeConfigError, KeyFileError) as err:
         logging.getLogger("exmc.node").error("%s", err)
         return 2

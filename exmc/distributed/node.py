@@ -21,6 +21,12 @@ folders left by a node that was SIGKILLed are removed by the next node to start;
 with ``parent_fd`` (how a coordinator starts a ``"local"`` node) the node stops when
 that pipe closes, that is when its parent dies, however it dies.
 
+Connections are bounded: at most ``max_connections`` peers at once (counted with a
+socket monitor; a connection past the cap is shut down as it is accepted), a peer that
+has not completed its ZeroMQ handshake within ``HANDSHAKE_SECONDS`` is dropped, at
+most ``RECEIVE_QUEUE`` requests are queued per peer, and the descriptor soft limit is
+raised to the hard limit at start.
+
 Heartbeats both ways: the coordinator pings every half second and the node
 answers, naming the pinged jobs it no longer holds (so a coordinator that missed
 a job's last messages can replay it); a job whose coordinator has been silent
@@ -64,6 +70,9 @@ READ_TIMEOUT = 30.0   # seconds a submitted model may take to be read and checke
 MAX_CHECKS = 4        # submits being read at once; more are refused until one ends
 MAX_CHAIN_BYTES = 4 * 2**30  # memory a chain's draws and state may need in its worker
 FOLDER_PREFIX = "exmc-node-"
+MAX_CONNECTIONS = 256
+HANDSHAKE_SECONDS = 5.0  # a peer that has not said who it is by then is dropped
+RECEIVE_QUEUE = 32       # requests queued per peer: at most this many x the message limit
 
 
 class NodeConfigError(ValueError):
@@ -99,7 +108,8 @@ class Node:
     def __init__(self, bind="tcp://127.0.0.1:5555", workers=None, secret_key=None, allow=None,
                  client_timeout=CLIENT_TIMEOUT, max_message_bytes=wire.MAX_MESSAGE_BYTES,
                  name=None, read_timeout=READ_TIMEOUT, max_chain_bytes=MAX_CHAIN_BYTES,
-                 parent_fd=None, heartbeat_timeout=HEARTBEAT_TIMEOUT):
+                 parent_fd=None, heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                 max_connections=MAX_CONNECTIONS):
         import zmq
 
         if (secret_key is None) != (allow is None):
@@ -129,6 +139,14 @@ class Node:
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # libzmq drops bigger peers
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished client raises, not queues
         self.socket.setsockopt(zmq.SNDHWM, 100_000)
+        self.socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
+        self.socket.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_SECONDS * 1000))
+        _raise_descriptor_limit()
+        self.max_connections = max_connections
+        self.connections: set = set()  # descriptors of the peers connected now
+        self.turned_away = 0
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
         self.auth = None
         try:
             if secret_key is not None:
@@ -138,6 +156,8 @@ class Node:
                 self.socket.setsockopt(zmq.IPV6, 1)
             self.socket.bind(bind)
         except BaseException:  # a bad key file or address: leave nothing open behind
+            self.socket.disable_monitor()
+            self.monitor.close()
             self.socket.close()
             if self.auth is not None:
                 self.auth.stop()
@@ -162,6 +182,7 @@ class Node:
             while not self.stopping:
                 poller = zmq.Poller()
                 poller.register(self.socket, zmq.POLLIN)
+                poller.register(self.monitor, zmq.POLLIN)
                 if self.parent_fd is not None:
                     poller.register(self.parent_fd, zmq.POLLIN)
                 for job in self.jobs.values():
@@ -170,6 +191,8 @@ class Node:
                 if self.parent_fd in ready and not os.read(self.parent_fd, 64):
                     log.info("its parent process has exited")
                     break
+                if self.monitor in ready:
+                    self._count_connections()
                 if self.socket in ready:
                     self._drain_requests()
                 self._finish_checks()
@@ -192,11 +215,44 @@ class Node:
             self._end(job, "node shutting down")
         self.checks.clear()
         self.checker.shutdown(wait=False, cancel_futures=True)
+        self.socket.disable_monitor()
+        self.monitor.close()
         self.socket.close()
         if self.auth is not None:
             self.auth.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
         log.info("stopped")
+
+    # -- connections ------------------------------------------------------------------------
+    def _count_connections(self, limit=1000):
+        """Track peers from monitor events; shut down a connection past the cap at once."""
+        import socket as net
+
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        for _ in range(limit):
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            fd = event["value"]
+            if event["event"] != zmq.EVENT_ACCEPTED:
+                self.connections.discard(fd)
+            elif len(self.connections) < self.max_connections:
+                self.connections.add(fd)
+            else:
+                # Shutting the TCP connection down (through a duplicate of libzmq's
+                # descriptor, which stays libzmq's to close) makes libzmq drop the peer.
+                try:
+                    with net.socket(fileno=os.dup(fd)) as peer:
+                        peer.shutdown(net.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.turned_away += 1
+                if self.turned_away in (1, 10, 100) or self.turned_away % 1000 == 0:
+                    log.warning("%d connection(s) turned away: %d peers connected, the most "
+                                "allowed", self.turned_away, self.max_connections)
 
     # -- requests ---------------------------------------------------------------------------
     def _drain_requests(self, limit=100):
@@ -366,6 +422,16 @@ class Node:
             self.socket.send_multipart([client, wire.pack(message)], zmq.NOBLOCK)
         except zmq.ZMQError as err:  # the client is gone or not reading: its heartbeat will lapse
             log.debug("could not send to client %s: %s", client.hex(), err)
+
+
+def _raise_descriptor_limit():
+    """Soft descriptor limit up to the hard one: each peer and each job's link hold one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def _job_limit(workers):

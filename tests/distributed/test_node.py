@@ -660,3 +660,48 @@ def test_nested_msgpack_bomb_is_answered_within_a_second(start_node, client):
     assert reply["type"] == "error" and "too many list and map items" in reply["message"], reply
     assert took < 1.0, f"answered after {took:.2f} s"
     assert_serving(node, c)
+
+
+# ---- hardening: bounded connections -------------------------------------------------------------
+@pytest.mark.timeout(240)
+def test_a_real_job_completes_under_1100_idle_connections(tmp_path, client):
+    """1,100 idle TCP connections against a 1,024-descriptor soft limit used to make the node
+    answer nobody; now the limit is raised, extra peers are turned away, idle ones time out."""
+    import socket as net
+
+    from exmc.distributed import sample_chains
+    from exmc.distributed.coordinator import wait_for_listening
+    from urllib.parse import urlsplit
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2400:
+        pytest.skip(f"this test needs a descriptor hard limit of 2400, have {hard}")
+    log = tmp_path / "node.log"
+    with open(log, "w") as fh:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*",
+             "--workers", "1"], stderr=fh,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
+    idle = []
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2400), hard))
+        address = wait_for_listening(log, popen, 60)
+        host_port = urlsplit(address.replace("tcp://", "//")).netloc
+        host, port = host_port.rsplit(":", 1)
+        for _ in range(1100):
+            idle.append(net.create_connection((host, int(port)), timeout=5))
+        reply = client(address).ask({"type": "hello"}, timeout=20)
+        assert reply is not None and reply["type"] == "welcome", log.read_text()[-2000:]
+        model = exmc.Builder().rv("mu", exmc.Normal(0, 1)).obs("y", exmc.Normal("mu", 1.0),
+                                                               np.array([0.1, -0.4, 0.3]))
+        idata = sample_chains(model, nodes=[address], chains=1, num_samples=50, num_warmup=50,
+                              seed=1, progressbar=False, connect_timeout=20)
+        assert idata.posterior.sizes["draw"] == 50
+        assert "connection(s) turned away" in log.read_text()
+    finally:
+        for s in idle:
+            s.close()
+        popen.terminate()
+        popen.wait(30)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
