@@ -100,24 +100,86 @@ def _code_version():
     return _loaded["version"]
 
 
-def compile_model(model: Model) -> CompiledModel:
-    """Validate, lower and compile ``model`` (or load it from the cache)."""
+class CudaModel:
+    """The same model body compiled as a ``numba.cuda`` device function.
+
+    ``logp_and_grad(points)`` evaluates many points at once, one GPU thread per
+    point, each with its own work buffer in thread-local memory.
+
+    Attributes
+    ----------
+    module : the generated module (``logp_grad`` device function, ``logp_grad_many`` kernel)
+    data : ndarray, the same flat data argument as the CPU model's
+    """
+
+    def __init__(self, model: Model, module, program):
+        self.model, self.module, self.data = model, module, program.data
+        self.pointmap = PointMap(program.free, program.outputs, program.transforms, model)
+        self.dim = self.pointmap.dim
+
+    def logp_and_grad(self, points, threads_per_block=64):
+        """(log densities (n,), gradients (n, dim), statuses (n,)) at unconstrained ``points`` (n, dim)."""
+        points = np.ascontiguousarray(np.atleast_2d(points), dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != self.dim:
+            raise ValueError(f"expected points of shape (n, {self.dim}), got {points.shape}")
+        n = points.shape[0]
+        grads, logps, statuses = np.zeros_like(points), np.zeros(n), np.zeros(n, dtype=np.int64)
+        blocks = max(1, -(-n // threads_per_block))
+        data = self.data if self.data.size else np.zeros(1)
+        self.module.logp_grad_many[blocks, threads_per_block](points, data, grads, logps, statuses)
+        return logps, grads, statuses
+
+
+def _require_cuda():
+    """numba.cuda, or a clear error when neither a GPU nor the simulator is there."""
+    try:
+        from numba import cuda
+    except ImportError as err:  # pragma: no cover - numba without its CUDA target
+        raise RuntimeError(f"target='cuda' needs numba's CUDA support: pip install 'exmc[cuda]' "
+                           f"({err})") from None
+    if not cuda.is_available():
+        raise RuntimeError("target='cuda': no CUDA GPU found (numba.cuda.is_available() is "
+                           "False); for testing without a GPU set NUMBA_ENABLE_CUDASIM=1 before "
+                           "importing numba, to run on Numba's CUDA simulator")
+    return cuda
+
+
+def _load(name, program, digest, target):
+    module = _loaded.get(name)
+    if module is not None:
+        return module
+    path = cache_dir() / f"{name}.py"
+    if not path.exists():
+        source = module_source(program, digest, target)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(source)
+        os.replace(tmp, path)  # atomic: concurrent workers never see half a file
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _loaded[name] = module
+    return module
+
+
+def compile_model(model: Model, target: str = "cpu"):
+    """Validate, lower and compile ``model`` (or load it from the cache).
+
+    ``target="cpu"`` (the default) gives a ``CompiledModel`` behind a C entry point
+    for the sampler; ``target="cuda"`` gives a ``CudaModel``, the same body as a
+    ``numba.cuda`` device function (needs ``exmc[cuda]`` and a GPU, or Numba's
+    simulator with ``NUMBA_ENABLE_CUDASIM=1``).
+    """
+    if target not in ("cpu", "cuda"):
+        raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
+    if target == "cuda":
+        _require_cuda()
     model.validate()
     program = lower_model(model)
     digest = structure_hash(model)
-    name = f"exmc_model_{_code_version()}_{digest[:24]}"
-    module = _loaded.get(name)
-    if module is None:
-        path = cache_dir() / f"{name}.py"
-        if not path.exists():
-            source = module_source(program, digest)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(source)
-            os.replace(tmp, path)  # atomic: concurrent workers never see half a file
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        _loaded[name] = module
+    name = f"exmc_model_{_code_version()}_{digest[:24]}" + ("_cuda" if target == "cuda" else "")
+    module = _load(name, program, digest, target)
+    if target == "cuda":
+        return CudaModel(model, module, program)
     return CompiledModel(model, module, program)

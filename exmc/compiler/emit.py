@@ -738,6 +738,7 @@ from exmc.compiler import scalar as S
 DIM = {dim}
 DATA_SIZE = {data_size}
 SCRATCH = {scratch}
+LOCAL_SCRATCH = {local_scratch}  # a thread-local array cannot be empty
 OUTPUT_SIZE = {output_size}
 LOGLIK_SIZE = {loglik_size}
 '''
@@ -788,7 +789,7 @@ def logp_grad_many(points, data, grads, logps, statuses):
     """One thread per row of ``points`` (n, DIM): log density, gradient and status."""
     row = cuda.grid(1)
     if row < points.shape[0]:
-        work = cuda.local.array(max(SCRATCH, 1), float64)
+        work = cuda.local.array(LOCAL_SCRATCH, float64)
         logp, status = logp_grad(points[row], data, grads[row], work)
         logps[row] = logp
         statuses[row] = status
@@ -806,7 +807,7 @@ def module_source(program: Program, digest: str, target: str = "cpu") -> str:
     parts = [HEADER.format(version=EMITTER_VERSION, digest=digest,
                            imports=CPU_IMPORTS if cpu else CUDA_IMPORTS,
                            dim=sum(s.size for s in program.free), data_size=program.data.size,
-                           scratch=em.scratch_size,
+                           scratch=em.scratch_size, local_scratch=max(em.scratch_size, 1),
                            output_size=sum(s.size for s in program.outputs),
                            loglik_size=sum(s.size for s, _ in program.observed))]
     for signature, body in bodies.items():

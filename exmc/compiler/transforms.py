@@ -39,6 +39,10 @@ class Transform:
     def free_shape(self, shape):
         return tuple(shape)
 
+    def constrained_shape(self, free_shape):
+        """The inverse of ``free_shape``."""
+        return tuple(free_shape)
+
     def constrain_exprs(self, z: Expr, lower, upper, shape=None):
         """(x, log_jacobian or None) as expressions of ``z`` and the bound expressions."""
         return z, None
@@ -46,7 +50,8 @@ class Transform:
     def forward(self, z, lower=None, upper=None):
         """Numeric x = forward(z): the expression of ``constrain_exprs`` evaluated."""
         z = np.asarray(z, dtype=float)
-        x, _ = self.constrain_exprs(ref("z"), _const(lower), _const(upper), z.shape)
+        x, _ = self.constrain_exprs(ref("z"), _const(lower), _const(upper),
+                                    self.constrained_shape(z.shape))
         return evaluate(x, {"z": z})
 
     def inverse(self, x, lower=None, upper=None):
@@ -119,6 +124,9 @@ class Simplex(Transform):
     def free_shape(self, shape):
         return (shape[0] - 1,)
 
+    def constrained_shape(self, free_shape):
+        return (free_shape[0] + 1,)
+
     def constrain_exprs(self, z, lower, upper, shape=None):
         k = shape[0]
         y = em.concatenate([z, np.zeros(1)])
@@ -155,6 +163,9 @@ class ZeroSum(Transform):
     def free_shape(self, shape):
         return (shape[0] - 1,)
 
+    def constrained_shape(self, free_shape):
+        return (free_shape[0] + 1,)
+
     def constrain_exprs(self, z, lower, upper, shape=None):
         root = float(np.sqrt(shape[0]))
         total = em.sum(z)
@@ -184,6 +195,10 @@ class CholeskyCorr(Transform):
 
     def free_shape(self, shape):
         return (shape[0] * (shape[0] - 1) // 2,)
+
+    def constrained_shape(self, free_shape):
+        n = int(round((1 + (1 + 8 * free_shape[0]) ** 0.5) / 2))
+        return (n, n)
 
     @staticmethod
     def weights(n):
