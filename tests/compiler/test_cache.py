@@ -15,11 +15,13 @@ from exmc.compiler import compile_model
 
 CHILD = textwrap.dedent("""
     import json
+    import sys
     import numpy as np
     import exmc
     from exmc.compiler import compile_model
 
-    model = (exmc.Builder().rv("mu", exmc.Normal(0.0, 10.0)).rv("sigma", exmc.HalfNormal(2.0))
+    scale = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
+    model = (exmc.Builder().rv("mu", exmc.Normal(0.0, 10.0)).rv("sigma", exmc.HalfNormal(scale))
              .obs("y", exmc.Normal("mu", "sigma"), np.array([0.3, -1.2, 2.5])))
     cm = compile_model(model)
     x = np.array([0.4, -0.2])
@@ -38,10 +40,10 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_child(cache_dir):
+def run_child(cache_dir, *args):
     env = {**os.environ, "EXMC_CACHE_DIR": str(cache_dir)}
-    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -62,6 +64,19 @@ def test_second_process_loads_the_compiled_model_from_the_cache(tmp_path):
     assert second["direct"] == first["logp"]
 
 
+@pytest.mark.timeout(600)
+def test_new_constants_in_a_fresh_process_compile_nothing(tmp_path):
+    """HalfNormal(2.5) instead of HalfNormal(2): the same file, Numba cache hits and no miss."""
+    first = run_child(tmp_path, "2.0")
+    second = run_child(tmp_path, "2.5")
+    assert second["file"] == first["file"]
+    assert second["misses"] == {"logp_grad": 0, "constrain_draws": 0}
+    assert second["c_entry_hits"] == 1
+    z = np.array([0.4, -0.2])
+    shift = stats.halfnorm.logpdf(np.exp(z[1]), scale=2.5) - stats.halfnorm.logpdf(np.exp(z[1]), scale=2.0)
+    np.testing.assert_allclose(second["logp"] - first["logp"], shift, rtol=1e-10)
+
+
 # ---- in this process, with a fresh cache directory and no modules already loaded -----------------
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
@@ -70,8 +85,8 @@ def fresh_cache(tmp_path, monkeypatch):
     return tmp_path / "models"
 
 
-def normal_model(data, family=exmc.Normal):
-    return (exmc.Builder().rv("mu", exmc.Normal(0.0, 10.0)).rv("sigma", exmc.HalfNormal(2.0))
+def normal_model(data, family=exmc.Normal, prior_scale=10.0):
+    return (exmc.Builder().rv("mu", exmc.Normal(0.0, prior_scale)).rv("sigma", exmc.HalfNormal(2.0))
             .obs("y", family("mu", "sigma"), np.asarray(data)))
 
 
@@ -84,6 +99,15 @@ def test_models_differing_only_in_data_values_share_the_generated_file(fresh_cac
     second = compile_model(normal_model([5.0, 6.0, 7.0]))
     assert second.module is first.module
     assert generated_files(fresh_cache) == [os.path.basename(first.module.__file__)]
+
+
+def test_models_differing_only_in_constants_share_the_compiled_code(fresh_cache):
+    one = compile_model(normal_model([0.3, -1.2, 2.5]))
+    two = compile_model(normal_model([0.3, -1.2, 2.5], prior_scale=3.0))
+    assert two.module is one.module
+    z = np.array([0.4, -0.2])
+    shift = stats.norm.logpdf(0.4, 0.0, 3.0) - stats.norm.logpdf(0.4, 0.0, 10.0)
+    np.testing.assert_allclose(two.logp_and_grad(z)[0] - one.logp_and_grad(z)[0], shift, rtol=1e-10)
 
 
 @pytest.mark.parametrize("other", [
