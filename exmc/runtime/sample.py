@@ -12,7 +12,8 @@ import exmc
 from exmc.compiler import compile_model
 from exmc.ir.builder import Model
 from exmc.runtime.chain import load_kernels, make_settings, run_chain, start_state
-from exmc.runtime.progress import ChainProgress, NoProgress
+from exmc.runtime.notices import CompileNotice
+from exmc.runtime.progress import make_progress
 from exmc.runtime.stream import Publisher, make_sink, new_run_id
 from exmc.samplers.nuts import DIVERGING, STAT_NAMES, STEP_SIZE
 
@@ -48,7 +49,7 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
-           blocking=True, dashboard=None, heartbeat_timeout=10.0, _live=None):
+           blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True, _live=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -72,7 +73,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     dense_mass : bool
         Adapt a dense inverse mass matrix instead of a diagonal one.
     progressbar : bool
-        Show per-chain progress (draws, divergences, step size) while sampling.
+        Show per-chain progress (draws, divergences, step size) while sampling: a live table
+        in a terminal or notebook, a plain line per chain every 5 s when output goes to a
+        file.  Also says when the sampler or a new model is being compiled.
     save_warmup : bool
         Also return warmup draws (groups ``warmup_posterior``, ``warmup_sample_stats``).
     adaptation : {"stan", "gradient"}
@@ -103,6 +106,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         127.0.0.1; an int: that port).  Streams the run to it in-process, or through
         ``stream_to`` when given.  It keeps serving after ``sample`` returns, for as long as
         the Python process lives.  Needs no extra package; see docs/dashboard.md.
+    diagnostics : bool
+        After sampling, warn (``exmc.SamplingWarning``, one line each) about divergences per
+        chain, R-hat above 1.01, bulk or tail ESS under 100 per chain, draws at the maximum
+        tree depth and E-BFMI under 0.3, naming the chains or variables (ArviZ's numbers).
 
     Returns
     -------
@@ -117,7 +124,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
             stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard,
-            heartbeat_timeout=heartbeat_timeout))
+            heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -128,10 +135,11 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         raise ValueError("adaptation='gradient' adapts a diagonal metric; use dense_mass=False")
     fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
     start = time.perf_counter()
-    compiled = compile_model(model)
-    settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate,
-                             gradient_metric=(adaptation == "gradient"))
-    load_kernels(compiled, settings, dense_mass)
+    with CompileNotice(enabled=progressbar):
+        compiled = compile_model(model)
+        settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate,
+                                 gradient_metric=(adaptation == "gradient"))
+        load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
     seed_sequence = np.random.SeedSequence(seed)
     chain_seeds = seed_sequence.spawn(chains)
@@ -148,7 +156,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             raise ValueError(f"run_id must be an identifier, got {run_id!r}")
         publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
     sampling_start = time.perf_counter()
-    display = ChainProgress() if progressbar else NoProgress()
+    display = make_progress(progressbar)
     tasks = {}
     restarts = failures = None
 
@@ -208,8 +216,12 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if publisher is not None:
         attrs["run_id"] = run_id
         attrs["stream_time"] = stream_time  # until the last message was handed to the sink
-    return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
-                             chains=chains)
+    idata = to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
+                              chains=chains)
+    if diagnostics:
+        from exmc.runtime import diagnostics as checks
+        checks.warn(idata, compiled.pointmap.names, max_tree_depth)
+    return idata
 
 
 def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dense, total, report,
