@@ -35,6 +35,8 @@ class CallbackSink:
             # Unpacking the encoded body in C is cheaper than building dicts in Python.
             self.fn(msgpack.unpackb(body))
 
+    send_final = send
+
     def close(self):
         pass
 
@@ -44,48 +46,103 @@ class ZmqSink:
 
     XPUB is PUB that also reports subscriptions, so the first draw is not sent into
     the void while a subscriber is still connecting.  After ``wait_for_subscriber``
-    seconds without one, publishing starts anyway (viewers are best-effort).
+    seconds without one, publishing starts anyway (viewers are best-effort); after the
+    first subscription it waits ``grace`` seconds more, so every subscriber that
+    subscribes within that time of the first sees the first draw too.
+
+    A subscriber that lags: the socket never drops a message for one subscriber
+    alone (``ZMQ_XPUB_NODROP``).  A draw that finds some subscriber's queue full (the
+    high-water mark) is skipped for every subscriber, and each sees the gap in ``seq``;
+    ``skipped`` counts them.  (libzmq's default would drop it for the lagging one only,
+    but also take that subscriber out of delivery until it catches up, so a chain's
+    ``exmc_done`` sent meanwhile was lost with nothing to show for it.)  A chain's
+    ``exmc_done`` (``send_final``) instead waits for room, up to ``drain_seconds`` for
+    the whole run, so a lagging subscriber learns from its ``seq`` how many messages it
+    missed; and ``close`` goes on delivering what is queued for up to ``drain_seconds``.
     """
 
-    def __init__(self, address, wait_for_subscriber=5.0, high_water_mark=100_000):
+    def __init__(self, address, wait_for_subscriber=5.0, high_water_mark=100_000,
+                 drain_seconds=5.0, grace=0.25):
         import zmq
         self.zmq = zmq
-        self.context = zmq.Context.instance()
+        # Its own context: terminating it at close drains this socket, and only it.
+        self.context = zmq.Context()
         self.socket = self.context.socket(zmq.XPUB)
-        self.socket.setsockopt(zmq.LINGER, 2000)
+        self.socket.setsockopt(zmq.LINGER, int(drain_seconds * 1000))
         self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
-        self.socket.bind(address)
+        self.socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self.skipped = 0
+        try:
+            self.socket.bind(address)
+        except BaseException:
+            self.socket.close(0)
+            self.context.term()
+            raise
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.wait_for_subscriber = wait_for_subscriber
+        self.wait_for_subscriber, self.grace = wait_for_subscriber, grace
+        self.final_seconds = drain_seconds  # left for exmc_done messages to wait for room
         self.subscribed = False
 
     def _await_subscriber(self):
         deadline = time.monotonic() + self.wait_for_subscriber
-        while not self.subscribed and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             if self.socket.poll(50, self.zmq.POLLIN):
                 frame = self.socket.recv()
-                self.subscribed = self.subscribed or frame[:1] == b"\x01"
+                if frame[:1] == b"\x01" and not self.subscribed:
+                    self.subscribed = True
+                    deadline = time.monotonic() + self.grace  # for the others
         self.subscribed = True  # do not wait again
 
     def send(self, topic, bodies):
         """Send each body (bytes-like) as a [topic, body] message."""
         if not self.subscribed:
             self._await_subscriber()
-        more = self.zmq.SNDMORE
+        first, again = self.zmq.SNDMORE | self.zmq.NOBLOCK, self.zmq.Again
         for body in bodies:
             # Two send calls cost less Python per message than send_multipart.
-            self.socket.send(topic, more)
+            try:
+                self.socket.send(topic, first)  # the high-water mark is checked here
+            except again:  # a subscriber's queue is full: skipped for all, seq shows it
+                self.skipped += 1
+                continue
             self.socket.send(body)
 
+    def send_final(self, topic, bodies):
+        """Send like ``send``, but wait (within the run's ``drain_seconds``) for room in
+        every subscriber's queue rather than drop the message for one that lags."""
+        zmq = self.zmq
+        if not self.subscribed:
+            self._await_subscriber()
+        for body in bodies:
+            started = time.monotonic()
+            while True:  # the high-water mark is checked at a message's first frame
+                try:
+                    self.socket.send(topic, zmq.SNDMORE | zmq.NOBLOCK)
+                    break
+                except zmq.Again:
+                    if time.monotonic() - started > self.final_seconds:
+                        # Out of time: the others get it, the subscriber that is full not.
+                        self.socket.setsockopt(zmq.XPUB_NODROP, 0)
+                        try:
+                            self.socket.send(topic, zmq.SNDMORE)
+                        finally:
+                            self.socket.setsockopt(zmq.XPUB_NODROP, 1)
+                        break
+                    time.sleep(0.001)
+            self.socket.send(body)
+            self.final_seconds = max(0.0, self.final_seconds - (time.monotonic() - started))
+
     def close(self):
+        """Close the socket, delivering what is queued for at most ``drain_seconds``."""
         self.socket.close()
+        self.context.term()
 
 
-def make_sink(target, wait_for_subscriber=5.0):
+def make_sink(target, wait_for_subscriber=5.0, drain_seconds=5.0):
     if callable(target):
         return CallbackSink(target)
     if isinstance(target, str):
-        return ZmqSink(target, wait_for_subscriber)
+        return ZmqSink(target, wait_for_subscriber, drain_seconds=drain_seconds)
     raise TypeError(f"stream target must be a ZeroMQ address or a callable, got {type(target).__name__}")
 
 
@@ -96,7 +153,8 @@ def new_run_id():
 class Publisher:
     """Turns blocks of draws into messages on a background thread; ``close`` flushes.
 
-    A sink has ``send(topic, bodies)`` (encoded bodies, one per message) and ``close()``.
+    A sink has ``send(topic, bodies)`` (encoded bodies, one per message) and ``close()``,
+    and may have ``send_final`` (same arguments) for the messages that end a chain.
 
     Per chain, ``seq`` numbers the messages from 0 without gaps (``exmc_done`` included).
     """
@@ -152,7 +210,7 @@ class Publisher:
             _, chain, num_draws, status, reason = item
             topic, body = protocol.encode(protocol.done_message(
                 self.run, chain, self._next_seq(chain), num_draws, status, reason))
-            self.sink.send(topic, [body])
+            getattr(self.sink, "send_final", self.sink.send)(topic, [body])
             return
         _, chain, first, draws, stats = item
         encoder = self.encoders[chain]

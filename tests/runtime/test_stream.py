@@ -218,3 +218,79 @@ def test_streamed_messages_are_the_per_draw_definition():
         point = {name: idata.posterior[name].values[0, k] for name in ("mu", "m", "shifted")}
         stats = {name: sample_stats[name].values[0, k] for name in protocol.STAT_FIELDS}
         assert same(msg, reference_body("defn", 0, 20 + k, 20 + k, False, point, stats))
+
+
+# ---- the tail of a stream, and several early subscribers ---------------------------------------
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(180)
+def test_a_lagging_subscriber_learns_how_many_messages_it_missed():
+    """It reads nothing until sampling has ended: messages past the high-water mark are
+    dropped for it, but each chain's exmc_done still reaches it and its seq tells the count."""
+    import time
+
+    import zmq
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"exmc.")
+    sub.connect(address)
+    total = 150_000  # more messages than the sink's 100,000 high-water mark
+    handle = exmc.sample(model(), stream_to=address, chains=1, num_samples=total - 100,
+                         num_warmup=100, seed=1, progressbar=False, blocking=False)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until every draw is made, reading nothing
+            with handle._live.lock:
+                made = handle._live.chains.get(0, (None, None, 0))[2]
+            if made == total:
+                break
+            time.sleep(0.2)
+        received, done = 0, None
+        deadline = time.monotonic() + 60
+        while done is None and time.monotonic() < deadline:
+            if sub.poll(1000):  # then read as fast as it can: the sink drains for 5 s
+                msg = msgpack.unpackb(sub.recv_multipart()[1])
+                received += 1
+                done = msg if msg["type"] == "exmc_done" else None
+    finally:
+        handle.wait(120)
+        sub.close()
+    assert done is not None, f"no exmc_done after {received} messages"
+    assert done["num_draws"] == total and done["seq"] == total
+    missed = done["seq"] + 1 - received
+    assert missed > 0  # the subscriber knows it missed these
+
+
+@pytest.mark.timeout(120)
+def test_two_early_subscribers_both_see_the_first_draw():
+    import threading
+
+    import zmq
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    firsts = {}
+
+    def subscriber(name, delay):
+        import time
+        time.sleep(delay)
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"exmc.")
+        sub.connect(address)
+        if sub.poll(30_000):
+            firsts[name] = protocol.decode(sub.recv_multipart())
+        sub.close()
+
+    threads = [threading.Thread(target=subscriber, args=(name, delay))
+               for name, delay in (("a", 0.0), ("b", 0.1))]
+    for t in threads:
+        t.start()
+    exmc.sample(model(), stream_to=address, chains=1, num_samples=50, num_warmup=50, seed=1,
+                progressbar=False)
+    for t in threads:
+        t.join(40)
+    assert {name: m["seq"] for name, m in firsts.items()} == {"a": 0, "b": 0}
