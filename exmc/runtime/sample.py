@@ -232,6 +232,9 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
 
     if isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
         raise ValueError(f"cores must be an integer >= 1, got {cores!r}")
+    from exmc.runtime import spawning
+    spawning.refuse_in_bootstrap()
+    spawning.install()  # workers never re-run the user's script: no __main__ guard needed
     options = {"dim": compiled.dim, "total": total, "num_warmup": settings.num_warmup,
                "max_tree_depth": settings.max_tree_depth, "target_accept": settings.target_accept,
                "fault_rate": settings.fault_rate, "gradient_metric": settings.gradient_metric,
