@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         logging.getLogger("exmc.node").error("cannot listen on %s: %s", args.bind, err)
         return 2
     try:
-        node.serve()  # closes the node (and its workers) however it ends
+        node.serve(restore_signals=False)  # closes the node (and its workers) however it ends
     except KeyboardInterrupt:
         pass
     return 0

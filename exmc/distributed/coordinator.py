@@ -30,6 +30,7 @@ log = logging.getLogger("exmc.distributed")
 
 LOCAL = "local"
 PING_SECONDS = 0.5
+HELLO_SECONDS = 1.0
 MAX_REPLAYS = 3  # per chain and node; a node that keeps losing messages is dropped
 
 
@@ -175,11 +176,16 @@ def connect(nodes, client_key=None, node_key=None, timeout=10.0):
                 links.append(NodeLink(address, client_key, _node_key_for(node_key, address)))
             except Exception as err:  # bad address or key file
                 failed[address] = str(err)
-    for link in links:
-        link.send({"type": "hello"})
     deadline = time.monotonic() + timeout
     waiting = list(links)
+    asked = 0.0
     while waiting and time.monotonic() < deadline:
+        if time.monotonic() - asked > HELLO_SECONDS:
+            # Again and again: a hello queued on a connection the node turned away (it caps
+            # its peers) is lost with it; the next one goes on the reconnected link.
+            for link in waiting:
+                link.send({"type": "hello"})
+            asked = time.monotonic()
         for link in list(waiting):
             try:
                 msg = link.receive()

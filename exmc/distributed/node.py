@@ -170,7 +170,10 @@ class Node:
                  "CURVE, clients from the allow list" if self.auth else "plaintext, loopback")
 
     # -- the loop ---------------------------------------------------------------------------
-    def serve(self):
+    def serve(self, restore_signals=True):
+        """Serve until ``stop()``, SIGTERM or SIGINT; then close.  ``restore_signals=False``
+        (the command) keeps the handlers after closing, so a signal on the way out of the
+        process cannot kill it with a status that says it was not stopped cleanly."""
         import zmq
 
         # Both signals only ask the loop to stop (no KeyboardInterrupt), and stay so until
@@ -204,7 +207,7 @@ class Node:
             try:
                 self.close()
             finally:
-                for sig, handler in previous.items():
+                for sig, handler in previous.items() if restore_signals else ():
                     signal.signal(sig, handler)
 
     def stop(self):

@@ -43,10 +43,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_CHAINS_PER_JOB = 4096
 MAX_JOBS_PER_PING = 4096
 MAX_STRING = 65536  # names, ids, decimal seeds, messages: all far shorter
-# List and map items decoded: one per 16 bytes of message, and 100,000 more (a submit of
-# 4096 chains, each a map with a spawn key, needs about 100,000; a float in an init list
-# takes 9 bytes, so init values are limited to about 200,000 numbers).
-MIN_ITEMS, BYTES_PER_ITEM = 100_000, 16
+# List and map items decoded: one per 32 bytes of message, and 100,000 more (a submit of
+# 4096 chains, each a map with a short spawn key, needs about 60,000; a float in an init
+# list takes 9 bytes, so init values are limited to about 130,000 numbers).
+MIN_ITEMS, BYTES_PER_ITEM = 100_000, 32
 MAX_LIST = 2**20  # items in one list or map
 # sample options a job must carry, with their types
 OPTIONS = {"num_warmup": int, "total": int, "max_tree_depth": int, "target_accept": float,
