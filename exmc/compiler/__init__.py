@@ -50,7 +50,10 @@ class CompiledModel:
     def __init__(self, model: Model, module, program):
         self.model = model
         self.module = module
-        self.data = program.data
+        # The data, then the work buffer of an evaluation (module.SCRATCH values): the
+        # sampler passes this one array, so an evaluation allocates nothing.  One
+        # evaluation at a time per CompiledModel (chains in a process run in turn).
+        self.data = np.concatenate([program.data, np.zeros(module.SCRATCH)])
         self.pointmap = PointMap(program.free, program.outputs, program.transforms, model)
         self.observed = [slot for slot, _ in program.observed]
         self.address = module.logp_grad_c.address

@@ -217,8 +217,14 @@ class Emitter:
             return self.event_logp_forward(i, with_grad, store)
         hoisted = self.broadcast_scalars(i)
         active = [n for n, j in enumerate(node.inputs) if self.nodes[j].active] if with_grad else []
-        summed = [n for n in active if n in hoisted]
         names = [f"h{i}_{n}" if n in hoisted else f"a{i}_{n}" for n in range(len(node.inputs))]
+        # Terms in batch-wide parameters alone (lgamma, digamma of them) are evaluated once.
+        kernel, count = term.kernel, size_of(node.shape)
+        split = [term.args.index(p) for p in kernel.normalizer_params]
+        if kernel.normalizer_grad is None or store is not None or not all(n in hoisted for n in split):
+            split = []
+        summed = [n for n in active if n in hoisted]
+        element = kernel.body_grad if split else kernel.logp_grad
 
         def body(k):
             out = [f"{names[n]} = {self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))}"
@@ -228,10 +234,10 @@ class Emitter:
                 right = names[term.args.index(rhs)] if isinstance(rhs, str) else repr(float(rhs))
                 out.append(f"if not ({left} {CHECK_OPS[op]} {right}):")
                 out.append(f"    return {self.fail}")
-            if not active:
+            if not active and not split:
                 place = f"v{i} +" if store is None else f"{store(k)} "
-                return out + [f"{place}= F.{_fname(term.kernel.logp)}({', '.join(names)})"]
-            out.append(f"r{i} = F.{_fname(term.kernel.logp_grad)}({', '.join(names)})")
+                return out + [f"{place}= F.{_fname(kernel.logp)}({', '.join(names)})"]
+            out.append(f"r{i} = F.{_fname(element)}({', '.join(names)})")
             out.append(f"v{i} += r{i}[0]")
             for n in active:
                 j = node.inputs[n]
@@ -240,9 +246,13 @@ class Emitter:
                 out.append(f"{place} += r{i}[{n + 1}]")
             return out
 
-        return ([f"v{i} = 0.0"] + self.hoist_reads(i) + [f"q{i}_{n} = 0.0" for n in summed]
-                + self.loop(node.shape, body)
-                + [f"{self.adjoint(node.inputs[n])} += q{i}_{n}" for n in summed])
+        lines = [f"v{i} = 0.0"] + self.hoist_reads(i) + [f"q{i}_{n} = 0.0" for n in summed]
+        lines += self.loop(node.shape, body)
+        if split:
+            call = f"F.{_fname(kernel.normalizer_grad)}({', '.join(names[n] for n in split)})"
+            lines += [f"c{i} = {call}", f"v{i} += {count} * c{i}[0]"]
+            lines += [f"q{i}_{n} += {count} * c{i}[{1 + split.index(n)}]" for n in split if n in summed]
+        return lines + [f"{self.adjoint(node.inputs[n])} += q{i}_{n}" for n in summed]
 
     # ---- families with event dimensions (multivariate) -------------------------------------
     def event_shapes(self, i):
@@ -753,10 +763,11 @@ CPU_FOOTER = '''
 def logp_grad_c(x_ptr, data_ptr, grad_ptr, logp_ptr):
     """C entry point the compiled sampler calls through a function pointer."""
     x = carray(x_ptr, (DIM,))
-    data = carray(data_ptr, (DATA_SIZE,))
+    # The work buffer is the tail of the data argument (see CompiledModel.data):
+    # nothing is allocated per evaluation.
+    data_and_work = carray(data_ptr, (DATA_SIZE + SCRATCH,))
     grad = carray(grad_ptr, (DIM,))
-    work = np.empty(SCRATCH)  # the one allocation of an evaluation
-    logp, status = logp_grad(x, data, grad, work)
+    logp, status = logp_grad(x, data_and_work[:DATA_SIZE], grad, data_and_work[DATA_SIZE:])
     out = carray(logp_ptr, (1,))
     out[0] = logp
     return status

@@ -187,14 +187,33 @@ def exponential_logccdf_grad(x, lam):
 
 
 @njit
+def gamma_normalizer_grad(alpha, beta):
+    """alpha log(beta) - lgamma(alpha) (Gamma's and InverseGamma's), with its partials."""
+    return alpha * math.log(beta) - math.lgamma(alpha), math.log(beta) - digamma(alpha), alpha / beta
+
+
+@njit
+def gamma_body_grad(x, alpha, beta):
+    lx = math.log(x)
+    return (alpha - 1.0) * lx - beta * x, (alpha - 1.0) / x - beta, lx, -x
+
+
+@njit
 def gamma_logp(x, alpha, beta):
     return alpha * math.log(beta) - math.lgamma(alpha) + (alpha - 1.0) * math.log(x) - beta * x
 
 
 @njit
 def gamma_logp_grad(x, alpha, beta):
-    return (gamma_logp(x, alpha, beta), (alpha - 1.0) / x - beta,
-            math.log(beta) - digamma(alpha) + math.log(x), alpha / beta - x)
+    c, dca, dcb = gamma_normalizer_grad(alpha, beta)
+    lp, dx, da, db = gamma_body_grad(x, alpha, beta)
+    return lp + c, dx, da + dca, db + dcb
+
+
+@njit
+def inversegamma_body_grad(x, alpha, beta):
+    lx = math.log(x)
+    return -(alpha + 1.0) * lx - beta / x, (beta / x - alpha - 1.0) / x, -lx, -1.0 / x
 
 
 @njit
@@ -204,8 +223,24 @@ def inversegamma_logp(x, alpha, beta):
 
 @njit
 def inversegamma_logp_grad(x, alpha, beta):
-    return (inversegamma_logp(x, alpha, beta), (beta / x - alpha - 1.0) / x,
-            math.log(beta) - digamma(alpha) - math.log(x), alpha / beta - 1.0 / x)
+    c, dca, dcb = gamma_normalizer_grad(alpha, beta)
+    lp, dx, da, db = inversegamma_body_grad(x, alpha, beta)
+    return lp + c, dx, da + dca, db + dcb
+
+
+@njit
+def beta_normalizer_grad(alpha, beta):
+    """-log B(alpha, beta), with its partials."""
+    d = digamma(alpha + beta)
+    return (math.lgamma(alpha + beta) - math.lgamma(alpha) - math.lgamma(beta),
+            d - digamma(alpha), d - digamma(beta))
+
+
+@njit
+def beta_body_grad(x, alpha, beta):
+    lx, l1x = math.log(x), math.log1p(-x)
+    return ((alpha - 1.0) * lx + (beta - 1.0) * l1x,
+            (alpha - 1.0) / x - (beta - 1.0) / (1.0 - x), lx, l1x)
 
 
 @njit
@@ -216,9 +251,9 @@ def beta_logp(x, alpha, beta):
 
 @njit
 def beta_logp_grad(x, alpha, beta):
-    d = digamma(alpha + beta)
-    return (beta_logp(x, alpha, beta), (alpha - 1.0) / x - (beta - 1.0) / (1.0 - x),
-            d - digamma(alpha) + math.log(x), d - digamma(beta) + math.log1p(-x))
+    c, dca, dcb = beta_normalizer_grad(alpha, beta)
+    lp, dx, da, db = beta_body_grad(x, alpha, beta)
+    return lp + c, dx, da + dca, db + dcb
 
 
 @njit
@@ -271,6 +306,24 @@ def uniform_logccdf_grad(x, lower, upper):
 
 
 @njit
+def studentt_normalizer_grad(nu):
+    """The terms of ``studentt_logp`` in nu alone, and their derivative."""
+    value = math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * math.log(nu) - 0.5 * LOG_PI
+    return value, 0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu)) - 0.5 / nu
+
+
+@njit
+def studentt_body_grad(x, nu, mu, sigma):
+    """``studentt_logp_grad`` less its normalizer in nu."""
+    t = (x - mu) / sigma
+    tt = t * t
+    w = (nu + 1.0) / (nu + tt)
+    lp = -math.log(sigma) - 0.5 * (nu + 1.0) * math.log1p(tt / nu)
+    return lp, -w * t / sigma, -0.5 * math.log1p(tt / nu) + 0.5 * w * tt / nu, w * t / sigma, \
+        (w * tt - 1.0) / sigma
+
+
+@njit
 def studentt_logp(x, nu, mu, sigma):
     t = (x - mu) / sigma
     return (math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * math.log(nu)
@@ -279,13 +332,9 @@ def studentt_logp(x, nu, mu, sigma):
 
 @njit
 def studentt_logp_grad(x, nu, mu, sigma):
-    t = (x - mu) / sigma
-    tt = t * t
-    w = (nu + 1.0) / (nu + tt)
-    dnu = (0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu)) - 0.5 / nu
-           - 0.5 * math.log1p(tt / nu) + 0.5 * w * tt / nu)
-    return (studentt_logp(x, nu, mu, sigma), -w * t / sigma, dnu, w * t / sigma,
-            (w * tt - 1.0) / sigma)
+    c, dc = studentt_normalizer_grad(nu)
+    lp, dx, dnu, dmu, dsigma = studentt_body_grad(x, nu, mu, sigma)
+    return lp + c, dx, dnu + dc, dmu, dsigma
 
 
 @njit
@@ -453,7 +502,11 @@ def bernoulli_logit_logp(x, logit_p):
 
 @njit
 def bernoulli_logit_logp_grad(x, logit_p):
-    return bernoulli_logit_logp(x, logit_p), 0.0, x - sigmoid(logit_p)
+    # softplus and sigmoid from one exponential: e = exp(-|l|) never overflows
+    e = math.exp(-abs(logit_p))
+    softplus_l = max(logit_p, 0.0) + math.log1p(e)
+    sigmoid_l = 1.0 / (1.0 + e) if logit_p >= 0.0 else e / (1.0 + e)
+    return x * logit_p - softplus_l, 0.0, x - sigmoid_l
 
 
 @njit
@@ -739,11 +792,20 @@ class FamilyKernel(NamedTuple):
     param_ndim: tuple = ()
     constant_args: tuple = ()
     work_shape: Optional[Callable] = None
+    # Optional split of a scalar family's density into terms in some parameters alone
+    # (normalizer(those) -> (value, partials...)) and the rest (body_grad, with
+    # logp_grad's signature): when those parameters are one value for a whole
+    # batch, the emitter evaluates the normalizer (lgamma, digamma) once.
+    normalizer_params: tuple = ()
+    normalizer_grad: Optional[Callable] = None
+    body_grad: Optional[Callable] = None
 
 
-def _scalar(params, logp, logp_grad, cdf=(None,) * 4, constant_args=()):
+def _scalar(params, logp, logp_grad, cdf=(None,) * 4, constant_args=(), normalizer=None):
+    split = {} if normalizer is None else dict(zip(
+        ("normalizer_params", "normalizer_grad", "body_grad"), normalizer))
     return FamilyKernel(params, logp, logp_grad, *cdf, event_ndim=0,
-                        param_ndim=(0,) * len(params), constant_args=constant_args)
+                        param_ndim=(0,) * len(params), constant_args=constant_args, **split)
 
 
 KERNELS = {
@@ -762,15 +824,21 @@ KERNELS = {
          exponential_logccdf, exponential_logccdf_grad)),
     # Gamma, InverseGamma, Beta and StudentT have no logcdf here: their cdfs are incomplete
     # gamma / beta functions, whose shape-parameter derivatives have no cheap exact form.
-    ("Gamma", ("alpha", "beta")): _scalar(("alpha", "beta"), gamma_logp, gamma_logp_grad),
+    ("Gamma", ("alpha", "beta")): _scalar(
+        ("alpha", "beta"), gamma_logp, gamma_logp_grad,
+        normalizer=(("alpha", "beta"), gamma_normalizer_grad, gamma_body_grad)),
     ("InverseGamma", ("alpha", "beta")): _scalar(
-        ("alpha", "beta"), inversegamma_logp, inversegamma_logp_grad),
-    ("Beta", ("alpha", "beta")): _scalar(("alpha", "beta"), beta_logp, beta_logp_grad),
+        ("alpha", "beta"), inversegamma_logp, inversegamma_logp_grad,
+        normalizer=(("alpha", "beta"), gamma_normalizer_grad, inversegamma_body_grad)),
+    ("Beta", ("alpha", "beta")): _scalar(
+        ("alpha", "beta"), beta_logp, beta_logp_grad,
+        normalizer=(("alpha", "beta"), beta_normalizer_grad, beta_body_grad)),
     ("Uniform", ("lower", "upper")): _scalar(
         ("lower", "upper"), uniform_logp, uniform_logp_grad,
         (uniform_logcdf, uniform_logcdf_grad, uniform_logccdf, uniform_logccdf_grad)),
     ("StudentT", ("nu", "mu", "sigma")): _scalar(
-        ("nu", "mu", "sigma"), studentt_logp, studentt_logp_grad),
+        ("nu", "mu", "sigma"), studentt_logp, studentt_logp_grad,
+        normalizer=(("nu",), studentt_normalizer_grad, studentt_body_grad)),
     ("Cauchy", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), cauchy_logp, cauchy_logp_grad,
         (cauchy_logcdf, cauchy_logcdf_grad, cauchy_logccdf, cauchy_logccdf_grad)),
