@@ -73,6 +73,26 @@ class Model:
             raise ModelError(f"deterministic {name!r}: {err}") from None
         return self._add(Variable(name, "det", expr=expr))
 
+    def lkj_cholesky_cov(self, name: str, eta, n: int, sd_dist: Distribution) -> "Model":
+        """Add a covariance's Cholesky factor with an LKJ(eta) correlation (PyMC's LKJCholeskyCov).
+
+        Adds ``{name}_corr_chol ~ LKJCorrCholesky(eta, n)`` and ``{name}_stds ~
+        sd_dist`` (n positive standard deviations, e.g. ``Exponential(1.0)``), then
+        the deterministics ``name`` = diag(stds) @ corr_chol (lower triangular, for
+        ``MvNormal(mu, chol=name)``) and ``{name}_corr`` (the correlation matrix).
+        """
+        from exmc import math as em
+        from exmc.ir.dists.multivariate import LKJCorrCholesky
+        from exmc.ir.expr import ref
+        if not isinstance(sd_dist, Distribution) or sd_dist.lower is None:
+            raise ModelError(f"variable {name!r}: sd_dist must be a positive distribution such as "
+                             f"Exponential(1.0) or HalfNormal(1.0), got {sd_dist!r}")
+        stds = type(sd_dist).from_params(dict(sd_dist.param_exprs), (n,))
+        corr = ref(f"{name}_corr_chol")
+        self.rv(f"{name}_corr_chol", LKJCorrCholesky(eta, n=n)).rv(f"{name}_stds", stds)
+        self.det(name, (corr.T * ref(f"{name}_stds")).T)
+        return self.det(f"{name}_corr", em.dot(corr, corr.T))
+
     def _check_dist(self, name, dist):
         if isinstance(dist, type) and issubclass(dist, Distribution):
             raise ModelError(f"variable {name!r}: got the class {dist.__name__}, "

@@ -51,6 +51,9 @@ MODELS = {
                       lambda v: stats.norm(0.0, 1.5).logpdf(v["a"]).sum()
                       - stats.norm(0.0, 1.5).logpdf(0.0)),  # N(0, s^2 I) on the 3-d subspace
     "lkj": (lambda: exmc.Builder().rv("L", exmc.LKJCorrCholesky(2.0, n=3)), None),
+    "lkj-cholesky-cov": (lambda: exmc.Builder()
+                         .lkj_cholesky_cov("chol", eta=2.0, n=K, sd_dist=exmc.Exponential(1.0))
+                         .obs("y", exmc.MvNormal(np.zeros(K), chol="chol"), Y), None),
 }
 
 
@@ -140,6 +143,21 @@ def test_pointwise_log_likelihood_of_a_multivariate_observation():
     loglik = cm.log_likelihood(z[None])["y"]
     assert loglik.shape == (1, Y.shape[0])
     np.testing.assert_allclose(loglik[0], stats.multivariate_normal(mu, COV).logpdf(Y), rtol=1e-10)
+
+
+def test_lkj_cholesky_cov_recovers_a_covariance():
+    truth_sd, truth_corr = np.array([1.0, 2.0, 0.5]), np.array([[1.0, 0.6, -0.3], [0.6, 1.0, 0.2],
+                                                                [-0.3, 0.2, 1.0]])
+    y = np.random.default_rng(3).multivariate_normal(
+        np.zeros(3), truth_corr * np.outer(truth_sd, truth_sd), size=300)
+    model = (exmc.Builder().lkj_cholesky_cov("chol", eta=2.0, n=3, sd_dist=exmc.Exponential(1.0))
+             .obs("y", exmc.MvNormal(np.zeros(3), chol="chol"), y))
+    post = sample(model, num_warmup=500, num_samples=500).posterior
+    for name, truth in (("chol_stds", truth_sd), ("chol_corr", truth_corr)):
+        mean, sd = post[name].mean(("chain", "draw")).values, post[name].std(("chain", "draw")).values
+        assert np.all(np.abs(mean - truth) <= 4 * sd + 1e-9), (name, mean, truth, sd)
+    chol = post["chol"].values
+    assert np.allclose(np.triu(chol[..., :, :], 1), 0.0)
 
 
 def test_mismatched_mvnormal_shapes_are_named():
