@@ -16,7 +16,8 @@ __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "
 
 from exmc.runtime.sample import SamplingError, sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
 from exmc.runtime.diagnostics import SamplingWarning  # noqa: E402
+from exmc.runtime.checkpoint import resume  # noqa: E402
 
 from exmc import distributed  # noqa: E402  exmc.distributed.sample_chains
 
-__all__ += ["distributed", "SamplingError", "SamplingWarning", "sample", "sample_stream"]
+__all__ += ["distributed", "SamplingError", "SamplingWarning", "resume", "sample", "sample_stream"]

@@ -11,7 +11,7 @@ import numpy as np
 import exmc
 from exmc.compiler import compile_model
 from exmc.ir.builder import Model
-from exmc.runtime.chain import load_kernels, make_settings, run_chain, start_state
+from exmc.runtime.chain import ChainResult, load_kernels, make_settings, run_chain, start_state
 from exmc.runtime.notices import CompileNotice
 from exmc.runtime.progress import make_progress
 from exmc.runtime.stream import Publisher, make_sink, new_run_id
@@ -49,7 +49,8 @@ def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_de
 def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=None,
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
-           blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True, _live=None):
+           blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True,
+           checkpoint=None, _live=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -110,6 +111,13 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         After sampling, warn (``exmc.SamplingWarning``, one line each) about divergences per
         chain, R-hat above 1.01, bulk or tail ESS under 100 per chain, draws at the maximum
         tree depth and E-BFMI under 0.3, naming the chains or variables (ArviZ's numbers).
+    checkpoint : str or path, optional
+        Keep the run in this folder as it goes: every chain's draws and whole state
+        (position, tuning, random generator), crash-safe (docs/runtime.md has the layout).
+        If the Python process dies, the same call again (or ``exmc.resume(folder)``)
+        continues every chain and returns exactly the draws of an uninterrupted run; with a
+        larger ``num_samples`` it extends a finished run.  The finished run is also written
+        as ``trace.nc`` (``arviz.from_netcdf``).
 
     Returns
     -------
@@ -124,7 +132,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
             stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard,
-            heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics))
+            heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics, checkpoint=checkpoint))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -141,9 +149,13 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
                                  gradient_metric=(adaptation == "gradient"))
         load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
+    folder, prior, seed, init = _open_checkpoint(
+        checkpoint, model, compiled.dim, init, chains=chains, num_warmup=num_warmup,
+        num_samples=num_samples, seed=seed, target_accept=target_accept,
+        max_tree_depth=max_tree_depth, dense_mass=bool(dense_mass), adaptation=adaptation,
+        save_warmup=bool(save_warmup))
     seed_sequence = np.random.SeedSequence(seed)
     chain_seeds = seed_sequence.spawn(chains)
-    rngs = [np.random.Generator(np.random.PCG64(s)) for s in chain_seeds]
     total = num_warmup + num_samples
     results = []
     publisher = None
@@ -172,32 +184,16 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         with display:
             for chain in range(chains):
                 tasks[chain] = display.add_chain(chain, total)
-            if cores is None:
-                for chain, rng in enumerate(rngs):
-                    published = [0]
-
-                    def on_block(result, chain=chain, published=published):
-                        report(chain, result.draws, result.stats, result.done)
-                        if publisher is not None:
-                            rows = slice(published[0], result.done)
-                            publisher.block(chain, published[0], result.draws[rows],
-                                            result.stats[rows])
-                            published[0] = result.done
-
-                    state = start_state(compiled, init, rng, dense_mass)
-                    result = run_chain(compiled, settings, state, rng, total, on_block=on_block)
-                    results.append(result)
-                    if publisher is not None:
-                        publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
-                                       "interrupted" if result.interrupted else None)
-                    if result.interrupted:
-                        break
+            unfinished = any(prior.get(c, (0,))[0] < total for c in range(chains))
+            if cores is None or not unfinished:
+                results = _run_in_process(compiled, settings, chain_seeds, init, dense_mass,
+                                          total, prior, report, publisher, folder)
             else:
                 results, restarts, failures = _run_in_workers(
                     model, compiled, settings, chain_seeds, cores, init,
                     dense_mass, total, report, publisher,
                     _live.aborted.is_set if _live is not None else (lambda: False),
-                    heartbeat_timeout)
+                    heartbeat_timeout, prior, folder)
     finally:
         sampling_time = time.perf_counter() - sampling_start
         stream_error = publisher.close() if publisher is not None else None
@@ -216,18 +212,97 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if publisher is not None:
         attrs["run_id"] = run_id
         attrs["stream_time"] = stream_time  # until the last message was handed to the sink
+    if folder is not None:
+        attrs["checkpoint"] = str(folder.path)
     idata = to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
                               chains=chains)
+    if folder is not None and all(r.done >= total for r in results) and len(results) == chains:
+        folder.save_trace(idata)
     if diagnostics:
         from exmc.runtime import diagnostics as checks
         checks.warn(idata, compiled.pointmap.names, max_tree_depth)
     return idata
 
 
+def _open_checkpoint(path, model, dim, init, **settings):
+    """(folder or None, {chain: (done, packed state, rows)}, seed, init) for a run kept at ``path``.
+
+    A folder that already holds this run continues it: its seed (when ``seed`` is None) and
+    its ``init`` are the run's; anything else that differs is an error naming it.
+    """
+    if path is None:
+        return None, {}, settings["seed"], init
+    from exmc.runtime.checkpoint import RunFolder, _plain
+
+    folder = RunFolder(path)
+    if not folder.exists:
+        settings["seed"] = str(np.random.SeedSequence(settings["seed"]).entropy)
+        folder.create(model, settings, init, dim)
+        return folder, {}, int(settings["seed"]), init
+    saved = folder.settings()
+    if settings["seed"] is None:
+        settings["seed"] = saved["seed"]
+    settings["seed"] = str(np.random.SeedSequence(int(settings["seed"])).entropy)
+    folder.check(model, settings)
+    if init is not None and {k: _plain(v) for k, v in init.items()} != saved["init"]:
+        raise ValueError(f"checkpoint {str(folder.path)!r} was started with init="
+                         f"{saved['init']!r}; resume with the run's own init (or none)")
+    prior = {chain: folder.load_chain(chain, dim) for chain in range(settings["chains"])}
+    return folder, prior, int(settings["seed"]), folder.init()
+
+
+def _run_in_process(compiled, settings, chain_seeds, init, dense, total, prior, report,
+                    publisher, folder):
+    """Chains one after another in this process, each continued from ``prior`` if saved there."""
+    from exmc.runtime.worker import pack_state, unpack_state
+
+    dim, results = compiled.dim, []
+    for chain, seed_sequence in enumerate(chain_seeds):
+        done, packed, rows = prior.get(chain, (0, None, None))
+        draws, stats = np.zeros((total, dim)), np.zeros((total, len(STAT_NAMES)))
+        if packed is not None:
+            state, rng = unpack_state(packed)
+            draws[:done], stats[:done] = rows[:, :dim], rows[:, dim:]
+        else:
+            rng = np.random.Generator(np.random.PCG64(seed_sequence))
+            state = start_state(compiled, init, rng, dense)
+        if publisher is not None and done:
+            publisher.block(chain, 0, draws[:done], stats[:done])
+        kept = [done]  # rows reported, published and saved
+
+        def on_block(result, chain=chain, offset=done, kept=kept, rng=rng):
+            end = offset + result.done
+            new = slice(kept[0] - offset, result.done)
+            draws[kept[0]:end], stats[kept[0]:end] = result.draws[new], result.stats[new]
+            if folder is not None:
+                folder.save_block(chain, kept[0], draws[kept[0]:end], stats[kept[0]:end],
+                                  pack_state(result.state, rng))
+            if publisher is not None:
+                publisher.block(chain, kept[0], draws[kept[0]:end], stats[kept[0]:end])
+            kept[0] = end
+            report(chain, draws, stats, end)
+
+        result = run_chain(compiled, settings, state, rng, total - done, on_block=on_block)
+        whole = ChainResult(draws, stats, kept[0], result.state)
+        whole.interrupted = result.interrupted
+        results.append(whole)
+        if publisher is not None:
+            publisher.done(chain, whole.done, "failed" if whole.interrupted else "ok",
+                           "interrupted" if whole.interrupted else None)
+        if whole.interrupted:
+            break
+    return results
+
+
 def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dense, total, report,
-                    publisher, should_stop, heartbeat_timeout):
-    """Chains in supervised worker processes (exmc/runtime/worker.py); ChainResults back."""
-    from exmc.runtime.chain import ChainResult
+                    publisher, should_stop, heartbeat_timeout, prior=None, folder=None):
+    """Chains in supervised worker processes (exmc/runtime/worker.py); ChainResults back.
+
+    ``prior``: {chain: (done, packed state, rows)} saved by a checkpoint, continued from there;
+    ``folder``: the checkpoint folder that each block received is saved into.
+    """
+    import msgpack
+
     from exmc.runtime.worker import run_in_workers
 
     if isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
@@ -239,8 +314,26 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
                "max_tree_depth": settings.max_tree_depth, "target_accept": settings.target_accept,
                "fault_rate": settings.fault_rate, "gradient_metric": settings.gradient_metric,
                "init": init, "dense": dense}
+    prior = prior or {}
+    dim = compiled.dim
+    restored = set()
+
+    def restore(chain, collector):
+        """Put a resumed chain's saved rows in front of what its worker sends."""
+        if chain not in restored and chain in prior and prior[chain][0]:
+            done, _, rows = prior[chain]
+            collector.draws[chain, :done], collector.stats[chain, :done] = rows[:, :dim], rows[:, dim:]
+            if publisher is not None:
+                publisher.block(chain, 0, collector.draws[chain, :done],
+                                collector.stats[chain, :done])
+        restored.add(chain)
 
     def on_rows(chain, first, end, collector):
+        restore(chain, collector)
+        if folder is not None:  # the collector has just written this block's state
+            packed = msgpack.unpackb(collector.checkpoint_path(chain).read_bytes(), raw=False)
+            folder.save_block(chain, first, collector.draws[chain, first:end],
+                              collector.stats[chain, first:end], packed["state"])
         report(chain, collector.draws[chain], collector.stats[chain], end)
         if publisher is not None:
             publisher.block(chain, first, collector.draws[chain, first:end],
@@ -250,8 +343,12 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
 
     if not float(heartbeat_timeout) > 0:
         raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
+    resume = {chain: packed for chain, (_, packed, _) in prior.items() if packed is not None}
     collector, restarts, failures = run_in_workers(model, options, seed_sequences, int(cores),
-                                                   on_rows, should_stop, float(heartbeat_timeout))
+                                                   on_rows, should_stop, float(heartbeat_timeout),
+                                                   resume=resume)
+    for chain in range(len(seed_sequences)):
+        restore(chain, collector)
     if publisher is not None:
         for chain, reason in enumerate(failures):
             if reason is not None:

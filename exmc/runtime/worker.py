@@ -419,15 +419,19 @@ class ChainGroup:
 
 
 def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,
-                   heartbeat_timeout=HEARTBEAT_TIMEOUT, max_restarts=3, max_seconds=60.0):
+                   heartbeat_timeout=HEARTBEAT_TIMEOUT, max_restarts=3, max_seconds=60.0,
+                   resume=None):
     """Run every chain in supervised worker processes, at most ``cores`` at once.
 
     ``on_rows(chain, first, end, collector)`` is called as draws arrive.  Ctrl-C or
-    ``should_stop()`` stops every worker and keeps what arrived.  Returns (collector,
-    restarts per chain, failure reason per chain or None).
+    ``should_stop()`` stops every worker and keeps what arrived.  ``resume``: {chain:
+    packed state} of chains to continue from a saved state (a checkpointed run).  Returns
+    (collector, restarts per chain, failure reason per chain or None).
     """
     chains = len(seed_sequences)
     collector = Collector(options["dim"], options["total"], chains)
+    for chain, packed_state in (resume or {}).items():
+        collector.resume_from(chain, packed_state)
     group = ChainGroup(model.to_msgpack(), options, enumerate(seed_sequences), collector,
                        heartbeat_timeout, max_restarts, max_seconds)
     try:
