@@ -33,6 +33,7 @@ that gives up with post-warmup draws).
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
@@ -40,8 +41,9 @@ import secrets
 import shutil
 import signal
 import tempfile
-import warnings
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import msgpack
@@ -418,6 +420,24 @@ class ChainGroup:
             shutil.rmtree(self.link_directory, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def interrupts_held():
+    """Cleanup a second Ctrl-C cannot cut short (workers stopped, checkpoint folder removed):
+    SIGINT is held until the block ends, then raised.  Only in the main thread, where
+    Python delivers signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,
                    heartbeat_timeout=HEARTBEAT_TIMEOUT, max_restarts=3, max_seconds=60.0,
                    resume=None):
@@ -449,7 +469,8 @@ def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=l
     except KeyboardInterrupt:
         pass
     finally:
-        group.stop()
+        with interrupts_held():
+            group.stop()
     if group.refused:
         warnings.warn(f"refused {group.refused} message(s) on the worker link that did not "
                       f"come from this run's workers or did not follow its format; the "

@@ -332,3 +332,41 @@ def test_a_stopped_worker_is_detected_within_30_s():
     finally:
         idata = handle.abort()
     assert idata.posterior.sizes["draw"] > 0
+
+
+TWICE = """
+import sys, numpy as np, exmc
+from exmc import Builder, Normal, HalfNormal
+y = np.random.default_rng(1).normal(3.0, 1.0, size=20)
+m = Builder().rv("mu", Normal(0, 10)).rv("sigma", HalfNormal(2)).obs("y", Normal("mu", "sigma"), y)
+if __name__ == "__main__":
+    exmc.sample(m, cores=2, chains=2, num_samples=10**7, num_warmup=100, progressbar=False)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_twice_still_removes_the_run_folder(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "twice.py"
+    script.write_text(TWICE)
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    run = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "TMPDIR": str(folder)})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(folder.glob("exmc-run-*/chain-1.msgpack")):
+            time.sleep(0.1)  # both workers are delivering draws
+        assert list(folder.glob("exmc-run-*")), "the run never started"
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        run.send_signal(signal.SIGINT)
+        run.wait(60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
+    assert not list(folder.glob("exmc-*")), list(folder.iterdir())
