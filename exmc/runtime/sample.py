@@ -50,7 +50,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
            blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True,
-           checkpoint=None, _live=None):
+           checkpoint=None, executor=None, _live=None):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -95,6 +95,14 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         (draws are bit-for-bit those of the in-process chain); a chain that keeps
         failing (more than 3 restarts in 60 s) is reported and the others are returned.
         By default chains run one after another in this process.
+    executor : {"in-process", "processes", "pool"}, optional
+        Where chains run.  ``"in-process"`` (the default without ``cores``): one after
+        another in this process.  ``"processes"`` (the default with ``cores``): each chain in
+        a fresh supervised worker process, about a second to start each.  ``"pool"``: warm
+        supervised workers kept for the Python session and reused by later calls
+        (``exmc.runtime.pool``), ``min(chains, cores or cpu count)`` of them; the same
+        draws and the same crash-resume as ``"processes"`` without the start-up cost after
+        the first call.
     heartbeat_timeout : float
         With ``cores``: a worker silent this long is taken as hung, killed and restarted.
         It is a floor: after each block of draws a worker promises its next within ten
@@ -132,7 +140,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
             stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard,
-            heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics, checkpoint=checkpoint))
+            heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics, checkpoint=checkpoint,
+            executor=executor))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -141,6 +150,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         raise ValueError(f"adaptation must be 'stan' or 'gradient', got {adaptation!r}")
     if adaptation == "gradient" and dense_mass:
         raise ValueError("adaptation='gradient' adapts a diagonal metric; use dense_mass=False")
+    executor, cores = _choose_executor(executor, cores, chains)
     fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
     start = time.perf_counter()
     with CompileNotice(enabled=progressbar):
@@ -185,7 +195,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             for chain in range(chains):
                 tasks[chain] = display.add_chain(chain, total)
             unfinished = any(prior.get(c, (0,))[0] < total for c in range(chains))
-            if cores is None or not unfinished:
+            if executor == "in-process" or not unfinished:
                 results = _run_in_process(compiled, settings, chain_seeds, init, dense_mass,
                                           total, prior, report, publisher, folder)
             else:
@@ -193,7 +203,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
                     model, compiled, settings, chain_seeds, cores, init,
                     dense_mass, total, report, publisher,
                     _live.aborted.is_set if _live is not None else (lambda: False),
-                    heartbeat_timeout, prior, folder)
+                    heartbeat_timeout, prior, folder, executor)
     finally:
         sampling_time = time.perf_counter() - sampling_start
         stream_error = publisher.close() if publisher is not None else None
@@ -206,6 +216,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
              "sampling_time": sampling_time, "dense_mass": int(dense_mass),
              "target_accept": target_accept, "max_tree_depth": max_tree_depth,
              "adaptation": adaptation}
+    attrs["executor"] = executor
     if restarts is not None:
         attrs["cores"] = int(cores)
         attrs["restarts"] = [int(r) for r in restarts]
@@ -222,6 +233,21 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         from exmc.runtime import diagnostics as checks
         checks.warn(idata, compiled.pointmap.names, max_tree_depth)
     return idata
+
+
+def _choose_executor(executor, cores, chains):
+    """(executor, cores) for the arguments given: see ``sample``'s ``executor``."""
+    if executor is None:
+        executor = "in-process" if cores is None else "processes"
+    if executor not in ("in-process", "processes", "pool"):
+        raise ValueError(f"executor must be 'in-process', 'processes' or 'pool', got "
+                         f"{executor!r}")
+    if executor == "in-process" and cores is not None:
+        raise ValueError("executor='in-process' runs chains one after another here; "
+                         "leave cores out or choose executor='pool' or 'processes'")
+    if executor != "in-process" and cores is None:
+        cores = max(1, min(chains, os.cpu_count() or 1))
+    return executor, cores
 
 
 def _open_checkpoint(path, model, dim, init, **settings):
@@ -295,7 +321,8 @@ def _run_in_process(compiled, settings, chain_seeds, init, dense, total, prior, 
 
 
 def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dense, total, report,
-                    publisher, should_stop, heartbeat_timeout, prior=None, folder=None):
+                    publisher, should_stop, heartbeat_timeout, prior=None, folder=None,
+                    executor="processes"):
     """Chains in supervised worker processes (exmc/runtime/worker.py); ChainResults back.
 
     ``prior``: {chain: (done, packed state, rows)} saved by a checkpoint, continued from there;
@@ -344,9 +371,15 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
     if not float(heartbeat_timeout) > 0:
         raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
     resume = {chain: packed for chain, (_, packed, _) in prior.items() if packed is not None}
-    collector, restarts, failures = run_in_workers(model, options, seed_sequences, int(cores),
-                                                   on_rows, should_stop, float(heartbeat_timeout),
-                                                   resume=resume)
+    outcome = None
+    if executor == "pool":
+        from exmc.runtime.pool import run_in_pool
+        outcome = run_in_pool(model, options, seed_sequences, int(cores), on_rows, should_stop,
+                              float(heartbeat_timeout), resume=resume)
+    if outcome is None:  # one worker process per chain (or the pool is busy with another run)
+        outcome = run_in_workers(model, options, seed_sequences, int(cores), on_rows,
+                                 should_stop, float(heartbeat_timeout), resume=resume)
+    collector, restarts, failures = outcome
     for chain in range(len(seed_sequences)):
         restore(chain, collector)
     if publisher is not None:

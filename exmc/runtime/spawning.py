@@ -10,7 +10,8 @@ again inside every worker, which then fails at start-up with pages of tracebacks
 
 ``install`` wraps ``multiprocessing.spawn.get_preparation_data`` (what the parent sends a
 spawned child before it starts) so that for exmc's chain workers, and only for them
-(recognised by their process name, ``chainN/chain-N``, given by ``ChainGroup``), the main
+(recognised by their process names: ``chainN/chain-N``, given by ``ChainGroup``, and
+``exmc-pool/worker-N``, the warm workers of ``exmc.runtime.pool``), the main
 module is left out; every other process, the user's own included, is spawned as before.
 
 ``refuse_in_bootstrap`` is the other half: a process that is itself being started by
@@ -25,7 +26,7 @@ import re
 import sys
 import threading
 
-WORKER_NAME = re.compile(r"chain\d+/chain-\d+")
+WORKER_NAME = re.compile(r"chain\d+/chain-\d+|exmc-pool/worker-\d+")
 MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 
 _lock = threading.Lock()
