@@ -1,0 +1,83 @@
+"""Warm 4-chain runs: in-process, one fresh worker process per chain, and the warm pool.
+
+    python benchmarks/parallel_chains.py [--model linear|logistic] [--rounds 5]
+
+Every configuration first runs once untimed in this process (the model compiled and
+cached; for the pool, its workers started: that first call is printed apart, as a
+session's first call), then ``--rounds`` times interleaved, so that drift in the
+machine's load is shared.  Printed: the median wall time of ``exmc.sample`` (4 chains,
+1000 warmup + 1000 draws, progress and diagnostics off) and its ratio to in-process.
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import exmc
+from exmc import Builder, HalfNormal, Normal, ref
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for benchmarks.models
+
+CONFIGS = {"in-process": {}, "processes-2": dict(executor="processes", cores=2),
+           "processes-4": dict(executor="processes", cores=4),
+           "pool-2": dict(executor="pool", cores=2),
+           "pool-4": dict(executor="pool", cores=4)}
+
+
+def linear():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = X @ np.array([1.0, -0.5, 0.25, 0.0, 2.0]) + rng.normal(0, 0.5, 200)
+    return (Builder().rv("alpha", Normal(0, 10)).rv("beta", Normal(0, 10, shape=5))
+            .rv("sigma", HalfNormal(1)).obs("y", Normal(ref("alpha") + X @ ref("beta"), "sigma"), y))
+
+
+def logistic():
+    from benchmarks.models import MODELS  # the race's own logistic model and data
+    return MODELS["logistic"]()
+
+
+def timed(model, options):
+    start = time.perf_counter()
+    exmc.sample(model, chains=4, num_samples=1000, num_warmup=1000, seed=1, progressbar=False,
+                diagnostics=False, **options)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="linear", choices=["linear", "logistic"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated, from: " + ",".join(CONFIGS) + " (executor-cores)")
+    args = parser.parse_args()
+    model = linear() if args.model == "linear" else logistic()
+    names = args.configs.split(",")
+    first = {}
+    for name in names:
+        if name.startswith("pool"):
+            from exmc.runtime import pool
+            pool.shutdown()  # the first call of a session starts the pool
+        first[name] = timed(model, CONFIGS[name])
+    times = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            if name.startswith("pool"):  # pool sizes differ: keep each one warm for its runs
+                from exmc.runtime import pool
+                if pool._pool is None or pool._pool.size != CONFIGS[name]["cores"]:
+                    pool.shutdown()
+                    timed(model, CONFIGS[name])
+            times[name].append(timed(model, CONFIGS[name]))
+    base = statistics.median(times[names[0]])
+    for name in names:
+        median = statistics.median(times[name])
+        print(f"{args.model}, 4 chains x (1000 + 1000), {name}: median {median:.3f} s "
+              f"({median / base:.2f}x {names[0]}) over {args.rounds}; first call "
+              f"{first[name]:.2f} s; all {', '.join(f'{t:.3f}' for t in times[name])}")
+
+
+if __name__ == "__main__":
+    main()
