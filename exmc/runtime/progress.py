@@ -1,7 +1,8 @@
 """Progress while sampling: a live table in a terminal or notebook, plain lines in a log file.
 
 ``make_progress`` picks the display: rich's live table of per-chain bars where output is a
-terminal or a Jupyter notebook (rich renders an updating widget there), and otherwise
+terminal or a Jupyter notebook with ipywidgets (rich renders an updating widget there), and
+otherwise (a notebook without ipywidgets too)
 (output to a file, CI, ``nohup``, ``| tee``) ``PlainProgress``, one plain line per chain
 every few seconds, because a live table written to a file shows nothing until the end.
 All displays share one interface: ``add_chain(chain, total) -> task`` and
@@ -99,11 +100,18 @@ class PlainProgress:
 
 
 def is_interactive(console=None):
-    """True where a live display works: a terminal, or a Jupyter notebook."""
+    """True where a live display works: a terminal, or a Jupyter notebook with ipywidgets
+    (without it rich's live display shows nothing there and warns at every refresh)."""
     from rich.console import Console
 
     console = console or Console()
-    return bool(console.is_terminal or console.is_jupyter)
+    if console.is_jupyter:
+        try:
+            import ipywidgets  # noqa: F401  (rich draws its live display into a widget)
+        except ImportError:
+            return False
+        return True
+    return bool(console.is_terminal)
 
 
 def make_progress(enabled, console=None):
@@ -112,4 +120,4 @@ def make_progress(enabled, console=None):
         return NoProgress()
     if is_interactive(console):
         return ChainProgress(console)
-    return PlainProgress()
+    return PlainProgress(getattr(console, "file", None))

@@ -34,6 +34,37 @@ class SamplingError(RuntimeError):
         self.reasons = dict(reasons or {})
 
 
+# PyMC's (and Stan's) names for exmc.sample's arguments; None: no counterpart needed.
+OTHER_NAMES = {"draws": "num_samples", "tune": "num_warmup", "random_seed": "seed",
+               "initvals": "init", "max_treedepth": "max_tree_depth",
+               "iter_sampling": "num_samples", "iter_warmup": "num_warmup",
+               "adapt_delta": "target_accept", "max_depth": "max_tree_depth",
+               "compute_convergence_checks": "diagnostics", "return_inferencedata": None,
+               "discard_tuned_samples": "save_warmup", "nuts_sampler": None}
+
+
+def _unknown_arguments(unknown):
+    """A TypeError's text for keyword arguments ``sample`` does not take, with the names it uses."""
+    import difflib
+    import inspect
+
+    known = [p for p in inspect.signature(sample).parameters if not p.startswith("_")
+             and p not in ("model", "unknown")]
+    parts = []
+    for name in unknown:
+        if name in OTHER_NAMES and OTHER_NAMES[name]:
+            hint = f"exmc calls it {OTHER_NAMES[name]}="
+            if name == "discard_tuned_samples":
+                hint = "exmc's save_warmup=True keeps them (the inverse)"
+        elif name in OTHER_NAMES:
+            hint = "exmc needs no such argument (it always returns InferenceData from NUTS)"
+        else:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}=?" if close else "not an argument of exmc.sample"
+        parts.append(f"{name}= ({hint})")
+    return "exmc.sample got unexpected keyword arguments: " + "; ".join(parts)
+
+
 def _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_depth):
     def whole(name, value, low):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -50,7 +81,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
            blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True,
-           checkpoint=None, executor=None, _live=None):
+           checkpoint=None, executor=None, _live=None, **unknown):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -134,6 +165,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         ``sample_stats`` (lp, diverging, energy, tree_depth, n_steps, step_size,
         acceptance_rate, recovered) and ``observed_data``.
     """
+    if unknown:
+        raise TypeError(_unknown_arguments(unknown))
     if not blocking:
         return SampleHandle(model, dict(
             init=init, num_samples=num_samples, num_warmup=num_warmup, chains=chains, seed=seed,

@@ -29,13 +29,60 @@ def eight_schools_centred():
 
 # -- progress -------------------------------------------------------------------------------
 
-def test_display_is_chosen_by_where_output_goes():
+class FakeOutput:
+    """ipywidgets.Output as rich uses it: a context that captures what is printed in it."""
+    shown = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def clear_output(self, wait=False):
+        pass
+
+
+def fake_notebook(monkeypatch):
+    import types
+    widgets = types.ModuleType("ipywidgets")
+    widgets.Output = FakeOutput
+    monkeypatch.setitem(sys.modules, "ipywidgets", widgets)
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda widget: FakeOutput.shown.append(widget))
+
+
+def test_display_is_chosen_by_where_output_goes(monkeypatch):
     assert isinstance(make_progress(False), NoProgress)
     assert isinstance(make_progress(True, Console(file=io.StringIO())), PlainProgress)
     assert isinstance(make_progress(True, Console(file=io.StringIO(), force_terminal=True)),
                       ChainProgress)
+    # A notebook without ipywidgets: rich's live display would show nothing there.
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    assert isinstance(make_progress(True, Console(file=io.StringIO(), force_jupyter=True)),
+                      PlainProgress)
+    fake_notebook(monkeypatch)
     assert isinstance(make_progress(True, Console(file=io.StringIO(), force_jupyter=True)),
                       ChainProgress)
+
+
+def test_live_table_renders_in_a_notebook(monkeypatch):
+    pytest.importorskip("IPython")
+    fake_notebook(monkeypatch)
+    out = io.StringIO()
+    console = Console(file=out, force_jupyter=True, width=120)
+    FakeOutput.shown.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 'install "ipywidgets"' warning
+        with make_progress(True, console) as display:
+            task = display.add_chain(0, 100)
+            display.update(task, 60, 2, 0.5, False)
+            display.progress.refresh()
+    widgets = [w for w in FakeOutput.shown if isinstance(w, FakeOutput)]
+    assert len(widgets) == 1  # one widget, redrawn in place
+    drawn = [w.text for w in FakeOutput.shown if getattr(w, "text", "").strip()]
+    assert drawn and "chain 0" in drawn[-1] and "60/100" in drawn[-1], drawn
+    assert "sampling divergences 2 step size 0.5" in drawn[-1]
 
 
 def test_plain_progress_writes_a_line_per_interval_and_at_the_end():

@@ -128,3 +128,15 @@ def test_parameter_leaving_its_domain_is_a_divergence_not_fatal():
     assert int(warm["diverging"].sum()) > 0
     assert int(warm["recovered"].sum() + idata.sample_stats["recovered"].sum()) == 0
     assert np.all(idata.posterior["a"] > 0)  # draws never land where the density is undefined
+
+
+def test_pymc_names_get_exmc_names():
+    with pytest.raises(TypeError, match=r"draws= \(exmc calls it num_samples=\); "
+                                        r"tune= \(exmc calls it num_warmup=\)"):
+        exmc.sample(model(), draws=100, tune=100)
+    with pytest.raises(TypeError, match=r"random_seed= \(exmc calls it seed=\)"):
+        exmc.sample(model(), random_seed=1)
+    with pytest.raises(TypeError, match=r"return_inferencedata= \(exmc needs no such argument"):
+        exmc.sample(model(), return_inferencedata=True)
+    with pytest.raises(TypeError, match=r"num_sample= \(did you mean num_samples=\?\)"):
+        exmc.sample(model(), num_sample=10)
