@@ -103,7 +103,7 @@ class Job:
 
 
 class Node:
-    """The daemon's state and loop.  ``serve()`` runs until ``stop()`` or SIGTERM."""
+    """The daemon's state and loop.  ``serve()`` runs until ``stop()``, SIGTERM or SIGINT."""
 
     def __init__(self, bind="tcp://127.0.0.1:5555", workers=None, secret_key=None, allow=None,
                  client_timeout=CLIENT_TIMEOUT, max_message_bytes=wire.MAX_MESSAGE_BYTES,
@@ -124,7 +124,7 @@ class Node:
         self.jobs: dict = {}
         self.read_timeout, self.max_chain_bytes = read_timeout, max_chain_bytes
         self.parent_fd, self.heartbeat_timeout = parent_fd, heartbeat_timeout
-        self.checks: dict = {}  # (client, job) -> (future, started): submits being read
+        self.checks: dict = {}  # (client, job) -> (future, started, request): being read
         self.abandoned: set = set()  # checks refused for taking too long, still running
         self.checker = None
         self.stopping = False
@@ -292,8 +292,10 @@ class Node:
             now, gone = time.monotonic(), []
             for job_id in msg["jobs"]:
                 job = self.jobs.get((client, job_id))
-                if job is None:
+                if job is None and (client, job_id) not in self.checks:  # not even being read
                     gone.append(job_id)
+                elif job is None:
+                    continue
                 else:
                     job.last_seen = now
             self._send(client, {"type": "pong", "gone": gone})
@@ -301,6 +303,9 @@ class Node:
             job = self.jobs.get((client, msg["job"]))
             if job is not None:
                 self._end(job, "cancelled by its coordinator")
+            checking = self.checks.pop((client, msg["job"]), None)
+            if checking is not None and not checking[0].cancel():
+                self.abandoned.add(checking[0])  # still being read: its result is dropped
             self._send(client, {"type": "cancelled", "job": msg["job"]})
         else:
             self._submit(client, msg)
@@ -336,7 +341,7 @@ class Node:
                 continue
             del self.checks[key]
             try:
-                model, dim = future.result()
+                _, dim = future.result()
                 self._start_job(client, msg, dim)
             except (wire.WireError, ValueError, RecursionError) as err:
                 self._refuse(client, job, _shorten(str(err) or type(err).__name__))

@@ -303,8 +303,9 @@ def _unpack_link(payload, max_bytes):
 class ChainGroup:
     """The chains of one run, each in a worker process under its own supervisor.
 
-    Workers PUSH their blocks to this group's PULL socket on loopback; ``receive``
-    folds one into the collector.  The caller decides how many run at once
+    Workers PUSH their blocks, each after its chain's token, to this group's PULL socket
+    (an ipc socket in the run's private folder); ``receive`` checks the token and folds
+    the block into the collector.  The caller decides how many run at once
     (``launch_waiting``) and calls ``reap`` to retire finished and failed chains.
     """
 
@@ -326,7 +327,6 @@ class ChainGroup:
             link = self.link_directory / "link"
         self.pull.bind(f"ipc://{link}" if len(str(link)) < 100 else "tcp://127.0.0.1:*")
         self.endpoint = self.pull.getsockopt_string(zmq.LAST_ENDPOINT)
-
         # The model goes to workers as a file: spawning pipes the arguments to the child, and
         # a large model (much data) would block the caller until the child has started.
         self.model_path = collector.directory / "model.msgpack"
