@@ -33,7 +33,8 @@ SCRIPT = textwrap.dedent("""
                    progressbar=False, diagnostics=False)
     if __name__ == "__main__":
         cores = None if sys.argv[2] == "None" else int(sys.argv[2])
-        exmc.sample(model, checkpoint=sys.argv[1], cores=cores, **OPTIONS)
+        executor = sys.argv[3] if len(sys.argv) > 3 else None
+        exmc.sample(model, checkpoint=sys.argv[1], cores=cores, executor=executor, **OPTIONS)
         print("finished")
 """)
 
@@ -85,7 +86,7 @@ def same_run(a, b):
                                           err_msg=f"{group}.{name}")
 
 
-def kill_and_resume(tmp_path, cores, kills, num_samples):
+def kill_and_resume(tmp_path, cores, kills, num_samples, executor="processes"):
     # Enough data that a chain takes seconds: several blocks (about 0.25 s each) to kill in.
     script, model, options = load_script(tmp_path, num_samples, rows=4000)
     reference = exmc.sample(model, **options)  # also warms the model cache for the subprocess
@@ -95,7 +96,7 @@ def kill_and_resume(tmp_path, cores, kills, num_samples):
     last = 0
     for kill in range(kills):
         target = last + rng.uniform(0.1, 0.6) * (total - last)  # somewhere in what is left
-        proc = subprocess.Popen([sys.executable, str(script), str(folder), str(cores)],
+        proc = subprocess.Popen([sys.executable, str(script), str(folder), str(cores), executor],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 240
         while sum(progress(folder)) < target and proc.poll() is None:
@@ -119,7 +120,7 @@ def kill_and_resume(tmp_path, cores, kills, num_samples):
         assert partial.attrs["partial"] == 1
         np.testing.assert_array_equal(partial.posterior["beta"], reference.posterior["beta"][:, :n])
     # The same call again finishes the run.
-    done = subprocess.run([sys.executable, str(script), str(folder), str(cores)],
+    done = subprocess.run([sys.executable, str(script), str(folder), str(cores), executor],
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0 and "finished" in done.stdout, done.stderr[-3000:]
     same_run(az.from_netcdf(folder / "trace.nc"), reference)
@@ -130,11 +131,15 @@ def kill_and_resume(tmp_path, cores, kills, num_samples):
 
 
 def test_killed_in_process_run_resumes_bit_for_bit(tmp_path):
-    kill_and_resume(tmp_path, None, kills=3, num_samples=3000)
+    kill_and_resume(tmp_path, None, kills=3, num_samples=3000, executor="in-process")
 
 
 def test_killed_run_with_worker_processes_resumes_bit_for_bit(tmp_path):
     kill_and_resume(tmp_path, 2, kills=2, num_samples=3000)
+
+
+def test_killed_run_on_the_worker_pool_resumes_bit_for_bit(tmp_path):
+    kill_and_resume(tmp_path, 2, kills=1, num_samples=3000, executor="pool")
 
 
 def test_a_finished_run_is_extended_with_the_draws_of_a_longer_run(tmp_path):
