@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import msgpack
 import numpy as np
 import zmq
 

@@ -627,9 +627,7 @@ def test_sigint_then_sigterm_still_cleans_up_everything(start_node, client):
 
 def test_node_stops_when_its_parent_pipe_closes(tmp_path):
     import os
-    from tests.distributed.conftest import launch
     read_end, write_end = os.pipe()
-    node = None
     try:
         command = [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*",
                    "--parent-fd", str(read_end)]
