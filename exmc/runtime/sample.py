@@ -184,6 +184,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if adaptation == "gradient" and dense_mass:
         raise ValueError("adaptation='gradient' adapts a diagonal metric; use dense_mass=False")
     executor, cores = _choose_executor(executor, cores, chains)
+    if executor == "pool":
+        _start_pool_early(cores, heartbeat_timeout)
     fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
     start = time.perf_counter()
     with CompileNotice(enabled=progressbar):
@@ -281,6 +283,18 @@ def _choose_executor(executor, cores, chains):
     if executor != "in-process" and cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
     return executor, cores
+
+
+def _start_pool_early(cores, heartbeat_timeout):
+    """Start the session's pool now, so its workers warm up while this process compiles the
+    model (not on a machine's first run: they would compile the sampler beside it)."""
+    from exmc.runtime import spawning
+    from exmc.runtime.notices import sampler_is_cached
+    from exmc.runtime.pool import get_pool
+
+    spawning.refuse_in_bootstrap()
+    if sampler_is_cached():
+        get_pool(int(cores), float(heartbeat_timeout))
 
 
 def _open_checkpoint(path, model, dim, init, **settings):

@@ -72,6 +72,22 @@ def test_checkpointed_run_on_the_pool_extends_bit_for_bit(in_process, tmp_path):
     assert_same_trace(in_process, whole)
 
 
+def test_an_aborted_run_frees_the_pool_for_the_next(in_process):
+    import time
+
+    handle = exmc.sample(model(), executor="pool", cores=2, blocking=False,
+                         **{**RUN, "num_samples": 10 ** 7})
+    deadline = time.monotonic() + 120
+    while handle.inspect() is None:  # past warmup: blocks flow
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    partial = handle.abort()
+    assert partial.posterior.sizes["draw"] > 0
+    idata = exmc.sample(model(), executor="pool", cores=2, **RUN)
+    assert_same_trace(in_process, idata)
+    assert idata.attrs["restarts"] == [0, 0, 0]
+
+
 def test_shutdown_leaves_no_worker(in_process):
     import time
     from pathlib import Path
