@@ -1,9 +1,14 @@
-"""The seven race models written for PyMC (used by race.py for PyMC and nutpie; needs the bench extra)."""
+"""The race models written for PyMC (used by race.py and compile_time.py for PyMC and nutpie).
 
-from benchmarks.models import load
+The seven of MODELS.md, the 3-predictor regression and the scale set; needs the bench extra.
+"""
+
+from benchmarks.models import EXTRA, SCALE, load, regression_data, scale_data
 
 
 def pymc_model(name):
+    if name in SCALE or name in EXTRA:
+        return pymc_scale_model(name)
     import pymc as pm
 
     d = load(name) if name != "funnel" else {}
@@ -51,12 +56,51 @@ def pymc_model(name):
     return model
 
 
+def pymc_scale_model(name):
+    """The regression and the scale models of benchmarks.models (same data, same priors)."""
+    import pymc as pm
+
+    with pm.Model() as model:
+        if name == "regression":
+            d = regression_data()
+            a = pm.Normal("a", 0.0, 10.0)
+            b = pm.Normal("b", 0.0, 10.0, shape=3)
+            sigma = pm.HalfNormal("sigma", 2.0)
+            pm.Normal("y", a + pm.math.dot(d["X"], b), sigma, observed=d["y"])
+        elif name in ("logistic_5k", "logistic_50k"):
+            d = scale_data(name)
+            alpha = pm.Normal("alpha", 0.0, 10.0)
+            beta = pm.Normal("beta", 0.0, 10.0, shape=d["X"].shape[1])
+            pm.Bernoulli("y", logit_p=alpha + pm.math.dot(d["X"], beta), observed=d["y"])
+        elif name == "hierarchical":
+            d = scale_data(name)
+            mu = pm.Normal("mu", 0.0, 5.0)
+            tau = pm.HalfNormal("tau", 5.0)
+            a = pm.Normal("a", mu, tau, shape=d["groups"])
+            sigma = pm.HalfNormal("sigma", 2.0)
+            pm.Normal("y", a[d["idx"]], sigma, observed=d["y"])
+        elif name == "sv_1000":
+            d = scale_data(name)
+            T = len(d["r"])
+            sigma = pm.Exponential("sigma", 50.0)
+            nu = pm.Exponential("nu", 0.1)
+            s = pm.GaussianRandomWalk("s", sigma=sigma, init_dist=pm.Normal.dist(0.0, sigma),
+                                      shape=T)
+            pm.StudentT("r", nu=nu, mu=0.0, sigma=pm.math.exp(s), observed=d["r"])
+        else:
+            raise KeyError(name)
+    return model
+
+
 def free_names(name):
     """Free variable names of each race model (the same in both libraries)."""
-    return {"simple": ["mu", "sigma"], "medium": ["mu", "tau", "a1", "a2", "sigma"],
+    return {"regression": ["a", "b", "sigma"], "logistic_5k": ["alpha", "beta"],
+            "logistic_50k": ["alpha", "beta"], "hierarchical": ["mu", "tau", "a", "sigma"],
+            "sv_1000": ["sigma", "nu", "s"],
+            "simple": ["mu", "sigma"], "medium": ["mu", "tau", "a1", "a2", "sigma"],
             "stress": ["mu_pop", "tau", "a1", "sigma1", "a2", "sigma2", "a3", "sigma3"],
             "eight_schools": ["mu", "tau", "theta"], "funnel": ["y", "x"],
             "logistic": ["alpha", "beta"], "sv": ["sigma", "nu", "s"]}[name]
 
 
-__all__ = ["pymc_model", "free_names"]
+__all__ = ["pymc_model", "pymc_scale_model", "free_names"]

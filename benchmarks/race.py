@@ -4,11 +4,20 @@
     python benchmarks/race.py --models simple,sv --seeds 1,2 --samplers exmc,nutpie
     python benchmarks/race.py --chains 4            # multi-chain variant (PyMC/nutpie cores=2)
     python benchmarks/race.py --profile             # also: share of exmc's time in the gradient
+    python benchmarks/race.py --scale               # the scale set, exmc and nutpie, seeds 1..5
+    python benchmarks/race.py --scale --seeds 1 --models logistic_5k,sv_1000
 
 Protocol (../shared/benchmarks/MODELS.md): 1000 warmup + 1000 draws, target acceptance 0.8,
 maximum tree depth 10; ESS = min over every scalar parameter of ArviZ bulk ESS; time =
 sampling wall seconds without compilation; compile time (time to first draw of a new model)
 reported apart; medians over seeds.  Writes results/race.json, race.md and race.png.
+
+``--scale`` races the scale set of benchmarks.models.SCALE instead (logistic regression
+5,000 x 50 and 50,000 x 100, a hierarchical model of 1,000 groups and 20,000 observations,
+stochastic volatility over 1,000 steps; data made in code from fixed seeds), by default
+against nutpie only (PyMC, when asked, only on the models in PYMC_SCALE), and reports per
+model exmc's gradient microseconds, gradients per draw in warmup and in sampling, sampling
+microseconds per gradient and ESS/s of both.  Writes results/race_scale.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -30,12 +39,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.models import MODELS  # noqa: E402
+from benchmarks.models import MODELS, SCALE  # noqa: E402
 from benchmarks.peers import free_names, pymc_model  # noqa: E402
 
 SAMPLERS = ("exmc", "exmc_gradient", "pymc", "nutpie")
 LABELS = {"exmc": "exmc", "exmc_gradient": "exmc (gradient adaptation)", "pymc": "PyMC",
           "nutpie": "nutpie"}
+ALL_MODELS = {**MODELS, **SCALE}
+PYMC_SCALE = {"logistic_5k"}  # the scale models PyMC is cheap enough to run on
 
 
 def min_bulk_ess(idata, names):
@@ -49,9 +60,16 @@ def posterior_means(idata, names):
 
 def row(idata, names, seconds, steps, divergences):
     ess = min_bulk_ess(idata, names)
-    return {"ess": ess, "seconds": seconds, "ess_per_s": ess / seconds,
-            "divergences": int(divergences), "grads_per_draw": float(steps),
-            "means": posterior_means(idata, names)}
+    r = {"ess": ess, "seconds": seconds, "ess_per_s": ess / seconds,
+         "divergences": int(divergences), "grads_per_draw": float(steps),
+         "means": posterior_means(idata, names)}
+    warm = getattr(idata, "warmup_sample_stats", None)
+    if warm is not None and "n_steps" in warm:
+        warmup_steps = float(warm.n_steps.sum())
+        total = warmup_steps + float(idata.sample_stats.n_steps.sum())
+        r["warmup_grads_per_draw"] = warmup_steps / max(warm.sizes["draw"] * warm.sizes["chain"], 1)
+        r["us_per_gradient_sampling"] = 1e6 * seconds / total  # wall time / all evaluations
+    return r
 
 
 # ---- exmc ------------------------------------------------------------------------------
@@ -62,7 +80,7 @@ def exmc_new_model_compile(name):
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["EXMC_CACHE_DIR"] = tmp
         try:
-            idata = exmc.sample(MODELS[name](), chains=1, num_samples=1, num_warmup=0,
+            idata = exmc.sample(ALL_MODELS[name](), chains=1, num_samples=1, num_warmup=0,
                                 progressbar=False)
         finally:
             if previous is None:
@@ -94,13 +112,13 @@ def exmc_cached_compile(name):
 
 def run_exmc(name, seed, args, adaptation="stan"):
     import exmc
-    idata = exmc.sample(MODELS[name](), chains=args.chains, num_samples=args.draws,
+    idata = exmc.sample(ALL_MODELS[name](), chains=args.chains, num_samples=args.draws,
                         num_warmup=args.warmup, seed=seed, progressbar=False,
-                        save_warmup=args.profile, adaptation=adaptation)
+                        save_warmup=args.profile or args.scale, adaptation=adaptation)
     stats = idata.sample_stats
     r = row(idata, free_names(name), idata.attrs["sampling_time"], float(stats.n_steps.mean()),
             stats.diverging.sum())
-    if args.profile:
+    if args.profile or args.scale:
         r.update(gradient_share(name, idata))
     return r
 
@@ -109,7 +127,7 @@ def gradient_share(name, idata):
     """Share of sampling time spent in the log density + gradient (profile mode)."""
     from exmc.compiler import compile_model
     from exmc.compiler.profile import seconds_per_gradient
-    compiled = compile_model(MODELS[name]())
+    compiled = compile_model(ALL_MODELS[name]())
     post = idata.posterior
     # Time the gradient at posterior draws, through the same function pointer the sampler uses.
     points = np.stack([compiled.pointmap.unconstrain({n: post[n].values[0, k] for n in free_names(name)},
@@ -118,6 +136,7 @@ def gradient_share(name, idata):
     per_gradient = seconds_per_gradient(compiled, points)
     evaluations = int(idata.sample_stats.n_steps.sum() + idata.warmup_sample_stats.n_steps.sum())
     return {"gradient_evaluations": evaluations, "seconds_per_gradient": per_gradient,
+            "gradient_us": 1e6 * per_gradient,
             "gradient_share": evaluations * per_gradient / idata.attrs["sampling_time"]}
 
 
@@ -129,7 +148,8 @@ def run_pymc(name, seed, args):
     with model:
         idata = pm.sample(draws=args.draws, tune=args.warmup, chains=args.chains,
                           cores=1 if args.chains == 1 else 2, random_seed=seed,
-                          target_accept=0.8, progressbar=False, compute_convergence_checks=False)
+                          target_accept=0.8, progressbar=False, compute_convergence_checks=False,
+                          discard_tuned_samples=not args.scale)
     wall = time.perf_counter() - start
     seconds = float(idata.posterior.attrs["sampling_time"])
     stats = idata.sample_stats
@@ -150,7 +170,8 @@ def run_nutpie(name, seed, args):
     compiled, compile_seconds = _nutpie_compiled[name]
     start = time.perf_counter()
     idata = nutpie.sample(compiled, draws=args.draws, tune=args.warmup, chains=args.chains,
-                          cores=1 if args.chains == 1 else 2, seed=seed, progress_bar=False)
+                          cores=1 if args.chains == 1 else 2, seed=seed, progress_bar=False,
+                          save_warmup=True)
     seconds = time.perf_counter() - start
     stats = idata.sample_stats
     r = row(idata, free_names(name), seconds, float(stats.n_steps.mean()), stats.diverging.sum())
@@ -191,7 +212,9 @@ def summarise(results, samplers):
             if not rows:
                 continue
             entry[s] = {k: median(rows, k) for k in ("ess", "seconds", "ess_per_s", "divergences",
-                                                     "grads_per_draw", "compile", "gradient_share")}
+                                                     "grads_per_draw", "compile", "gradient_share",
+                                                     "warmup_grads_per_draw", "gradient_us",
+                                                     "us_per_gradient_sampling")}
             entry[s]["means"] = rows[0]["means"]
             entry[s].update({k: v for k, v in per_sampler[s].items() if k != "runs"})
         table[name] = entry
@@ -211,6 +234,10 @@ def markdown(table, meta):
     lines = [f"Race of {meta['date']} on {meta['machine']} ({meta['cores']} cores); "
              f"{meta['chains']} chain(s), {meta['warmup']} warmup + {meta['draws']} draws, "
              f"seeds {meta['seeds']}, medians.  Command: `{meta['command']}`", ""]
+    if "head" in meta:
+        dirty = ", ".join(f.split()[-1] for f in meta["uncommitted_exmc_files"]) or "none"
+        lines += [f"Code measured: HEAD {meta['head']}, compiler code version "
+                  f"{meta['compiler_code_version']}, uncommitted files under exmc/: {dirty}.", ""]
     head = ["model"] + [f"{LABELS[s]} ESS/s" for s in samplers]
     head += [f"{LABELS[m]} / {LABELS[p]}" for m in mine for p in peers]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -239,6 +266,42 @@ def markdown(table, meta):
         for name, e in table.items():
             lines.append("| " + " | ".join([name] + [fmt(e.get(s, {}).get("gradient_share"))
                                                      for s in mine]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def scale_markdown(table, results, samplers):
+    """The scale set's per-model figures: gradient cost, gradients per draw, ESS/s."""
+    peers = [s for s in samplers if not s.startswith("exmc")]
+    head = ["model", "d", "exmc gradient µs", "exmc µs per gradient in sampling"] + \
+        [f"{LABELS[p]} µs per gradient in sampling" for p in peers] + \
+        ["exmc grads/draw warmup", "exmc grads/draw sampling"] + \
+        [f"{LABELS[p]} grads/draw {w}" for p in peers for w in ("warmup", "sampling")] + \
+        ["exmc ESS/s"] + [f"{LABELS[p]} ESS/s" for p in peers] + \
+        [f"exmc / {LABELS[p]}" for p in peers] + ["exmc seconds"] + \
+        [f"{LABELS[p]} seconds" for p in peers] + ["exmc compile s (new model, in-process)"] + \
+        [f"{LABELS[p]} compile s" for p in peers]
+    lines = ["", "Scale set: µs per gradient in sampling = sampling wall seconds / all gradient "
+             "evaluations (warmup + draws), the whole cost of one leapfrog step; exmc gradient µs "
+             "= `exmc.compiler.profile.seconds_per_gradient` at posterior draws, the model alone.",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, e in table.items():
+        ex = e.get("exmc", {})
+        dim = sum(int(np.size(v)) for v in ex.get("means", {}).values()) or None
+        cells = [name, fmt(dim), fmt(ex.get("gradient_us")), fmt(ex.get("us_per_gradient_sampling"))]
+        cells += [fmt(e.get(p, {}).get("us_per_gradient_sampling")) for p in peers]
+        cells += [fmt(ex.get("warmup_grads_per_draw")), fmt(ex.get("grads_per_draw"))]
+        cells += [fmt(e.get(p, {}).get(k)) for p in peers
+                  for k in ("warmup_grads_per_draw", "grads_per_draw")]
+        cells += [fmt(ex.get("ess_per_s"))] + [fmt(e.get(p, {}).get("ess_per_s")) for p in peers]
+        cells += [fmt(ex["ess_per_s"] / e[p]["ess_per_s"]) if ex.get("ess_per_s") and
+                  e.get(p, {}).get("ess_per_s") else "-" for p in peers]
+        cells += [fmt(ex.get("seconds"))] + [fmt(e.get(p, {}).get("seconds")) for p in peers]
+        cells += [fmt(ex.get("compile_new"))] + [fmt(e.get(p, {}).get("compile")) for p in peers]
+        lines.append("| " + " | ".join(cells) + " |")
+    for name, per_sampler in results.items():
+        for s, entry in per_sampler.items():
+            if "error" in entry:
+                lines += ["", f"{name} / {LABELS[s]} failed:", "```", entry["error"], "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -273,16 +336,27 @@ def bar_chart(table, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=None,
+                        help="comma-separated; default: the seven (with --scale: the scale set)")
     parser.add_argument("--seeds", default="1,2,3,4,5")
-    parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--samplers", default=None,
+                        help=f"default: {','.join(SAMPLERS)} (with --scale: exmc,nutpie)")
     parser.add_argument("--chains", type=int, default=1)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="measure exmc's gradient share")
+    parser.add_argument("--scale", action="store_true",
+                        help="race the scale set (benchmarks.models.SCALE) against nutpie")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
+    if args.models is None:
+        args.models = ",".join(SCALE if args.scale else MODELS)
+    if args.samplers is None:
+        args.samplers = "exmc,nutpie" if args.scale else ",".join(SAMPLERS)
     models = args.models.split(",")
+    unknown = [m for m in models if m not in ALL_MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(ALL_MODELS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     samplers = [s for s in args.samplers.split(",") if available(s)]
     skipped = set(args.samplers.split(",")) - set(samplers)
@@ -297,12 +371,28 @@ def main(argv=None):
     for name in models:
         results[name] = {}
         for sampler in samplers:
+            if sampler == "pymc" and name in SCALE and name not in PYMC_SCALE:
+                print(f"{name:14s} pymc skipped (too slow at this size)", flush=True)
+                continue
             entry = {"runs": []}
-            if sampler == "exmc":
-                entry["compile_new"] = exmc_new_model_compile(name)
-                entry["import_seconds"], entry["compile_cached"] = exmc_cached_compile(name)
+            try:
+                if sampler == "exmc":
+                    entry["compile_new"] = exmc_new_model_compile(name)
+                    if not args.scale:
+                        entry["import_seconds"], entry["compile_cached"] = exmc_cached_compile(name)
+            except Exception as err:  # report the model exmc could not compile, race the rest
+                entry["error"] = f"{type(err).__name__}: {err}"
+                print(f"{name:14s} {sampler:7s} FAILED: {entry['error']}", flush=True)
+                results[name][sampler] = entry
+                continue
             for seed in seeds:
-                r = RUNNERS[sampler](name, seed, args)
+                try:
+                    r = RUNNERS[sampler](name, seed, args)
+                except Exception as err:
+                    entry["error"] = f"{type(err).__name__}: {err}"
+                    print(f"{name:14s} {sampler:7s} seed {seed} FAILED: {entry['error']}",
+                          flush=True)
+                    break
                 entry["runs"].append(r)
                 print(f"{name:14s} {sampler:7s} seed {seed}: ESS {r['ess']:7.0f}  "
                       f"{r['seconds']:7.3f} s  ESS/s {r['ess_per_s']:9.0f}  div {r['divergences']}",
@@ -313,12 +403,19 @@ def main(argv=None):
             "cores": os.cpu_count(), "chains": args.chains, "draws": args.draws,
             "warmup": args.warmup, "seeds": args.seeds,
             "command": "python benchmarks/race.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    if args.scale:
+        from benchmarks.compile_time import code_state
+        meta.update(code_state())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "race" if args.chains == 1 else f"race_{args.chains}chains"
+    if args.scale:
+        stem = stem.replace("race", "race_scale")
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "summary": table, "runs": results},
                                                 indent=1))
     text = markdown(table, meta)
+    if args.scale:
+        text += scale_markdown(table, results, samplers)
     (out / f"{stem}.md").write_text(text)
     bar_chart(table, out / f"{stem}.png")
     print()
