@@ -8,10 +8,12 @@ its own supervisor, exactly as ``exmc.sample(..., cores=K)`` runs them locally
 host.  Blocks of draws from the workers are relayed to the job's coordinator
 as they come.  At most ``workers`` chains run at once over all jobs.
 
-Nothing a request does can freeze the serving thread: a submitted model is read and
-checked on a separate thread (at most ``MAX_CHECKS`` at once, each given
-``read_timeout`` seconds before its submit is refused), while the loop goes on
-answering ``hello`` and pings and relaying draws.  A job whose chains would need more
+Nothing a request does can freeze the serving thread: a request larger than
+``DECODE_HERE`` bytes is decoded, and a submitted model read and checked, on checking
+threads (at most ``MAX_CHECKS`` at once, each given ``read_timeout`` seconds before the
+request is refused), while the loop goes on answering ``hello`` and pings and relaying
+draws.  Until a client's large requests are decoded, its pings report no job gone and
+its cancels are remembered, so the order of its requests still holds.  A job whose chains would need more
 memory than ``max_chain_bytes`` (parameters x iterations) is refused naming the size.
 
 Nothing outlives the node: each job's folder (model, checkpoints, the ipc endpoint
@@ -67,7 +69,8 @@ MAX_ERROR_CHARS = 2000  # error replies and log lines stay readable whatever the
 MAX_JOBS = 1000
 DROP_ENV = "EXMC_NODE_DROP"
 READ_TIMEOUT = 30.0   # seconds a submitted model may take to be read and checked
-MAX_CHECKS = 4        # submits being read at once; more are refused until one ends
+MAX_CHECKS = 4        # requests being decoded or read at once; more are refused until one ends
+DECODE_HERE = 2**20   # larger requests are decoded on a checking thread
 MAX_CHAIN_BYTES = 4 * 2**30  # memory a chain's draws and state may need in its worker
 FOLDER_PREFIX = "exmc-node-"
 MAX_CONNECTIONS = 256
@@ -126,6 +129,8 @@ class Node:
         self.parent_fd, self.heartbeat_timeout = parent_fd, heartbeat_timeout
         self.checks: dict = {}  # (client, job) -> (future, started, request): being read
         self.abandoned: set = set()  # checks refused for taking too long, still running
+        self.decoding: list = []  # (future, client, started): large requests being decoded
+        self.cancelled: set = set()  # (client, job) cancelled while its client's requests decode
         self.checker = None
         self.stopping = False
         self.relayed = 0  # worker messages relayed, for the drop switch
@@ -271,6 +276,11 @@ class Node:
             try:
                 if len(frames) != 2:
                     raise wire.WireError(f"expected one frame per request, got {len(frames) - 1}")
+                if len(payload) > DECODE_HERE:
+                    self._check_capacity()
+                    self.decoding.append((self.checker.submit(
+                        _decode, payload, self.max_message_bytes), client, time.monotonic()))
+                    continue
                 msg = wire.unpack(payload, self.max_message_bytes)
                 self._handle(client, wire.check_request(msg))
             except (wire.WireError, ValueError) as err:
@@ -290,9 +300,10 @@ class Node:
                                 "max_message_bytes": self.max_message_bytes})
         elif kind == "ping":
             now, gone = time.monotonic(), []
+            decoding = any(c == client for _, c, _ in self.decoding)  # a submit may be there
             for job_id in msg["jobs"]:
                 job = self.jobs.get((client, job_id))
-                if job is None and (client, job_id) not in self.checks:  # not even being read
+                if job is None and (client, job_id) not in self.checks and not decoding:
                     gone.append(job_id)
                 elif job is None:
                     continue
@@ -306,6 +317,8 @@ class Node:
             checking = self.checks.pop((client, msg["job"]), None)
             if checking is not None and not checking[0].cancel():
                 self.abandoned.add(checking[0])  # still being read: its result is dropped
+            if any(c == client for _, c, _ in self.decoding):  # its submit may be decoding
+                self.cancelled.add((client, msg["job"]))
             self._send(client, {"type": "cancelled", "job": msg["job"]})
         else:
             self._submit(client, msg)
@@ -315,19 +328,53 @@ class Node:
         key = (client, msg["job"])
         if key in self.jobs or key in self.checks:
             raise wire.WireError(f"job {msg['job']} is already running")
+        if key in self.cancelled:  # cancelled before it was even decoded
+            self.cancelled.discard(key)
+            return
         if len(self.jobs) + len(self.checks) >= _job_limit(self.workers):
             raise wire.WireError(f"this node holds {len(self.jobs)} jobs, as many as it can; "
                                  f"try again later or another node")
-        self.abandoned = {future for future in self.abandoned if not future.done()}
-        busy = sum(not future.done() for future, _, _ in self.checks.values())
-        if busy + len(self.abandoned) >= MAX_CHECKS:
-            raise wire.WireError(f"this node is reading {MAX_CHECKS} other models; try again "
-                                 f"in a few seconds")
+        self._check_capacity()
         self.checks[key] = (self.checker.submit(_check_job, msg, self.max_chain_bytes),
                             time.monotonic(), msg)
 
+    def _check_capacity(self):
+        self.abandoned = {future for future in self.abandoned if not future.done()}
+        busy = (sum(not future.done() for future, _, _ in self.checks.values())
+                + sum(not future.done() for future, _, _ in self.decoding))
+        if busy + len(self.abandoned) >= MAX_CHECKS:
+            raise wire.WireError(f"this node is reading {MAX_CHECKS} other requests; try again "
+                                 f"in a few seconds")
+
+    def _finish_decoding(self):
+        """Handle the large requests decoded since, in their order; refuse the too slow."""
+        now = time.monotonic()
+        while self.decoding:
+            future, client, started = self.decoding[0]
+            if not future.done() and now - started <= self.read_timeout:
+                break  # later requests of that client wait for it: their order holds
+            self.decoding.pop(0)
+            msg = None
+            try:
+                if not future.done():
+                    if not future.cancel():
+                        self.abandoned.add(future)
+                    raise wire.WireError(f"decoding the request took more than "
+                                         f"{self.read_timeout:g} s; refused")
+                msg = future.result()
+                self._handle(client, msg)
+            except (wire.WireError, ValueError) as err:
+                self._refuse(client, _job_of(msg), _shorten(str(err)))
+            except Exception as err:  # noqa: BLE001 -- a bug here must not take the node down
+                log.exception("failed on a request from client %s", client.hex())
+                self._refuse(client, _job_of(msg),
+                             _shorten(f"the node failed on this request: {err!r}"))
+        if not self.decoding:
+            self.cancelled.clear()
+
     def _finish_checks(self):
         """Start the jobs whose model is read and checked; refuse the bad and the too slow."""
+        self._finish_decoding()
         now = time.monotonic()
         for key, (future, started, msg) in list(self.checks.items()):
             client, job = key
@@ -463,6 +510,11 @@ def _job_of(msg):
     """The job id of a refused request (its decoded map, or None), for the error reply."""
     job = msg.get("job") if isinstance(msg, dict) else None
     return job if isinstance(job, str) and len(job) <= 64 else None
+
+
+def _decode(payload, max_bytes):
+    """A large request, decoded and checked on a checking thread."""
+    return wire.check_request(wire.unpack(payload, max_bytes))
 
 
 def _check_job(msg, max_chain_bytes):

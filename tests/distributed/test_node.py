@@ -725,3 +725,24 @@ def test_a_job_being_read_is_not_reported_gone(start_node, client):
     msg = c.receive(timeout=0.5)
     assert msg is None or msg["type"] == "pong", msg
     assert_serving(node, c)
+
+
+@pytest.mark.timeout(120)
+def test_pings_are_answered_while_a_64_mib_request_is_decoded(start_node, client):
+    node = start_node("--workers", "1", "--max-message-mb", "70")
+    attacker, pinger = client(node.address), client(node.address)
+    assert_serving(node, pinger)
+    k = 2**20 - 16
+    inner = b"\xdd" + k.to_bytes(4, "big") + b"\x90" * k
+    attacker.send(b"\xdc\x00\x40" + inner * 64)  # 64 lists of a million empty lists
+    sent = time.monotonic()
+    latencies, reply = [], None
+    while reply is None and time.monotonic() - sent < 60:
+        started = time.monotonic()
+        pinger.send({"type": "ping", "jobs": []})
+        pong = pinger.receive(timeout=5)
+        assert pong is not None and pong["type"] == "pong"
+        latencies.append(time.monotonic() - started)
+        reply = attacker.receive(timeout=0.05)
+    assert reply is not None and "too many list and map items" in reply["message"], reply
+    assert max(latencies) < 1.0, latencies
