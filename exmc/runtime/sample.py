@@ -567,8 +567,12 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
     import arviz as az  # imported here: it costs ~2 s, which a cached model's start should not pay
 
     observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
-    return az.from_dict(**groups, observed_data=observed, attrs=attrs,
-                        save_warmup="warmup_posterior" in groups)
+    idata = az.from_dict(**groups, observed_data=observed, attrs=attrs,
+                         save_warmup="warmup_posterior" in groups)
+    for group in idata.groups():  # ArviZ's schema: each group names the library that made it
+        idata[group].attrs.update(inference_library="exmc",
+                                  inference_library_version=exmc.__version__)
+    return idata
 
 
 def _stat(values, name):

@@ -39,6 +39,9 @@ def test_inference_data_layout():
     np.testing.assert_array_equal(idata.observed_data["y"], Y)
     assert idata.warmup_posterior["mu"].shape == (2, 100)
     assert idata.attrs["sampling_time"] > 0 and idata.attrs["compile_time"] >= 0
+    # ArviZ's schema names the library that made the data.
+    assert post.attrs["inference_library"] == "exmc"
+    assert post.attrs["inference_library_version"] == exmc.__version__
     # Post-warmup draws use one step size per chain: the adapted one.
     assert np.all(stats["step_size"].max("draw") == stats["step_size"].min("draw"))
 
