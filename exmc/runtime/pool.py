@@ -112,7 +112,7 @@ class WorkerPool:
     def __init__(self, size, heartbeat_timeout=10.0):
         import zmq
 
-        from supervisor import ChildExited, ChildSpec, PERMANENT, Supervisor, SupervisorSpec
+        from supervisor import PERMANENT, ChildExited, ChildSpec, Supervisor, SupervisorSpec
 
         spawning.install()
         self.size = size

@@ -343,7 +343,8 @@ def _run_in_process(compiled, settings, chain_seeds, init, dense, total, prior, 
             publisher.block(chain, 0, draws[:done], stats[:done])
         kept = [done]  # rows reported, published and saved
 
-        def on_block(result, chain=chain, offset=done, kept=kept, rng=rng):
+        def on_block(result, chain=chain, offset=done, kept=kept, rng=rng, draws=draws,
+                     stats=stats):
             end = offset + result.done
             new = slice(kept[0] - offset, result.done)
             draws[kept[0]:end], stats[kept[0]:end] = result.draws[new], result.stats[new]
@@ -542,7 +543,7 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
     n = min(num_samples, min((r.done - num_warmup for r in kept), default=0))
     interrupted = any(r.interrupted for r in results) or len(results) < chains
     if not kept and not interrupted:
-        raise SamplingError(f"every chain failed: " + "; ".join(
+        raise SamplingError("every chain failed: " + "; ".join(
             f"chain {c}: {reason}" for c, reason in failed.items()), failed)
     for c, reason in failed.items():
         warnings.warn(f"chain {c} failed: {reason}; it is left out, the other chains are "

@@ -94,7 +94,7 @@ def kill_and_resume(tmp_path, cores, kills, num_samples, executor="processes"):
     total = 2 * (options["num_warmup"] + num_samples)
     rng = random.Random(cores or 0)
     last = 0
-    for kill in range(kills):
+    for _ in range(kills):
         target = last + rng.uniform(0.1, 0.6) * (total - last)  # somewhere in what is left
         proc = subprocess.Popen([sys.executable, str(script), str(folder), str(cores), executor],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
