@@ -286,7 +286,7 @@ def run_in_pool(model, options, seed_sequences, cores, on_rows, should_stop=lamb
     """
     import warnings
 
-    from exmc.runtime.worker import ChainGroup, Collector
+    from exmc.runtime.worker import ChainGroup, Collector, interrupts_held
 
     pool = get_pool(cores, heartbeat_timeout)
     if pool is None or not pool.acquire():
@@ -302,7 +302,8 @@ def run_in_pool(model, options, seed_sequences, cores, on_rows, should_stop=lamb
             restarts, failures = pool.run(group, list(range(chains)), cores, on_rows,
                                           should_stop, max_restarts, max_seconds)
         finally:
-            group.stop()
+            with interrupts_held():  # a second Ctrl-C does not cut the cleanup short
+                group.stop()
     finally:
         pool.release()
     if group.refused:

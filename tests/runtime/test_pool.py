@@ -107,3 +107,48 @@ def test_bad_executor_is_named():
         exmc.sample(model(), executor="threads", **RUN)
     with pytest.raises(ValueError, match="leave cores out"):
         exmc.sample(model(), executor="in-process", cores=2, **RUN)
+
+
+TWICE = """
+import numpy as np, exmc
+from exmc import Builder, Normal, HalfNormal
+y = np.random.default_rng(1).normal(3.0, 1.0, size=20)
+m = Builder().rv("mu", Normal(0, 10)).rv("sigma", HalfNormal(2)).obs("y", Normal("mu", "sigma"), y)
+exmc.sample(m, executor="pool", cores=2, chains=2, num_samples=10**7, num_warmup=100,
+            progressbar=False)
+"""
+
+
+def test_ctrl_c_twice_leaves_no_folder_and_no_worker(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "twice.py"
+    script.write_text(TWICE)
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    run = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "TMPDIR": str(folder)},
+                           stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(folder.glob("exmc-run-*/chain-1.msgpack")):
+            time.sleep(0.1)  # both chains are delivering draws
+        assert list(folder.glob("exmc-pool-*")), "the pool never started"
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(run.pid)], text=True,
+                                                  capture_output=True).stdout.split()]
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        run.send_signal(signal.SIGINT)
+        run.wait(60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
+    assert not list(folder.glob("exmc-*")), list(folder.iterdir())
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its run"
+        time.sleep(0.05)
