@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import re
 
-from exmc.compiler.lower import IndexAttr, Program
+from exmc.compiler.lower import LARGE_MODEL_NODES, IndexAttr, Program
 from exmc.ir.ops import REGISTRY, size_of
 
 STATUS_OK, STATUS_DOMAIN = 0, 1  # domain: a computed parameter left its domain (Stan would throw)
+CHUNK_LINES = 300  # lines of one generated function of a large model
 _ARG = re.compile(r"\b([abco])\b")
 CHECK_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
@@ -81,6 +82,10 @@ class Emitter:
     def __init__(self, program: Program):
         self.p = program
         self.nodes = program.nodes
+        # A large model keeps its scalars in the work buffer too and is written as a
+        # chain of functions of bounded size: the compiler's work on one function grows
+        # faster than linearly with its length and its number of locals.
+        self.large = len(self.nodes) > LARGE_MODEL_NODES
         self.value_at, self.adjoint_at, self.aux_at = {}, {}, {}
         size = 0
         for i, node in enumerate(self.nodes):
@@ -90,14 +95,18 @@ class Emitter:
                 self.aux_at[i] = size
                 size += (2 if node.op == "logdet" else 1) * size_of(
                     self.nodes[node.inputs[0]].shape if node.op == "logdet" else node.shape)
-            if self.is_view(i) or node.op in ("input", "data", "logp") or node.shape == ():
+            if self.is_view(i) or node.op in ("input", "data"):
+                continue
+            if self.is_local(i):
                 continue
             self.value_at[i] = size
-            size += size_of(node.shape)
+            size += 1 if node.op == "logp" else size_of(node.shape)
         for i, node in enumerate(self.nodes):
             if node.op == "logp" and node.attr.kernel.event_ndim:
                 self.aux_at[i] = size  # arguments copied contiguous, their gradients, work
                 size += 2 * sum(self.event_sizes(i)) + self.work_size(i)
+        self.total_at = size  # the log density's running sum, in a large model
+        size += 1
         self.adjoint_start = size
         for i, node in enumerate(self.nodes):
             if node.active and i in self.value_at:
@@ -108,6 +117,12 @@ class Emitter:
 
     def is_view(self, i):
         return self.nodes[i].op in ("index", "transpose")
+
+    def is_local(self, i):
+        """Whether node ``i``'s value (and adjoint) is a local variable rather than in ``w``."""
+        node = self.nodes[i]
+        return (not self.large and node.op not in ("input", "data") and not self.is_view(i)
+                and (node.shape == () or node.op == "logp"))
 
     # ---- addressing -------------------------------------------------------------------
     def view_index(self, i, k):
@@ -143,8 +158,10 @@ class Emitter:
             return f"x[{_plus(node.attr, k)}]"
         if node.op == "data":
             return f"data[{_plus(node.attr, k)}]"
-        if node.shape == () or node.op == "logp":
+        if self.is_local(i):
             return f"v{i}"
+        if node.shape == () or node.op == "logp":
+            return f"w[{self.value_at[i]}]"
         return f"w[{_plus(self.value_at[i], k)}]"
 
     def adjoint(self, i, k="0"):
@@ -154,8 +171,10 @@ class Emitter:
             return self.adjoint(*self.view_index(i, k))
         if node.op == "input":
             return f"grad[{_plus(node.attr, k)}]"
-        if node.shape == () or node.op == "logp":
+        if self.is_local(i):
             return f"g{i}"
+        if node.shape == () or node.op == "logp":
+            return f"w[{self.adjoint_at[i]}]"
         return f"w[{_plus(self.adjoint_at[i], k)}]"
 
     def has_adjoint(self, i):
@@ -168,6 +187,8 @@ class Emitter:
             return []
         if node.op == "logp":
             return self.logp_forward(i, with_grad)
+        if node.op == "logp_batch":
+            return self.batch_forward(i, with_grad)
         spec = REGISTRY[node.op]
         if spec.scalar is not None:
             hoisted = self.broadcast_scalars(i)
@@ -235,10 +256,10 @@ class Emitter:
                 out.append(f"if not ({left} {CHECK_OPS[op]} {right}):")
                 out.append(f"    return {self.fail}")
             if not active and not split:
-                place = f"v{i} +" if store is None else f"{store(k)} "
+                place = f"{self.read(i)} +" if store is None else f"{store(k)} "
                 return out + [f"{place}= F.{_fname(kernel.logp)}({', '.join(names)})"]
             out.append(f"r{i} = F.{_fname(element)}({', '.join(names)})")
-            out.append(f"v{i} += r{i}[0]")
+            out.append(f"{self.read(i)} += r{i}[0]")
             for n in active:
                 j = node.inputs[n]
                 place = f"q{i}_{n}" if n in hoisted else \
@@ -246,13 +267,47 @@ class Emitter:
                 out.append(f"{place} += r{i}[{n + 1}]")
             return out
 
-        lines = [f"v{i} = 0.0"] + self.hoist_reads(i) + [f"q{i}_{n} = 0.0" for n in summed]
+        lines = [f"{self.read(i)} = 0.0"] + self.hoist_reads(i) + [f"q{i}_{n} = 0.0" for n in summed]
         lines += self.loop(node.shape, body)
         if split:
             call = f"F.{_fname(kernel.normalizer_grad)}({', '.join(names[n] for n in split)})"
-            lines += [f"c{i} = {call}", f"v{i} += {count} * c{i}[0]"]
+            lines += [f"c{i} = {call}", f"{self.read(i)} += {count} * c{i}[0]"]
             lines += [f"q{i}_{n} += {count} * c{i}[{1 + split.index(n)}]" for n in split if n in summed]
         return lines + [f"{self.adjoint(node.inputs[n])} += q{i}_{n}" for n in summed]
+
+    def batch_forward(self, i, with_grad):
+        """A batch of scalar terms (see ``lower.BatchTerm``): one loop, arguments through tables.
+
+        A shared argument is read once before the loop and its adjoint summed in a local.
+        """
+        batch = self.nodes[i].attr
+        term, count = batch.term, batch.count
+        names, tabled, shared = [], {}, {}
+        for n, kind in enumerate(batch.kinds):
+            names.append(f"a{i}_{n}")
+            if isinstance(kind, str):
+                buffer = "x" if kind == "input" else "data"
+                tabled[n] = (buffer, f"int(data[{batch.table + n * count} + k])")
+            else:
+                shared[n] = kind
+        out = [f"{names[n]} = {buffer}[{offset}]" for n, (buffer, offset) in tabled.items()]
+        for lhs, op, rhs in term.checks:
+            left = names[term.args.index(lhs)]
+            right = names[term.args.index(rhs)] if isinstance(rhs, str) else repr(float(rhs))
+            out += [f"if not ({left} {CHECK_OPS[op]} {right}):", f"    return {self.fail}"]
+        active = [n for n, kind in enumerate(batch.kinds)
+                  if kind == "input" or (n in shared and self.nodes[kind].active)] if with_grad else []
+        if active:
+            out += [f"r{i} = F.{_fname(term.kernel.logp_grad)}({', '.join(names)})",
+                    f"{self.read(i)} += r{i}[0]"]
+            out += [f"q{i}_{n} += r{i}[{n + 1}]" if n in shared else
+                    f"grad[{tabled[n][1]}] += r{i}[{n + 1}]" for n in active]
+        else:
+            out.append(f"{self.read(i)} += F.{_fname(term.kernel.logp)}({', '.join(names)})")
+        before = [f"{self.read(i)} = 0.0"] + [f"{names[n]} = {self.read(j)}" for n, j in shared.items()]
+        before += [f"q{i}_{n} = 0.0" for n in active if n in shared]
+        after = [f"{self.adjoint(shared[n])} += q{i}_{n}" for n in active if n in shared]
+        return before + [f"for k in range({count}):"] + ["    " + line for line in out] + after
 
     # ---- families with event dimensions (multivariate) -------------------------------------
     def event_shapes(self, i):
@@ -313,15 +368,15 @@ class Emitter:
             tail = [] if self.work_shape(i) is None else [view(work, self.work_shape(i))]
             if not active:
                 return out + [f"r{i} = F.{_fname(term.kernel.logp)}({', '.join(args + tail)})",
-                              f"v{i} += r{i}" if store is None else f"{store(b)} = r{i}"]
+                              f"{self.read(i)} += r{i}" if store is None else f"{store(b)} = r{i}"]
             array_args = [n for n in range(len(node.inputs)) if sizes[n]]
             out += [f"for e in range({sum(sizes)}):", f"    w[{grads[0]} + e] = 0.0"]
             call = f"F.{_fname(term.kernel.logp_grad)}"
             out.append(f"r{i} = {call}({', '.join(args + [view(grads[n], shapes[n]) for n in array_args] + tail)})")
             if scalars:
-                out.append(f"v{i} += r{i}[0]")
+                out.append(f"{self.read(i)} += r{i}[0]")
             else:
-                out.append(f"v{i} += r{i}")
+                out.append(f"{self.read(i)} += r{i}")
             for n in active:
                 j = node.inputs[n]
                 arg_batch = self.nodes[j].shape[:len(self.nodes[j].shape) - len(shapes[n])]
@@ -333,7 +388,7 @@ class Emitter:
                     out.append(f"{self.adjoint(j, row)} += r{i}[{1 + scalars.index(n)}]")
             return out
 
-        return [f"v{i} = 0.0"] + self.loop(node.shape, body, "b")
+        return [f"{self.read(i)} = 0.0"] + self.loop(node.shape, body, "b")
 
     def forward_reduce(self, i):
         node = self.nodes[i]
@@ -418,11 +473,37 @@ class Emitter:
             offset += inner
         return maps
 
+    def concat_runs(self, i, adjoint=False):
+        """Inputs of a concatenate or stack whose values (or adjoints) lie one after another.
+
+        When the result is their elements in order (axis 0 of 1-d pieces, or
+        scalars stacked), consecutive pieces at consecutive addresses are copied by
+        one loop: [(buffer, source offset, result offset, size) or (None, input, index
+        code, size)].  Stacking a thousand scalar variables is then one loop, not a thousand.
+        """
+        node = self.nodes[i]
+        flat = node.attr % len(node.shape) == 0 and all(
+            len(self.nodes[j].shape) <= 1 for j in node.inputs)
+        runs, offset = [], 0
+        for j, index in self.concat_maps(i):
+            size = size_of(self.nodes[j].shape)
+            at = self.adjoint_address(j) if adjoint else self.address(j)
+            last = runs[-1] if runs else None
+            if flat and at and last and last[0] == at[0] and last[1] + last[3] == at[1]:
+                last[3] += size
+            elif flat and at:
+                runs.append([at[0], at[1], offset, size])
+            else:
+                runs.append([None, j, index, size])
+            offset += size
+        return runs
+
     def forward_concatenate(self, i):
         lines = []
-        for j, index in self.concat_maps(i):
-            lines += [f"for k in range({size_of(self.nodes[j].shape)}):",
-                      f"    {self.read(i, index)} = {self.read(j, 'k')}"]
+        for buffer, source, index, size in self.concat_runs(i):
+            value = self.read(source, "k") if buffer is None else f"{buffer}[{_plus(source, 'k')}]"
+            target = self.read(i, index) if buffer is None else self.read(i, _plus(index, "k"))
+            lines += [f"for k in range({size}):", f"    {target} = {value}"]
         return lines
 
     def cholesky_lines(self, i, src, L):
@@ -494,7 +575,8 @@ class Emitter:
         n = self.nodes[src].shape[0]
         L = self.logdet_factor(i)
         return self.cholesky_lines(i, src, L) + [
-            f"v{i} = 0.0", f"for r in range({n}):", f"    v{i} += 2.0 * math.log({L('r', 'r')})"]
+            f"{self.read(i)} = 0.0", f"for r in range({n}):",
+            f"    {self.read(i)} += 2.0 * math.log({L('r', 'r')})"]
 
     def forward_solve_triangular(self, i):
         ia, ib = self.nodes[i].inputs
@@ -513,7 +595,7 @@ class Emitter:
     # ---- reverse ------------------------------------------------------------------------
     def backward(self, i):
         node = self.nodes[i]
-        if node.op in ("input", "data", "logp") or self.is_view(i):
+        if node.op in ("input", "data", "logp", "logp_batch") or self.is_view(i):
             return []  # a term's partials were added in the forward pass
         spec = REGISTRY[node.op]
         if spec.scalar is not None:
@@ -593,10 +675,12 @@ class Emitter:
 
     def backward_concatenate(self, i):
         lines = []
-        for j, index in self.concat_maps(i):
-            if self.nodes[j].active:
-                lines += [f"for k in range({size_of(self.nodes[j].shape)}):",
-                          f"    {self.adjoint(j, 'k')} += {self.adjoint(i, index)}"]
+        for buffer, source, index, size in self.concat_runs(i, adjoint=True):
+            if buffer is None and not self.nodes[source].active:
+                continue
+            place = self.adjoint(source, "k") if buffer is None else f"{buffer}[{_plus(source, 'k')}]"
+            result = self.adjoint(i, index) if buffer is None else self.adjoint(i, _plus(index, "k"))
+            lines += [f"for k in range({size}):", f"    {place} += {result}"]
         return lines
 
     def cholesky_adjoint(self, i, L, Lbar, src):
@@ -648,7 +732,7 @@ class Emitter:
         # d logdet / d L_jj = 2 / L_jj; then back through the factorisation
         return [f"for r in range({n}):",
                 f"    for c in range({n}):",
-                f"        {Lbar('r', 'c')} = 2.0 * g{i} / {L('r', 'r')} if r == c else 0.0"
+                f"        {Lbar('r', 'c')} = 2.0 * {self.adjoint(i)} / {L('r', 'r')} if r == c else 0.0"
                 ] + self.cholesky_adjoint(i, L, Lbar, src)
 
     def backward_solve_triangular(self, i):
@@ -688,50 +772,127 @@ class Emitter:
                 stack.extend(self.nodes[i].inputs)
         return sorted(seen)
 
-    def logp_grad_body(self):
+    def chunks(self, name, args, groups, fail, functions):
+        """Lines calling ``groups`` (line lists) packed into functions of bounded length.
+
+        The functions go to ``functions`` as (signature, lines); each returns a status,
+        and a non-zero one makes the caller ``return fail`` (when ``fail`` is given).
+        """
+        calls, chunk = [], []
+        for group in groups + [None]:
+            if chunk and (group is None or len(chunk) + len(group) > CHUNK_LINES):
+                signature = f"{name}_{len(functions)}({args})"
+                functions.append((signature, chunk + [f"return {STATUS_OK}"]))
+                call = f"{signature}"
+                calls += [f"if {call} != 0:", f"    return {fail}"] if fail else [call]
+                chunk = []
+            if group:
+                chunk = chunk + group
+        return calls
+
+    def forward_groups(self, order, with_grad, terms=()):
+        groups = []
+        for i in order:
+            lines = self.forward(i, with_grad)
+            lines += [f"w[{self.total_at}] += {self.read(i)}"] * terms.count(i) if self.large else []
+            groups.append(lines)
+        return groups
+
+    def logp_grad_body(self, functions):
         p = self.p
-        self.fail = f"-math.inf, {STATUS_DOMAIN}"
         order = self.needed(p.terms)
         lines = ["for k in range(DIM):", "    grad[k] = 0.0",
                  f"for k in range({self.adjoint_start}, {self.scratch_size}):", "    w[k] = 0.0"]
-        lines += [f"g{i} = 0.0" for i in order
-                  if self.nodes[i].active and (self.nodes[i].shape == () or self.nodes[i].op == "logp")
-                  and self.nodes[i].op not in ("input",) and not self.is_view(i)]
-        for i in order:
-            lines += self.forward(i, with_grad=True)
+        seeds = [f"{self.adjoint(t)} += 1.0" for t in p.terms
+                 if self.nodes[t].active and self.nodes[t].op != "logp"]
+        backward = [self.backward(i) for i in reversed(order) if self.nodes[i].active]
+        if self.large:
+            self.fail = str(STATUS_DOMAIN)
+            lines.append(f"w[{self.total_at}] = 0.0")
+            args = "x, data, grad, w"
+            lines += self.chunks("logp_grad_forward", args,
+                                 self.forward_groups(order, True, p.terms),
+                                 f"-math.inf, {STATUS_DOMAIN}", functions)
+            lines.append(f"logp = w[{self.total_at}]")
+            lines += self.chunks("logp_grad_backward", args, [seeds] + backward, None, functions)
+            return lines + [f"return logp, {STATUS_OK}"]
+        self.fail = f"-math.inf, {STATUS_DOMAIN}"
+        lines += [f"g{i} = 0.0" for i in order if self.nodes[i].active and self.is_local(i)]
+        for group in self.forward_groups(order, True):
+            lines += group
         lines.append(f"logp = {' + '.join(self.read(t) for t in p.terms) or '0.0'}")
-        for t in p.terms:
-            if self.nodes[t].active and self.nodes[t].op != "logp":
-                lines.append(f"{self.adjoint(t)} += 1.0")
-        for i in reversed(order):
-            if self.nodes[i].active:
-                lines += self.backward(i)
-        lines.append(f"return logp, {STATUS_OK}")
-        return lines
+        lines += seeds
+        for group in backward:
+            lines += group
+        return lines + [f"return logp, {STATUS_OK}"]
 
-    def constrain_body(self):
+    def forward_then(self, name, order, writes, functions):
+        """Body of a forward-only function: the nodes of ``order``, then the ``writes`` groups."""
+        self.fail = str(STATUS_DOMAIN)
+        groups = self.forward_groups(order, False) + writes
+        if self.large:
+            return self.chunks(name, "x, data, out, w", groups, str(STATUS_DOMAIN), functions) + [
+                f"return {STATUS_OK}"]
+        return [line for group in groups for line in group] + [f"return {STATUS_OK}"]
+
+    def address(self, i):
+        """(buffer, offset) where node ``i``'s elements lie in order, or None (a view, a local)."""
+        node = self.nodes[i]
+        if self.is_view(i) or self.is_local(i):
+            return None
+        if node.op in ("input", "data"):
+            return ("x" if node.op == "input" else "data"), node.attr
+        return "w", self.value_at[i]
+
+    def adjoint_address(self, i):
+        """(buffer, offset) of node ``i``'s adjoint elements in order, or None (inactive, view, local)."""
+        node = self.nodes[i]
+        if not node.active or self.is_view(i) or self.is_local(i):
+            return None
+        if node.op == "input":
+            return "grad", node.attr
+        return "w", self.adjoint_at[i]
+
+    def output_writes(self):
+        """Copies of the traced values into ``out``, runs of consecutive addresses merged."""
+        runs = []  # [buffer, source offset, out offset, size]
+        for slot, node in zip(self.p.outputs, self.p.output_nodes):
+            at = self.address(node)
+            last = runs[-1] if runs else None
+            if at and last and last[0] == at[0] and last[1] + last[3] == at[1] \
+                    and last[2] + last[3] == slot.offset:
+                last[3] += slot.size
+            elif at:
+                runs.append([at[0], at[1], slot.offset, slot.size])
+            else:
+                runs.append([None, node, slot.offset, slot.size])
+        writes = []
+        for buffer, source, offset, size in runs:
+            read = (lambda k, b=buffer, s=source: f"{b}[{_plus(s, k)}]") if buffer else \
+                (lambda k, node=source: self.read(node, k))
+            writes.append([f"for k in range({size}):", f"    out[{_plus(offset, 'k')}] = {read('k')}"])
+        return writes
+
+    def constrain_body(self, functions):
+        p = self.p
+        writes = self.output_writes()
+        return self.forward_then("constrain_part", self.needed(p.output_nodes), writes, functions)
+
+    def log_likelihood_body(self, functions):
         p = self.p
         self.fail = str(STATUS_DOMAIN)
-        lines = []
-        for i in self.needed(p.output_nodes):
-            lines += self.forward(i, with_grad=False)
-        for slot, node in zip(p.outputs, p.output_nodes):
-            lines += self.loop(slot.shape, lambda k: [
-                f"out[{_plus(slot.offset, k)}] = {self.read(node, k)}"])
-        lines.append(f"return {STATUS_OK}")
-        return lines
-
-    def log_likelihood_body(self):
-        p = self.p
-        self.fail = str(STATUS_DOMAIN)
-        lines = []
         inputs = [j for _, t in p.observed for j in self.nodes[t].inputs]
-        for i in self.needed(inputs):
-            lines += self.forward(i, with_grad=False)
-        for slot, t in p.observed:
-            lines += self.logp_forward(t, False, lambda k, slot=slot: f"out[{_plus(slot.offset, k)}]")
-        lines.append(f"return {STATUS_OK}")
-        return lines
+        writes = [self.logp_forward(t, False, lambda k, slot=slot: f"out[{_plus(slot.offset, k)}]")
+                  for slot, t in p.observed]
+        return self.forward_then("log_likelihood_part", self.needed(inputs), writes, functions)
+
+    def functions(self):
+        """[(signature, body lines)] of every function of the generated module, callees first."""
+        functions = []
+        mains = [("logp_grad(x, data, grad, w)", self.logp_grad_body(functions)),
+                 ("constrain(x, data, out, w)", self.constrain_body(functions)),
+                 ("log_likelihood(x, data, out, w)", self.log_likelihood_body(functions))]
+        return functions + mains
 
 
 HEADER = '''"""Generated by exmc (emitter v{version}) for a model with structure hash {digest}.
@@ -811,9 +972,7 @@ EMITTER_VERSION = 2
 def module_source(program: Program, digest: str, target: str = "cpu") -> str:
     """The source of the generated module for ``program`` (``target`` "cpu" or "cuda")."""
     em = Emitter(program)
-    bodies = {"logp_grad(x, data, grad, w)": em.logp_grad_body(),
-              "constrain(x, data, out, w)": em.constrain_body(),
-              "log_likelihood(x, data, out, w)": em.log_likelihood_body()}
+    bodies = em.functions()
     cpu = target == "cpu"
     parts = [HEADER.format(version=EMITTER_VERSION, digest=digest,
                            imports=CPU_IMPORTS if cpu else CUDA_IMPORTS,
@@ -821,7 +980,7 @@ def module_source(program: Program, digest: str, target: str = "cpu") -> str:
                            scratch=em.scratch_size, local_scratch=max(em.scratch_size, 1),
                            output_size=sum(s.size for s in program.outputs),
                            loglik_size=sum(s.size for s, _ in program.observed))]
-    for signature, body in bodies.items():
+    for signature, body in bodies:
         parts.append(f"\n\n{CPU_DECORATOR if cpu else CUDA_DECORATOR}\ndef {signature}:")
         parts += ["    " + line for line in body]
     parts.append(CPU_FOOTER if cpu else CUDA_FOOTER)

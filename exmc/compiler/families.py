@@ -2,7 +2,7 @@
 import math
 from typing import Callable, NamedTuple, Optional
 
-from exmc.compiler.njit import njit
+from exmc.compiler.njit import kernel
 from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, digamma, log1mexp,
                                   log_normal_cdf, log_normal_cdf_derivative, sigmoid, softplus,
                                   xlog1py, xlogy)
@@ -12,61 +12,61 @@ SQRT_2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-@njit
+@kernel
 def _sign(d):
     return 1.0 if d > 0.0 else (-1.0 if d < 0.0 else 0.0)
 
 
 # ---- continuous scalar families ------------------------------------------------------------
-@njit
+@kernel
 def normal_logp(x, mu, sigma):
     z = (x - mu) / sigma
     return -0.5 * z * z - math.log(sigma) - LOG_SQRT_2PI
 
 
-@njit
+@kernel
 def normal_logp_grad(x, mu, sigma):
     z = (x - mu) / sigma
     return normal_logp(x, mu, sigma), -z / sigma, z / sigma, (z * z - 1.0) / sigma
 
 
-@njit
+@kernel
 def normal_logcdf(x, mu, sigma):
     return log_normal_cdf((x - mu) / sigma)
 
 
-@njit
+@kernel
 def normal_logcdf_grad(x, mu, sigma):
     z = (x - mu) / sigma
     d = log_normal_cdf_derivative(z) / sigma
     return log_normal_cdf(z), d, -d, -d * z
 
 
-@njit
+@kernel
 def normal_logccdf(x, mu, sigma):
     return log_normal_cdf((mu - x) / sigma)
 
 
-@njit
+@kernel
 def normal_logccdf_grad(x, mu, sigma):
     z = (mu - x) / sigma
     d = log_normal_cdf_derivative(z) / sigma
     return log_normal_cdf(z), -d, d, -d * z
 
 
-@njit
+@kernel
 def halfnormal_logp(x, sigma):
     z = x / sigma
     return -0.5 * z * z - math.log(sigma) + LOG_2 - LOG_SQRT_2PI
 
 
-@njit
+@kernel
 def halfnormal_logp_grad(x, sigma):
     z = x / sigma
     return halfnormal_logp(x, sigma), -z / sigma, (z * z - 1.0) / sigma
 
 
-@njit
+@kernel
 def halfnormal_logcdf(x, sigma):
     if x <= 0.0:
         return -INF
@@ -77,7 +77,7 @@ def halfnormal_logcdf(x, sigma):
     return math.log1p(-math.erfc(z / SQRT_2))
 
 
-@njit
+@kernel
 def halfnormal_logcdf_grad(x, sigma):
     if x <= 0.0:
         return -INF, 0.0, 0.0
@@ -86,14 +86,14 @@ def halfnormal_logcdf_grad(x, sigma):
     return halfnormal_logcdf(x, sigma), d, -d * z
 
 
-@njit
+@kernel
 def halfnormal_logccdf(x, sigma):
     if x <= 0.0:
         return 0.0
     return LOG_2 + log_normal_cdf(-x / sigma)
 
 
-@njit
+@kernel
 def halfnormal_logccdf_grad(x, sigma):
     if x <= 0.0:
         return 0.0, 0.0, 0.0
@@ -102,19 +102,19 @@ def halfnormal_logccdf_grad(x, sigma):
     return LOG_2 + log_normal_cdf(-z), d, -d * z
 
 
-@njit
+@kernel
 def halfcauchy_logp(x, beta):
     return LOG_2 - LOG_PI + math.log(beta) - math.log(beta * beta + x * x)
 
 
-@njit
+@kernel
 def halfcauchy_logp_grad(x, beta):
     s = beta * beta + x * x
     return halfcauchy_logp(x, beta), -2.0 * x / s, 1.0 / beta - 2.0 * beta / s
 
 
 # cdf = (2 / pi) atan(t), ccdf = (2 / pi) atan2(1, t): each computed directly, never as 1 - other.
-@njit
+@kernel
 def halfcauchy_logcdf(x, beta):
     if x <= 0.0:
         return -INF
@@ -124,7 +124,7 @@ def halfcauchy_logcdf(x, beta):
     return math.log1p(-2.0 / math.pi * math.atan2(1.0, t))
 
 
-@njit
+@kernel
 def halfcauchy_logcdf_grad(x, beta):
     if x <= 0.0:
         return -INF, 0.0, 0.0
@@ -133,14 +133,14 @@ def halfcauchy_logcdf_grad(x, beta):
     return halfcauchy_logcdf(x, beta), d, -d * t
 
 
-@njit
+@kernel
 def halfcauchy_logccdf(x, beta):
     if x <= 0.0:
         return 0.0
     return math.log(math.atan2(1.0, x / beta)) + LOG_2 - LOG_PI
 
 
-@njit
+@kernel
 def halfcauchy_logccdf_grad(x, beta):
     if x <= 0.0:
         return 0.0, 0.0, 0.0
@@ -149,24 +149,24 @@ def halfcauchy_logccdf_grad(x, beta):
     return halfcauchy_logccdf(x, beta), d, -d * t
 
 
-@njit
+@kernel
 def exponential_logp(x, lam):
     return math.log(lam) - lam * x
 
 
-@njit
+@kernel
 def exponential_logp_grad(x, lam):
     return exponential_logp(x, lam), -lam, 1.0 / lam - x
 
 
-@njit
+@kernel
 def exponential_logcdf(x, lam):
     if x <= 0.0:
         return -INF
     return log1mexp(lam * x)
 
 
-@njit
+@kernel
 def exponential_logcdf_grad(x, lam):
     if x <= 0.0:
         return -INF, 0.0, 0.0
@@ -174,61 +174,61 @@ def exponential_logcdf_grad(x, lam):
     return log1mexp(lam * x), d * lam, d * x
 
 
-@njit
+@kernel
 def exponential_logccdf(x, lam):
     return -lam * max(x, 0.0)
 
 
-@njit
+@kernel
 def exponential_logccdf_grad(x, lam):
     if x <= 0.0:
         return 0.0, 0.0, 0.0
     return -lam * x, -lam, -x
 
 
-@njit
+@kernel
 def gamma_normalizer_grad(alpha, beta):
     """alpha log(beta) - lgamma(alpha) (Gamma's and InverseGamma's), with its partials."""
     return alpha * math.log(beta) - math.lgamma(alpha), math.log(beta) - digamma(alpha), alpha / beta
 
 
-@njit
+@kernel
 def gamma_body_grad(x, alpha, beta):
     lx = math.log(x)
     return (alpha - 1.0) * lx - beta * x, (alpha - 1.0) / x - beta, lx, -x
 
 
-@njit
+@kernel
 def gamma_logp(x, alpha, beta):
     return alpha * math.log(beta) - math.lgamma(alpha) + (alpha - 1.0) * math.log(x) - beta * x
 
 
-@njit
+@kernel
 def gamma_logp_grad(x, alpha, beta):
     c, dca, dcb = gamma_normalizer_grad(alpha, beta)
     lp, dx, da, db = gamma_body_grad(x, alpha, beta)
     return lp + c, dx, da + dca, db + dcb
 
 
-@njit
+@kernel
 def inversegamma_body_grad(x, alpha, beta):
     lx = math.log(x)
     return -(alpha + 1.0) * lx - beta / x, (beta / x - alpha - 1.0) / x, -lx, -1.0 / x
 
 
-@njit
+@kernel
 def inversegamma_logp(x, alpha, beta):
     return alpha * math.log(beta) - math.lgamma(alpha) - (alpha + 1.0) * math.log(x) - beta / x
 
 
-@njit
+@kernel
 def inversegamma_logp_grad(x, alpha, beta):
     c, dca, dcb = gamma_normalizer_grad(alpha, beta)
     lp, dx, da, db = inversegamma_body_grad(x, alpha, beta)
     return lp + c, dx, da + dca, db + dcb
 
 
-@njit
+@kernel
 def beta_normalizer_grad(alpha, beta):
     """-log B(alpha, beta), with its partials."""
     d = digamma(alpha + beta)
@@ -236,38 +236,38 @@ def beta_normalizer_grad(alpha, beta):
             d - digamma(alpha), d - digamma(beta))
 
 
-@njit
+@kernel
 def beta_body_grad(x, alpha, beta):
     lx, l1x = math.log(x), math.log1p(-x)
     return ((alpha - 1.0) * lx + (beta - 1.0) * l1x,
             (alpha - 1.0) / x - (beta - 1.0) / (1.0 - x), lx, l1x)
 
 
-@njit
+@kernel
 def beta_logp(x, alpha, beta):
     return (math.lgamma(alpha + beta) - math.lgamma(alpha) - math.lgamma(beta)
             + (alpha - 1.0) * math.log(x) + (beta - 1.0) * math.log1p(-x))
 
 
-@njit
+@kernel
 def beta_logp_grad(x, alpha, beta):
     c, dca, dcb = beta_normalizer_grad(alpha, beta)
     lp, dx, da, db = beta_body_grad(x, alpha, beta)
     return lp + c, dx, da + dca, db + dcb
 
 
-@njit
+@kernel
 def uniform_logp(x, lower, upper):
     return -math.log(upper - lower)
 
 
-@njit
+@kernel
 def uniform_logp_grad(x, lower, upper):
     w = upper - lower
     return -math.log(w), 0.0, 1.0 / w, -1.0 / w
 
 
-@njit
+@kernel
 def uniform_logcdf(x, lower, upper):
     if x <= lower:
         return -INF
@@ -276,7 +276,7 @@ def uniform_logcdf(x, lower, upper):
     return math.log(x - lower) - math.log(upper - lower)
 
 
-@njit
+@kernel
 def uniform_logcdf_grad(x, lower, upper):
     if x <= lower:
         return -INF, 0.0, 0.0, 0.0
@@ -286,7 +286,7 @@ def uniform_logcdf_grad(x, lower, upper):
     return uniform_logcdf(x, lower, upper), a, w - a, -w
 
 
-@njit
+@kernel
 def uniform_logccdf(x, lower, upper):
     if x <= lower:
         return 0.0
@@ -295,7 +295,7 @@ def uniform_logccdf(x, lower, upper):
     return math.log(upper - x) - math.log(upper - lower)
 
 
-@njit
+@kernel
 def uniform_logccdf_grad(x, lower, upper):
     if x <= lower:
         return 0.0, 0.0, 0.0, 0.0
@@ -305,14 +305,14 @@ def uniform_logccdf_grad(x, lower, upper):
     return uniform_logccdf(x, lower, upper), -a, w, a - w
 
 
-@njit
+@kernel
 def studentt_normalizer_grad(nu):
     """The terms of ``studentt_logp`` in nu alone, and their derivative."""
     value = math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * math.log(nu) - 0.5 * LOG_PI
     return value, 0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu)) - 0.5 / nu
 
 
-@njit
+@kernel
 def studentt_body_grad(x, nu, mu, sigma):
     """``studentt_logp_grad`` less its normalizer in nu."""
     t = (x - mu) / sigma
@@ -323,27 +323,27 @@ def studentt_body_grad(x, nu, mu, sigma):
         (w * tt - 1.0) / sigma
 
 
-@njit
+@kernel
 def studentt_logp(x, nu, mu, sigma):
     t = (x - mu) / sigma
     return (math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * math.log(nu)
             - 0.5 * LOG_PI - math.log(sigma) - 0.5 * (nu + 1.0) * math.log1p(t * t / nu))
 
 
-@njit
+@kernel
 def studentt_logp_grad(x, nu, mu, sigma):
     c, dc = studentt_normalizer_grad(nu)
     lp, dx, dnu, dmu, dsigma = studentt_body_grad(x, nu, mu, sigma)
     return lp + c, dx, dnu + dc, dmu, dsigma
 
 
-@njit
+@kernel
 def cauchy_logp(x, alpha, beta):
     t = (x - alpha) / beta
     return -LOG_PI - math.log(beta) - math.log1p(t * t)
 
 
-@njit
+@kernel
 def cauchy_logp_grad(x, alpha, beta):
     t = (x - alpha) / beta
     d = beta * (1.0 + t * t)
@@ -352,63 +352,63 @@ def cauchy_logp_grad(x, alpha, beta):
 
 
 # Standard Cauchy: cdf(t) = atan2(1, -t) / pi exactly, with no cancellation in either tail.
-@njit
+@kernel
 def _cauchy_standard_logcdf(t):
     if t < 0.0:
         return math.log(math.atan2(1.0, -t)) - LOG_PI
     return math.log1p(-math.atan2(1.0, t) / math.pi)
 
 
-@njit
+@kernel
 def _cauchy_standard_logcdf_derivative(t):
     return 1.0 / ((1.0 + t * t) * math.atan2(1.0, -t))
 
 
-@njit
+@kernel
 def cauchy_logcdf(x, alpha, beta):
     return _cauchy_standard_logcdf((x - alpha) / beta)
 
 
-@njit
+@kernel
 def cauchy_logcdf_grad(x, alpha, beta):
     t = (x - alpha) / beta
     d = _cauchy_standard_logcdf_derivative(t) / beta
     return _cauchy_standard_logcdf(t), d, -d, -d * t
 
 
-@njit
+@kernel
 def cauchy_logccdf(x, alpha, beta):
     return _cauchy_standard_logcdf((alpha - x) / beta)
 
 
-@njit
+@kernel
 def cauchy_logccdf_grad(x, alpha, beta):
     t = (alpha - x) / beta
     d = _cauchy_standard_logcdf_derivative(t) / beta
     return _cauchy_standard_logcdf(t), -d, d, -d * t
 
 
-@njit
+@kernel
 def lognormal_logp(x, mu, sigma):
     lx = math.log(x)
     z = (lx - mu) / sigma
     return -0.5 * z * z - math.log(sigma) - LOG_SQRT_2PI - lx
 
 
-@njit
+@kernel
 def lognormal_logp_grad(x, mu, sigma):
     z = (math.log(x) - mu) / sigma
     return lognormal_logp(x, mu, sigma), -(z / sigma + 1.0) / x, z / sigma, (z * z - 1.0) / sigma
 
 
-@njit
+@kernel
 def lognormal_logcdf(x, mu, sigma):
     if x <= 0.0:
         return -INF
     return log_normal_cdf((math.log(x) - mu) / sigma)
 
 
-@njit
+@kernel
 def lognormal_logcdf_grad(x, mu, sigma):
     if x <= 0.0:
         return -INF, 0.0, 0.0, 0.0
@@ -417,14 +417,14 @@ def lognormal_logcdf_grad(x, mu, sigma):
     return log_normal_cdf(z), d / x, -d, -d * z
 
 
-@njit
+@kernel
 def lognormal_logccdf(x, mu, sigma):
     if x <= 0.0:
         return 0.0
     return log_normal_cdf((mu - math.log(x)) / sigma)
 
 
-@njit
+@kernel
 def lognormal_logccdf_grad(x, mu, sigma):
     if x <= 0.0:
         return 0.0, 0.0, 0.0, 0.0
@@ -433,26 +433,26 @@ def lognormal_logccdf_grad(x, mu, sigma):
     return log_normal_cdf(z), -d / x, d, -d * z
 
 
-@njit
+@kernel
 def laplace_logp(x, mu, b):
     return -math.log(2.0 * b) - abs(x - mu) / b
 
 
-@njit
+@kernel
 def laplace_logp_grad(x, mu, b):
     d = x - mu
     return laplace_logp(x, mu, b), -_sign(d) / b, _sign(d) / b, (abs(d) / b - 1.0) / b
 
 
 # Standard Laplace: cdf(s) = exp(s) / 2 below 0, 1 - exp(-s) / 2 above (log1p keeps that tail).
-@njit
+@kernel
 def _laplace_standard_logcdf(s):
     if s < 0.0:
         return s - LOG_2
     return math.log1p(-0.5 * math.exp(-s))
 
 
-@njit
+@kernel
 def _laplace_standard_logcdf_derivative(s):
     if s < 0.0:
         return 1.0
@@ -460,24 +460,24 @@ def _laplace_standard_logcdf_derivative(s):
     return e / (1.0 - e)
 
 
-@njit
+@kernel
 def laplace_logcdf(x, mu, b):
     return _laplace_standard_logcdf((x - mu) / b)
 
 
-@njit
+@kernel
 def laplace_logcdf_grad(x, mu, b):
     s = (x - mu) / b
     d = _laplace_standard_logcdf_derivative(s) / b
     return _laplace_standard_logcdf(s), d, -d, -d * s
 
 
-@njit
+@kernel
 def laplace_logccdf(x, mu, b):
     return _laplace_standard_logcdf((mu - x) / b)
 
 
-@njit
+@kernel
 def laplace_logccdf_grad(x, mu, b):
     s = (mu - x) / b
     d = _laplace_standard_logcdf_derivative(s) / b
@@ -485,22 +485,22 @@ def laplace_logccdf_grad(x, mu, b):
 
 
 # ---- discrete families (the value is data: its partial is 0) --------------------------------
-@njit
+@kernel
 def bernoulli_p_logp(x, p):
     return xlogy(x, p) + xlog1py(1.0 - x, -p)
 
 
-@njit
+@kernel
 def bernoulli_p_logp_grad(x, p):
     return bernoulli_p_logp(x, p), 0.0, x / p - (1.0 - x) / (1.0 - p)
 
 
-@njit
+@kernel
 def bernoulli_logit_logp(x, logit_p):
     return x * logit_p - softplus(logit_p)
 
 
-@njit
+@kernel
 def bernoulli_logit_logp_grad(x, logit_p):
     # softplus and sigmoid from one exponential: e = exp(-|l|) never overflows
     e = math.exp(-abs(logit_p))
@@ -509,43 +509,43 @@ def bernoulli_logit_logp_grad(x, logit_p):
     return x * logit_p - softplus_l, 0.0, x - sigmoid_l
 
 
-@njit
+@kernel
 def _log_binomial_coefficient(n, x):
     return math.lgamma(n + 1.0) - math.lgamma(x + 1.0) - math.lgamma(n - x + 1.0)
 
 
-@njit
+@kernel
 def binomial_p_logp(x, n, p):
     return _log_binomial_coefficient(n, x) + xlogy(x, p) + xlog1py(n - x, -p)
 
 
-@njit
+@kernel
 def binomial_p_logp_grad(x, n, p):
     return binomial_p_logp(x, n, p), 0.0, 0.0, x / p - (n - x) / (1.0 - p)
 
 
-@njit
+@kernel
 def binomial_logit_logp(x, n, logit_p):
     return _log_binomial_coefficient(n, x) + x * logit_p - n * softplus(logit_p)
 
 
-@njit
+@kernel
 def binomial_logit_logp_grad(x, n, logit_p):
     return binomial_logit_logp(x, n, logit_p), 0.0, 0.0, x - n * sigmoid(logit_p)
 
 
-@njit
+@kernel
 def poisson_logp(x, mu):
     return xlogy(x, mu) - mu - math.lgamma(x + 1.0)
 
 
-@njit
+@kernel
 def poisson_logp_grad(x, mu):
     return poisson_logp(x, mu), 0.0, x / mu - 1.0
 
 
 # ---- multivariate families -------------------------------------------------------------------
-@njit
+@kernel
 def cholesky_lower(A, L):
     """Factor A = L L^T into L (k, k) from A's lower triangle; False unless A is positive definite.
 
@@ -571,7 +571,7 @@ def cholesky_lower(A, L):
     return True
 
 
-@njit
+@kernel
 def cholesky_adjoint(L, gL, gA):
     """Reverse mode of ``cholesky_lower``: add A's adjoint, given L's adjoint gL, into tril(gA).
 
@@ -599,7 +599,7 @@ def cholesky_adjoint(L, gL, gA):
             gL[j, m] -= 2.0 * g * L[j, m]
 
 
-@njit
+@kernel
 def mvnormal_chol_logp(x, mu, L, work):
     """log N(x | mu, L L^T) for x, mu (k,), L lower-triangular (k, k); work (2, k), row 0 used.
 
@@ -617,7 +617,7 @@ def mvnormal_chol_logp(x, mu, L, work):
     return lp
 
 
-@njit
+@kernel
 def mvnormal_chol_logp_grad(x, mu, L, gx, gmu, gL, work):
     """``mvnormal_chol_logp``, its gradient added into gx, gmu and gL's lower triangle; work (2, k).
 
@@ -641,7 +641,7 @@ def mvnormal_chol_logp_grad(x, mu, L, gx, gmu, gL, work):
     return lp
 
 
-@njit
+@kernel
 def mvnormal_cov_logp(x, mu, cov, work):
     """log N(x | mu, cov) through the Cholesky factor; -inf if cov is not positive definite.
 
@@ -655,7 +655,7 @@ def mvnormal_cov_logp(x, mu, cov, work):
     return mvnormal_chol_logp(x, mu, L, work[2 * k:])
 
 
-@njit
+@kernel
 def mvnormal_cov_logp_grad(x, mu, cov, gx, gmu, gcov, work):
     """``mvnormal_cov_logp`` with its gradient added into gx, gmu and gcov's lower triangle.
 
@@ -674,7 +674,7 @@ def mvnormal_cov_logp_grad(x, mu, cov, gx, gmu, gcov, work):
     return lp
 
 
-@njit
+@kernel
 def dirichlet_logp(x, a):
     """log Dirichlet(x | a) for x on the simplex, x and a (k,)."""
     total = 0.0
@@ -685,7 +685,7 @@ def dirichlet_logp(x, a):
     return lp + math.lgamma(total)
 
 
-@njit
+@kernel
 def dirichlet_logp_grad(x, a, gx, ga):
     """``dirichlet_logp`` with its gradient added into gx and ga (x's components taken as free)."""
     total = 0.0
@@ -698,7 +698,7 @@ def dirichlet_logp_grad(x, a, gx, ga):
     return dirichlet_logp(x, a)
 
 
-@njit
+@kernel
 def _lkj_constant(eta, k):
     """log normalising constant of LKJ(eta) in dimension k and its eta-derivative.
 
@@ -714,7 +714,7 @@ def _lkj_constant(eta, k):
     return c, dc
 
 
-@njit
+@kernel
 def lkj_corr_cholesky_logp(L, eta):
     """log density of L (k, k), the Cholesky factor of a correlation matrix, under LKJ(eta).
 
@@ -729,7 +729,7 @@ def lkj_corr_cholesky_logp(L, eta):
     return lp
 
 
-@njit
+@kernel
 def lkj_corr_cholesky_logp_grad(L, eta, gL):
     """(logp, d/deta) of ``lkj_corr_cholesky_logp``; d/dL (diagonal only) is added into gL."""
     k = L.shape[0]

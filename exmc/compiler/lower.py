@@ -22,6 +22,10 @@ from exmc.ir.expr import Expr
 from exmc.ir.ops import REGISTRY, OpError, evaluate_op, index_to_python, op_shape, size_of
 
 
+LARGE_MODEL_NODES = 400  # above this, scalar terms are batched and the emitter writes chunks
+MIN_BATCH = 4  # the fewest scalar terms worth a batch
+
+
 class Node(NamedTuple):
     op: str  # "input", "data", "logp" or a registry op
     inputs: tuple  # node ids
@@ -47,6 +51,19 @@ class LogpTerm(NamedTuple):
     kernel: families.FamilyKernel
     checks: tuple  # (parameter, op, parameter-or-number) that must hold at run time
     observed: str | None  # the observed variable whose data is "x", for pointwise log-likelihood
+
+
+class BatchTerm(NamedTuple):
+    """What a ``logp_batch`` node computes: ``count`` terms of one family and argument layout.
+
+    Argument n of term k is ``x`` or ``data`` (``kinds[n]``) at the offset
+    ``data[table + n * count + k]``.
+    """
+
+    term: LogpTerm
+    kinds: tuple  # per argument: "input" or "data" (through the table), or the id of a shared node
+    table: int  # offset of the (len(args), count) offset table in data
+    count: int
 
 
 class IndexAttr(NamedTuple):
@@ -186,8 +203,40 @@ class _Lowering:
             outputs.append(Slot(var.name, shape, offset, size_of(shape)))
             output_nodes.append(self.env[var.name])
             offset += size_of(shape)
+        if len(self.nodes) > LARGE_MODEL_NODES:
+            terms = self.batched(terms, {t for _, t in observed})
         data = np.concatenate(self.data_parts) if self.data_parts else np.zeros(0)
         return Program(self.nodes, terms, free, outputs, output_nodes, data, transforms, observed)
+
+    def batched(self, terms, keep):
+        """Scalar family terms of one kind, over free values and data, as one looped term.
+
+        A model of many scalar variables would otherwise be one call site per variable
+        (compile time grows with the code); a batch reads each argument through a
+        table of offsets into ``x`` or ``data``, itself data.  Terms in ``keep`` (the
+        observed ones, needed one by one for the pointwise log-likelihood) stay.
+        """
+        groups: dict = {}
+        for t in terms:
+            node = self.nodes[t]
+            if node.op != "logp" or t in keep or node.shape != () or node.attr.kernel.event_ndim:
+                continue
+            # an argument is tabled (a free value or data) or one node shared by the batch
+            kinds = tuple(self.nodes[j].op if self.nodes[j].op in ("input", "data") else j
+                          for j in node.inputs)
+            groups.setdefault((node.attr.family, node.attr.args, node.attr.checks, kinds), []).append(t)
+        batched = set()
+        for (family, args, checks, kinds), members in groups.items():
+            if len(members) < MIN_BATCH:
+                continue
+            table = np.array([[self.nodes[j].attr if isinstance(kind, str) else 0
+                               for j, kind in zip(self.nodes[t].inputs, kinds)] for t in members]).T
+            offsets = self.data_node(table)
+            inputs = [j for t in members for j in self.nodes[t].inputs]
+            attr = BatchTerm(self.nodes[members[0]].attr, kinds, self.nodes[offsets].attr, len(members))
+            batched.update(members)
+            terms = terms + [self.add("logp_batch", inputs + [offsets], attr, ())]
+        return [t for t in terms if t not in batched]
 
     def summed(self, node):
         return node if self.nodes[node].shape == () else self.add("sum", (node,), None, ())

@@ -39,3 +39,13 @@ def call_model(typingctx, address, x, data, grad, logp_out):
         return builder.call(fn, pointers)
 
     return sig, codegen
+
+
+def kernel(fn):
+    """numba.njit for the scalar and family kernels that generated model code calls.
+
+    Not inlined at Numba's IR level: a model calls a kernel at many places (one per
+    scalar variable, say), and IR inlining copies the kernel into each, which made
+    compile time grow far faster than the model.  LLVM still inlines small calls.
+    """
+    return njit(fn, inline="never")

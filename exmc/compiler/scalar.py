@@ -1,7 +1,7 @@
 """Stable scalar special functions for family kernels, in ``math`` only so CUDA compiles them."""
 import math
 
-from exmc.compiler.njit import njit
+from exmc.compiler.njit import kernel
 
 LOG_2 = math.log(2.0)
 LOG_PI = math.log(math.pi)
@@ -12,7 +12,7 @@ SQRT_2 = math.sqrt(2.0)
 _NORMAL_TAIL = -20.0
 
 
-@njit
+@kernel
 def sigmoid(x):
     if x >= 0.0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -20,7 +20,7 @@ def sigmoid(x):
     return e / (1.0 + e)
 
 
-@njit
+@kernel
 def softplus(x):
     """log(1 + exp(x)) without overflow for large x."""
     if x > 0.0:
@@ -28,7 +28,7 @@ def softplus(x):
     return math.log1p(math.exp(x))
 
 
-@njit
+@kernel
 def log1mexp(a):
     """log(1 - exp(-a)) for a > 0 (Maechler 2012, "Accurately computing log(1 - exp(-|a|))")."""
     if a <= LOG_2:
@@ -36,7 +36,7 @@ def log1mexp(a):
     return math.log1p(-math.exp(-a))
 
 
-@njit
+@kernel
 def logsumexp2(a, b):
     """log(exp(a) + exp(b)); -inf when both are -inf."""
     m = max(a, b)
@@ -45,7 +45,7 @@ def logsumexp2(a, b):
     return m + math.log1p(math.exp(-abs(a - b)))
 
 
-@njit
+@kernel
 def xlogy(x, y):
     """x * log(y), 0 when x == 0 (so a Bernoulli term with zero count is 0 even at p = 0)."""
     if x == 0.0:
@@ -53,7 +53,7 @@ def xlogy(x, y):
     return x * math.log(y)
 
 
-@njit
+@kernel
 def xlog1py(x, y):
     """x * log1p(y), 0 when x == 0."""
     if x == 0.0:
@@ -61,12 +61,12 @@ def xlog1py(x, y):
     return x * math.log1p(y)
 
 
-@njit
+@kernel
 def lgamma(x):
     return math.lgamma(x)
 
 
-@njit
+@kernel
 def digamma(x):
     """psi(x) for x > 0: recurrence up to x >= 10, then the asymptotic series (error < 1e-13).
 
@@ -83,7 +83,7 @@ def digamma(x):
     return result + math.log(x) - 0.5 / x - series
 
 
-@njit
+@kernel
 def trigamma(x):
     """psi'(x) for x > 0: recurrence up to x >= 10, then the asymptotic series (error < 1e-13)."""
     if not x > 0.0:
@@ -99,17 +99,17 @@ def trigamma(x):
     return result + series + 0.5 * f
 
 
-@njit
+@kernel
 def erf(x):
     return math.erf(x)
 
 
-@njit
+@kernel
 def erfc(x):
     return math.erfc(x)
 
 
-@njit
+@kernel
 def _normal_tail_series(x):
     """S(x) with Phi(x) = phi(x) S(x) / (-x) for x <= -20: sum of (-1)^n (2n-1)!! / x^(2n).
 
@@ -125,7 +125,7 @@ def _normal_tail_series(x):
     return total
 
 
-@njit
+@kernel
 def log_normal_cdf(x):
     """log Phi(x), accurate in both tails (same split as scipy.special.log_ndtr)."""
     if x > 0.0:
@@ -136,7 +136,7 @@ def log_normal_cdf(x):
     return -0.5 * x * x - LOG_SQRT_2PI - math.log(-x) + math.log(_normal_tail_series(x))
 
 
-@njit
+@kernel
 def log_normal_cdf_derivative(x):
     """d/dx log Phi(x) = phi(x) / Phi(x), the inverse Mills ratio of -x, stable in both tails."""
     if x > _NORMAL_TAIL:
