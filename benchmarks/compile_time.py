@@ -146,6 +146,12 @@ def _dispatcher_stats(module):
     return out
 
 
+def _code():
+    """The compiler code version this process compiled with (the sources change under us)."""
+    from exmc.compiler import _code_version
+    return _code_version()
+
+
 def _sampler_misses():
     from exmc.samplers.nuts import run_block
     stats = getattr(run_block, "stats", None)
@@ -182,7 +188,7 @@ def child_exmc(names, stats=False):
                "first_streamed_draw_s": streamed[0] - t0 if streamed else None,
                "arviz_imported_before": arviz_before,
                "compile_time_attr_s": float(idata.attrs["compile_time"]),
-               "sampler_cache_misses_so_far": _sampler_misses()}
+               "sampler_cache_misses_so_far": _sampler_misses(), "code": _code()}
         if stats:
             module = compile_model(model).module  # the module sample() loaded, no new work
             row["module_file"] = os.path.basename(module.__file__)
@@ -242,7 +248,7 @@ def child_size(name, first_draw=True):
     row = {"model": name, "import_s": imported, "build_s": built, "compile_model_s": compile_s,
            "first_gradient_s": first_gradient, "lower_s": lower_s, "emit_source_s": emit_s,
            "nodes": len(program.nodes), "operation_nodes": ops, "dim": compiled.dim,
-           "source_lines": source.count("\n")}
+           "source_lines": source.count("\n"), "code": _code()}
     if first_draw:
         t0 = time.perf_counter()
         exmc.sample(model, chains=1, num_warmup=1, num_samples=1, seed=1, progressbar=False)
@@ -471,23 +477,39 @@ def markdown(res, meta):
                   "Numba; lower and emit are also timed alone.", "",
                   "| model | operation nodes | all nodes | dim | compile_model s | lower s | "
                   "emit source s | first gradient s | sample 1+1 after s | build s | "
-                  "source lines |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "source lines | compiler code |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in c:
             if "error" in r:
                 why = r["error"].strip().splitlines()[-1] if r["error"].strip() else "failed"
-                lines.append(f"| {r['model']} | - | - | - | {why} | | | | | | |")
+                lines.append(f"| {r['model']} | - | - | - | {why} | | | | | | | |")
                 continue
             lines.append("| " + " | ".join([r["model"], str(r["operation_nodes"]), str(r["nodes"]),
                                             str(r["dim"]), fmt(r["compile_model_s"]),
                                             fmt(r["lower_s"]), fmt(r["emit_source_s"]),
                                             fmt(r["first_gradient_s"]),
                                             fmt(r.get("sample_1_1_after_compile_s")),
-                                            fmt(r["build_s"]), str(r["source_lines"])]) + " |")
+                                            fmt(r["build_s"]), str(r["source_lines"]),
+                                            r.get("code", "-")]) + " |")
         for r in c:
             if "error" in r:
                 lines += ["", f"{r['model']} failed:", "```", r["error"], "```"]
         lines.append("")
+    codes = sorted({row["code"] for part in ("a", "b") for row in _rows(res.get(part))
+                    if isinstance(row, dict) and "code" in row})
+    if codes:
+        lines += [f"Compiler code versions seen by the part a and b processes: {', '.join(codes)}"
+                  + (" (the compiler sources changed during the run)." if len(codes) > 1 else "."),
+                  ""]
     return "\n".join(lines)
+
+
+def _rows(part):
+    """Every child row of a part's results."""
+    if not part:
+        return []
+    if isinstance(part, list):  # part b
+        return [e[k] for e in part for k in ("base_run", "variant_run")]
+    return [row for table in part.values() for row in table.values()]
 
 
 def main(argv=None):
