@@ -6,7 +6,7 @@ each its shape rule, NumPy value and exact gradient.  The elementwise
 functions of one argument are made from the registry itself.
 """
 from exmc.ir.expr import Expr, as_expr
-from exmc.ir.ops import REGISTRY, normalize_axis  # noqa: F401
+from exmc.ir.ops import REGISTRY
 
 
 def _unary(op):

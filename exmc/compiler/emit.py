@@ -27,7 +27,7 @@ from exmc.compiler.lower import LARGE_MODEL_NODES, IndexAttr, Program
 from exmc.ir.ops import REGISTRY, size_of
 
 STATUS_OK, STATUS_DOMAIN = 0, 1  # domain: a computed parameter left its domain (Stan would throw)
-CHUNK_LINES = 300  # lines of one generated function of a large model
+CHUNK_LINES = 150  # lines of one generated function of a large model
 _ARG = re.compile(r"\b([abco])\b")
 CHECK_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
@@ -177,9 +177,6 @@ class Emitter:
             return f"w[{self.adjoint_at[i]}]"
         return f"w[{_plus(self.adjoint_at[i], k)}]"
 
-    def has_adjoint(self, i):
-        return self.nodes[i].active
-
     # ---- forward ------------------------------------------------------------------------
     def forward(self, i, with_grad):
         node = self.nodes[i]
@@ -193,11 +190,8 @@ class Emitter:
         if spec.scalar is not None:
             hoisted = self.broadcast_scalars(i)
             return self.hoist_reads(i) + self.loop(node.shape, lambda k: [
-                f"{self.write(i, k)} = {self.elementwise(i, spec.scalar, k, hoisted)}"])
+                f"{self.read(i, k)} = {self.elementwise(i, spec.scalar, k, hoisted)}"])
         return getattr(self, f"forward_{spec.layout}")(i)
-
-    def write(self, i, k):
-        return self.read(i, k)
 
     def elementwise(self, i, code, k, hoisted=()):
         node = self.nodes[i]

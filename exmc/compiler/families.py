@@ -31,6 +31,19 @@ def normal_logp_grad(x, mu, sigma):
 
 
 @kernel
+def normal_normalizer_grad(sigma):
+    """The terms of ``normal_logp`` in sigma alone, and their derivative."""
+    return -math.log(sigma) - LOG_SQRT_2PI, -1.0 / sigma
+
+
+@kernel
+def normal_body_grad(x, mu, sigma):
+    """``normal_logp_grad`` less its normalizer in sigma."""
+    z = (x - mu) / sigma
+    return -0.5 * z * z, -z / sigma, z / sigma, z * z / sigma
+
+
+@kernel
 def normal_logcdf(x, mu, sigma):
     return log_normal_cdf((x - mu) / sigma)
 
@@ -811,7 +824,8 @@ def _scalar(params, logp, logp_grad, cdf=(None,) * 4, constant_args=(), normaliz
 KERNELS = {
     ("Normal", ("mu", "sigma")): _scalar(
         ("mu", "sigma"), normal_logp, normal_logp_grad,
-        (normal_logcdf, normal_logcdf_grad, normal_logccdf, normal_logccdf_grad)),
+        (normal_logcdf, normal_logcdf_grad, normal_logccdf, normal_logccdf_grad),
+        normalizer=(("sigma",), normal_normalizer_grad, normal_body_grad)),
     ("HalfNormal", ("sigma",)): _scalar(
         ("sigma",), halfnormal_logp, halfnormal_logp_grad,
         (halfnormal_logcdf, halfnormal_logcdf_grad, halfnormal_logccdf, halfnormal_logccdf_grad)),

@@ -19,7 +19,7 @@ from exmc.compiler.transforms import transform_for
 from exmc.ir.builder import Model, ModelError
 from exmc.ir.dists.base import Distribution
 from exmc.ir.expr import Expr
-from exmc.ir.ops import REGISTRY, OpError, evaluate_op, index_to_python, op_shape, size_of
+from exmc.ir.ops import OpError, evaluate_op, index_to_python, op_shape, size_of
 
 
 LARGE_MODEL_NODES = 400  # above this, scalar terms are batched and the emitter writes chunks

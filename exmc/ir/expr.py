@@ -18,7 +18,7 @@ import numbers
 
 import numpy as np
 
-from exmc.ir.ops import COMPARISONS, REGISTRY, VARIADIC, index_to_python  # noqa: F401
+from exmc.ir.ops import REGISTRY, VARIADIC
 
 # Operation name -> number of arguments (VARIADIC: one or more), from the op registry
 # (``ir/ops.py``); ``ir/serialize.py`` accepts only these.

@@ -265,8 +265,6 @@ _elementwise("clip", 3, np.clip, "min(max(a, b), c)",
               "(1.0 if a >= c and a > b else 0.0)"),
              "Elementwise x limited to [lower, upper]; the gradient flows to whichever is chosen.")
 
-COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
-
 declare(Op("sum", 1, lambda s, axis, where: _reduce_shape(s, axis, where),
            lambda args, axis: np.sum(args[0], axis=axis), layout="reduce",
            doc="Sum of the elements, of all (axis=None) or along one axis."))

@@ -293,6 +293,21 @@ def test_scalar_logp_matches_scipy(key):
                                    err_msg=f"{_id(key)} at {(x, *params)}")
 
 
+@pytest.mark.parametrize("key", [k for k in SCALAR_KEYS if KERNELS[k].normalizer_grad is not None],
+                         ids=_id)
+def test_normalizer_and_body_add_up_to_logp_grad(key):
+    """The split the emitter uses for batch-wide parameters gives logp_grad exactly."""
+    kernel = KERNELS[key]
+    names = ("x",) + kernel.params
+    for args in SCALAR_CASES[key][1]:
+        body = kernel.body_grad(*args)
+        normalizer = kernel.normalizer_grad(*(args[names.index(p)] for p in kernel.normalizer_params))
+        total = [body[0] + normalizer[0]] + list(body[1:])
+        for p, partial in zip(kernel.normalizer_params, normalizer[1:]):
+            total[names.index(p) + 1] += partial
+        np.testing.assert_allclose(total, kernel.logp_grad(*args), rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("key", SCALAR_KEYS, ids=_id)
 def test_scalar_logp_grad_matches_finite_differences(key):
     kernel = KERNELS[key]
