@@ -161,6 +161,7 @@ class _Lowering:
         transforms = {}
         for var in model.free_variables:
             transform, lower, upper = transform_for(var.dist)
+            transform.check_shape(shapes[var.name], f"variable {var.name!r}")
             transforms[var.name] = (transform, lower, upper)
             free_shape = transform.free_shape(shapes[var.name])
             free.append(Slot(var.name, free_shape, offset, size_of(free_shape)))

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import logit
 
 from exmc import math as em
+from exmc.ir.dists.base import ModelError
 from exmc.ir.evaluate import evaluate
 from exmc.ir.expr import Expr, as_expr, ref
 
@@ -60,7 +61,6 @@ class Transform:
 
     def check_shape(self, shape, where):
         if self.vector and (len(shape) != 1 or shape[0] < 1):
-            from exmc.ir.dists.base import ModelError
             raise ModelError(f"{where}: the {self.name} transform needs a 1-d variable, "
                              f"got shape {shape}")
 
@@ -117,8 +117,9 @@ class Interval(Transform):
         return logit((x - lower) / (upper - lower))
 
 
-class Simplex(Transform):
-    name = "simplex"
+class LastImplied(Transform):
+    """A vector transform whose last value is implied by the others (k values, k - 1 free)."""
+
     vector = True
 
     def free_shape(self, shape):
@@ -126,6 +127,10 @@ class Simplex(Transform):
 
     def constrained_shape(self, free_shape):
         return (free_shape[0] + 1,)
+
+
+class Simplex(LastImplied):
+    name = "simplex"
 
     def constrain_exprs(self, z, lower, upper, shape=None):
         k = shape[0]
@@ -156,15 +161,8 @@ class Ordered(Transform):
         return np.concatenate([x[:1], np.log(np.diff(x))])
 
 
-class ZeroSum(Transform):
+class ZeroSum(LastImplied):
     name = "zerosum"
-    vector = True
-
-    def free_shape(self, shape):
-        return (shape[0] - 1,)
-
-    def constrained_shape(self, free_shape):
-        return (free_shape[0] + 1,)
 
     def constrain_exprs(self, z, lower, upper, shape=None):
         root = float(np.sqrt(shape[0]))

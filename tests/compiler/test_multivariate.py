@@ -160,6 +160,11 @@ def test_lkj_cholesky_cov_recovers_a_covariance():
     assert np.allclose(np.triu(chol[..., :, :], 1), 0.0)
 
 
+def test_a_batch_of_simplexes_is_refused_by_name():
+    with pytest.raises(exmc.ModelError, match="'p': the simplex transform needs a 1-d variable"):
+        compile_model(exmc.Builder().rv("p", exmc.Dirichlet(np.ones((2, 3)))))
+
+
 def test_mismatched_mvnormal_shapes_are_named():
     with pytest.raises(exmc.ModelError, match="MvNormal needs mu of shape"):
         exmc.Builder().rv("x", exmc.MvNormal(np.zeros(3), cov=np.eye(4))).validate()
