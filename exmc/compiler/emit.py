@@ -13,6 +13,12 @@ kernel's partial derivatives to its arguments' adjoints on the spot (a term's
 own adjoint is always 1).  Nothing allocates and nothing calls NumPy, so the
 same body compiles with ``numba.njit`` and as a ``numba.cuda`` device function.
 
+A large model (over ``LARGE_MODEL_NODES`` nodes) keeps its scalars in ``w`` as
+well, computes batches of scalar terms (``logp_batch``, made by the lowering)
+in one loop each, and is written as a chain of functions of at most
+``CHUNK_LINES`` lines, called in order: Numba's compile time grows faster than
+linearly with the length of one function.
+
 The functions written (see ``module_source``):
 
 - ``logp_grad(x, data, grad, w) -> (logp, status)``
