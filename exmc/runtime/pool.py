@@ -13,7 +13,7 @@ than ``max_restarts`` restarts in ``max_seconds``) is given up like a one-chain
 worker's.  Workers never import the user's script (``exmc.runtime.spawning``).
 
 Control link: the pool binds a ROUTER on an ``ipc://`` endpoint in its private folder
-(mode 0700; loopback TCP only where the path would be too long); each worker connects a
+(mode 0700; under /tmp where the usual one's path would be too long; never TCP); each worker connects a
 DEALER and sends multipart messages, the pool's 32-byte secret first (handed to it
 through the spawn pipe, never on a command line); the pool answers only workers that
 sent it:
@@ -22,8 +22,8 @@ sent it:
     pool -> worker   [b"job", pickle of (run_worker's arguments, {EXMC_CRASH_AT: value})]
     pool -> worker   [b"stop"]
 
-Pickle is used only between this process and the workers it spawned, on a link that
-only they can reach and answer.
+Pickle is used only between this process and the workers it spawned, on an ipc link in
+a folder only this user can enter: nothing from the network is unpickled.
 """
 from __future__ import annotations
 
@@ -117,11 +117,14 @@ class WorkerPool:
         spawning.install()
         self.size = size
         self.directory = Path(tempfile.mkdtemp(prefix="exmc-pool-"))
+        if len(str(self.directory / "control")) >= 100:  # beyond an ipc path's length limit
+            shutil.rmtree(self.directory)
+            self.directory = Path(tempfile.mkdtemp(prefix="exmc-pool-", dir="/tmp"))
         self.router = zmq.Context.instance().socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes its place
-        link = self.directory / "control"
-        self.router.bind(f"ipc://{link}" if len(str(link)) < 100 else "tcp://127.0.0.1:*")
+        # ipc only, never TCP: the jobs sent on this link are pickles (see the module docstring)
+        self.router.bind(f"ipc://{self.directory / 'control'}")
         endpoint = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self.secret = secrets.token_bytes(32)
         self.events = queue.Queue()
