@@ -179,7 +179,7 @@ class WorkerPool:
     def run(self, group, chains, cores, on_rows, should_stop, max_restarts, max_seconds):
         """Run ``chains`` of ``group`` (a ``ChainGroup``: link, tokens, collector), at most
         ``cores`` at once; returns (restarts per chain, failure reason per chain or None)."""
-        from exmc.runtime.worker import CRASH_ENV, log
+        from exmc.runtime.worker import CRASH_ENV
 
         collector = group.collector
         waiting = collections.deque(chains)
@@ -224,13 +224,7 @@ class WorkerPool:
                     running[self.pids[identity]] = chain
                     self.router.send_multipart([identity, b"job", pickle.dumps(job(chain))])
                 if group.pull.poll(20 if (waiting and not self.idle) else 100):
-                    try:
-                        chain, first, end, _ = group.receive()
-                    except ValueError as err:  # not from our workers, or nonsense: never used
-                        log.warning("%s", err)
-                        continue
-                    if end > first:
-                        on_rows(chain, first, end, collector)
+                    group.deliver(on_rows, collector)
         except KeyboardInterrupt:
             pass
         finally:

@@ -366,6 +366,16 @@ class ChainGroup:
             max_restarts=max_restarts, max_seconds=max_seconds)
         self.running[chain] = Supervisor(spec, on_event=count).start()
 
+    def deliver(self, on_rows, collector):
+        """Receive one message and hand its new rows to ``on_rows``; a refused one is logged, never used."""
+        try:
+            chain, first, end, _ = self.receive()
+        except ValueError as err:  # not from our workers, or nonsense
+            log.warning("%s", err)
+            return
+        if end > first:
+            on_rows(chain, first, end, collector)
+
     def receive(self, flags=0):
         """(chain, first, end, payload) of one message from the workers; with ``zmq.NOBLOCK``
         in ``flags``, raises ``zmq.Again`` when there is none.
@@ -458,13 +468,7 @@ def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=l
         while group.active and not should_stop():
             group.launch_waiting(cores - len(group.running))
             if group.pull.poll(100):
-                try:
-                    chain, first, end, _ = group.receive()
-                except ValueError as err:  # not from our workers, or nonsense: never used
-                    log.warning("%s", err)
-                    continue
-                if end > first:
-                    on_rows(chain, first, end, collector)
+                group.deliver(on_rows, collector)
             group.reap()
     except KeyboardInterrupt:
         pass
