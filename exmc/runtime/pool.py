@@ -237,15 +237,23 @@ class WorkerPool:
         return restarts, failures
 
     def stop(self):
-        if self.supervisor.status == "running":
-            for identity in list(self.pids):
-                try:
-                    self.router.send_multipart([identity, b"stop"])
-                except Exception:
-                    pass
-            self.supervisor.stop()
-        self.router.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        # A Ctrl-C pressed again while this runs (often at exit) must not cut it short:
+        # it would leave workers and the folder behind.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            if self.supervisor.status == "running":
+                for identity in list(self.pids):
+                    try:
+                        self.router.send_multipart([identity, b"stop"])
+                    except Exception:
+                        pass
+                self.supervisor.stop()
+            self.router.close()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            if main and previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
 
 def get_pool(size, heartbeat_timeout=10.0):
