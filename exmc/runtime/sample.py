@@ -81,7 +81,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
            blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True,
-           checkpoint=None, executor=None, _live=None, **unknown):
+           checkpoint=None, executor=None, device="cpu", _live=None, **unknown):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -134,6 +134,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         (``exmc.runtime.pool``), ``min(chains, cores or cpu count)`` of them; the same
         draws and the same crash-resume as ``"processes"`` without the start-up cost after
         the first call.
+    device : {"cpu", "cuda"}
+        ``"cuda"`` runs every chain on the GPU (one thread each, thousands at once: the
+        same NUTS and Stan warmup with a diagonal metric), needs ``exmc[cuda]`` and a GPU,
+        and streams and returns like any other run; see docs/gpu.md.
     heartbeat_timeout : float
         With ``cores``: a worker silent this long is taken as hung, killed and restarted.
         It is a floor: after each block of draws a worker promises its next within ten
@@ -174,7 +178,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
             stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard,
             heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics, checkpoint=checkpoint,
-            executor=executor))
+            executor=executor, device=device))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -183,6 +187,12 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         raise ValueError(f"adaptation must be 'stan' or 'gradient', got {adaptation!r}")
     if adaptation == "gradient" and dense_mass:
         raise ValueError("adaptation='gradient' adapts a diagonal metric; use dense_mass=False")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":  # every chain on the GPU: exmc/runtime/gpu.py
+        from exmc.runtime import gpu
+        gpu.check_options(dense_mass, adaptation, cores, executor, checkpoint)
+        gpu.require_gpu()
     executor, cores = _choose_executor(executor, cores, chains)
     if executor == "pool":
         _start_pool_early(cores, heartbeat_timeout)
@@ -192,7 +202,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         compiled = compile_model(model)
         settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate,
                                  gradient_metric=(adaptation == "gradient"))
-        load_kernels(compiled, settings, dense_mass)
+        if device == "cuda":
+            device_sampler = gpu.DeviceSampler(model, compiled, settings)
+        else:
+            load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
     folder, prior, seed, init = _open_checkpoint(
         checkpoint, model, compiled.dim, init, chains=chains, num_warmup=num_warmup,
@@ -230,7 +243,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             for chain in range(chains):
                 tasks[chain] = display.add_chain(chain, total)
             unfinished = any(prior.get(c, (0,))[0] < total for c in range(chains))
-            if executor == "in-process" or not unfinished:
+            if device == "cuda":
+                results, device_report = gpu.run_on_device(device_sampler, chain_seeds, init,
+                                                           total, report, publisher)
+            elif executor == "in-process" or not unfinished:
                 results = _run_in_process(compiled, settings, chain_seeds, init, dense_mass,
                                           total, prior, report, publisher, folder)
             else:
@@ -252,6 +268,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
              "target_accept": target_accept, "max_tree_depth": max_tree_depth,
              "adaptation": adaptation}
     attrs["executor"] = executor
+    if device == "cuda":
+        attrs.update(device_report.attrs())
     if restarts is not None:
         attrs["cores"] = int(cores)
         attrs["restarts"] = [int(r) for r in restarts]

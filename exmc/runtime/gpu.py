@@ -1,0 +1,208 @@
+"""Run every chain of an ``exmc.sample(..., device="cuda")`` call on a GPU, in blocks of draws.
+
+The chains' state (position, gradient, metric, adaptation accumulators, random
+stream) stays on the device; each kernel launch runs a block of iterations of
+every chain (``exmc/samplers/gpu/nuts.py``), and the block's draws and
+statistics are copied back and handed on exactly as the in-process path hands
+on a block: to the progress display, the stream (``stream_to=``) and
+``blocking=False``'s live view.
+
+Control-flow divergence: the threads of a warp (32 chains) run in lockstep, so
+a warp lasts as long as its longest chain.  Each run measures it from the
+draws' leapfrog counts: the idle-lane share is 1 - (sum of the lanes' leapfrog
+steps) / (sum over warps and launches of 32 x the warp's most steps).
+
+Without a GPU, Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before
+numba is imported) runs the same kernels, one Python thread per chain: for
+tests, never for speed.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from exmc.runtime.chain import ChainResult, initial_point
+from exmc.samplers.nuts import N_STEPS, STAT_NAMES
+
+WARP = 32
+THREADS_PER_BLOCK = 64
+MAX_BLOCK = 1000  # iterations per launch, at most
+_kernels: dict = {}  # (model module, tree depth) -> compiled kernel, for this process
+
+
+def require_gpu():
+    """numba.cuda, or a clear error when there is neither a GPU nor the simulator."""
+    try:
+        from numba import cuda
+    except ImportError as err:  # pragma: no cover - numba without its CUDA target
+        raise RuntimeError(f"device='cuda' needs numba's CUDA support: pip install "
+                           f"'exmc[cuda]' ({err})") from None
+    if not cuda.is_available():
+        raise RuntimeError("device='cuda': no CUDA GPU found (numba.cuda.is_available() is "
+                           "False). Run on the CPU with device='cpu' (the default); to test the "
+                           "GPU path without a GPU, set NUMBA_ENABLE_CUDASIM=1 before numba is "
+                           "imported to use Numba's CUDA simulator (slow)")
+    return cuda
+
+
+def check_options(dense_mass, adaptation, cores, executor, checkpoint):
+    """Errors for the options that the GPU sampler does not offer (yet)."""
+    unsupported = {"dense_mass=True": dense_mass, f"adaptation={adaptation!r}":
+                   adaptation != "stan", "cores=": cores is not None,
+                   f"executor={executor!r}": executor is not None,
+                   "checkpoint=": checkpoint is not None}
+    named = [name for name, given in unsupported.items() if given]
+    if named:
+        raise ValueError(f"device='cuda' runs NUTS with Stan's windowed diagonal metric, every "
+                         f"chain on the GPU; it does not take {', '.join(named)}")
+
+
+class DeviceReport:
+    """What the device did: launches, kernel time, and the lockstep cost of NUTS's branching."""
+
+    def __init__(self, chains):
+        self.chains = chains
+        self.launches = 0
+        self.kernel_time = 0.0
+        self.lane_steps = 0.0  # leapfrog steps the chains made
+        self.warp_steps = 0.0  # sum over warps and launches of lanes x the warp's most steps
+
+    def add_launch(self, steps, seconds):
+        """``steps`` (chains,): leapfrog steps each chain made in one launch."""
+        self.launches += 1
+        self.kernel_time += seconds
+        self.lane_steps += float(steps.sum())
+        for first in range(0, steps.shape[0], WARP):
+            warp = steps[first:first + WARP]
+            self.warp_steps += warp.shape[0] * float(warp.max())
+
+    @property
+    def idle_lane_share(self):
+        return 1.0 - self.lane_steps / self.warp_steps if self.warp_steps else 0.0
+
+    @property
+    def steps_per_chain_per_launch(self):
+        return self.lane_steps / (self.chains * self.launches) if self.launches else 0.0
+
+    def attrs(self):
+        return {"device": "cuda", "device_launches": self.launches,
+                "device_kernel_time": self.kernel_time,
+                "device_idle_lane_share": self.idle_lane_share,
+                "device_steps_per_chain_per_launch": self.steps_per_chain_per_launch}
+
+
+class DeviceSampler:
+    """A model's NUTS kernel and its chains' state on the device.
+
+    Parameters
+    ----------
+    model : Model
+    compiled : CompiledModel
+        The CPU build, for starting points (and, later, constraining the draws).
+    settings : exmc.samplers.nuts.Settings
+    """
+
+    def __init__(self, model, compiled, settings):
+        from exmc.compiler import compile_model
+        from exmc.samplers.gpu import nuts
+
+        self.cuda = require_gpu()
+        self.compiled, self.settings = compiled, settings
+        gpu_model = compile_model(model, target="cuda")
+        key = (gpu_model.module.__name__, settings.max_tree_depth)
+        if key not in _kernels:
+            _kernels[key] = nuts.make_kernel(gpu_model.module.logp_grad, gpu_model.dim,
+                                             gpu_model.module.LOCAL_SCRATCH,
+                                             settings.max_tree_depth)
+        self.kernel = _kernels[key]
+        data = gpu_model.data if gpu_model.data.size else np.zeros(1)
+        values = np.zeros(nuts.N_SETTINGS)
+        values[[nuts.NUM_WARMUP, nuts.TARGET_ACCEPT, nuts.MAX_ENERGY_ERROR, nuts.GAMMA, nuts.T0,
+                nuts.KAPPA, nuts.FAULT_RATE]] = (
+            settings.num_warmup, settings.target_accept, settings.max_energy_error,
+            settings.gamma, settings.t0, settings.kappa, settings.fault_rate)
+        cuda = self.cuda
+        self.constants = [cuda.to_device(np.asarray(settings.collect, dtype=np.int8)),
+                          cuda.to_device(np.asarray(settings.window_end, dtype=np.int8)),
+                          cuda.to_device(values), cuda.to_device(data)]
+
+    def start(self, chain_seeds, init):
+        """Put every chain's starting state on the device (points drawn as on the CPU)."""
+        from exmc.samplers.gpu import nuts
+        from exmc.samplers.gpu.random import chain_keys
+
+        chains, dim = len(chain_seeds), self.compiled.dim
+        position, gradient = np.zeros((chains, dim)), np.zeros((chains, dim))
+        scalars = np.zeros((chains, nuts.N_SCALARS))
+        for chain, sequence in enumerate(chain_seeds):
+            rng = np.random.Generator(np.random.PCG64(sequence))
+            position[chain], scalars[chain, nuts.LOGP], gradient[chain] = initial_point(
+                self.compiled, init, rng)
+        scalars[:, nuts.STEP] = 1.0
+        cuda = self.cuda
+        self.state = [cuda.to_device(a) for a in (
+            position, gradient, np.ones((chains, dim)), np.zeros((chains, dim)),
+            np.zeros((chains, dim)), scalars, chain_keys(chain_seeds))]
+        self.chains = chains
+
+    def run(self, num_iterations, draws, stats):
+        """Run ``num_iterations`` iterations of every chain; returns the kernel's seconds.
+
+        ``draws`` (chains, >= num_iterations, dim) and ``stats`` device arrays receive them.
+        """
+        blocks = -(-self.chains // THREADS_PER_BLOCK)
+        start = time.perf_counter()
+        self.kernel[blocks, THREADS_PER_BLOCK](*self.state, *self.constants, num_iterations,
+                                               draws, stats)
+        self.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def run_on_device(sampler, chain_seeds, init, total, report, publisher, block_seconds=0.5):
+    """Every chain on the GPU (``sampler``, a DeviceSampler), in blocks; (ChainResults, DeviceReport).
+
+    ``report(chain, draws, stats, done)`` and ``publisher.block`` see each block of each
+    chain as the in-process path shows them; a KeyboardInterrupt (Ctrl-C, or an abort
+    raised by ``report``) stops after the block in hand and keeps what was drawn.
+    """
+    sampler.start(chain_seeds, init)
+    chains, dim = len(chain_seeds), sampler.compiled.dim
+    draws = np.zeros((chains, total, dim))
+    stats = np.zeros((chains, total, len(STAT_NAMES)))
+    results = [ChainResult(draws[c], stats[c], 0, None) for c in range(chains)]
+    device = DeviceReport(chains)
+    cuda = sampler.cuda
+    capacity = min(total, 10)
+    block_draws = cuda.device_array((chains, capacity, dim))
+    block_stats = cuda.device_array((chains, capacity, len(STAT_NAMES)))
+    done, block = 0, min(total, 10)
+    try:
+        while done < total:
+            n = min(block, total - done)
+            if n > capacity:
+                capacity = n
+                block_draws = cuda.device_array((chains, capacity, dim))
+                block_stats = cuda.device_array((chains, capacity, len(STAT_NAMES)))
+            seconds = sampler.run(n, block_draws, block_stats)
+            draws[:, done:done + n] = block_draws.copy_to_host()[:, :n]
+            stats[:, done:done + n] = block_stats.copy_to_host()[:, :n]
+            device.add_launch(stats[:, done:done + n, N_STEPS].sum(axis=1), seconds)
+            first, done = done, done + n
+            for result in results:
+                result.done = done
+            for chain in range(chains):
+                if publisher is not None:
+                    publisher.block(chain, first, draws[chain, first:done],
+                                    stats[chain, first:done])
+                report(chain, draws[chain], stats[chain], done)
+            # Aim each launch at block_seconds: live progress, little launch overhead.
+            block = int(min(max(n * block_seconds / max(seconds, 1e-6), 1), MAX_BLOCK))
+    except KeyboardInterrupt:
+        for result in results:
+            result.interrupted = True
+    if publisher is not None:
+        for chain, result in enumerate(results):
+            publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
+                           "interrupted" if result.interrupted else None)
+    return results, device
