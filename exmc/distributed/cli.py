@@ -1,13 +1,18 @@
 """The ``exmc-node`` command: serve chains to coordinators, or make CURVE keys.
 
     exmc-node --bind tcp://0.0.0.0:5555 --workers 8 --secret-key node.key_secret --allow clients/
+    exmc-node --bind tcp://127.0.0.1:* --address-file node.address   (for launchers)
     exmc-node keygen NAME [--dir DIR]
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
+import tempfile
+from pathlib import Path
 
 from exmc.distributed import wire
 from exmc.runtime.cli import positive
@@ -55,6 +60,15 @@ def serve_parser():
                    help="stop when this inherited pipe closes, that is when the process that "
                         "started the node dies (how a coordinator's 'local' node is started)")
     p.add_argument("--name", help="node name reported to coordinators (default: host name)")
+    p.add_argument("--address-file", metavar="PATH",
+                   help="write the bound address (the port of tcp://...:* resolved) to PATH "
+                        "once the node answers requests; for launchers")
+    p.add_argument("--print-address", action="store_true",
+                   help="print the bound address on stdout (one line) once the node answers")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="compile cache of this node's workers (default: $EXMC_CACHE_DIR, else "
+                        "a folder per host, ~/.cache/exmc/nodes/HOST, so that nodes sharing a "
+                        "home directory over the network each keep their own)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="stderr log level (default info)")
     return p
@@ -92,6 +106,7 @@ def main(argv=None) -> int:
 
     from exmc.distributed.keys import KeyFileError
     from exmc.distributed.node import Node, NodeConfigError
+    os.environ["EXMC_CACHE_DIR"] = node_cache_dir(args.cache_dir)  # the workers inherit it
     try:
         node = Node(args.bind, args.workers, args.secret_key, args.allow, args.client_timeout,
                     int(args.max_message_mb * 2**20), args.name, read_timeout=args.read_timeout,
@@ -104,11 +119,49 @@ def main(argv=None) -> int:
     except zmq.ZMQError as err:
         logging.getLogger("exmc.node").error("cannot listen on %s: %s", args.bind, err)
         return 2
+    def ready(address):
+        if args.address_file:
+            write_address(args.address_file, address)
+        if args.print_address:
+            print(address, flush=True)
+
     try:
-        node.serve(restore_signals=False)  # closes the node (and its workers) however it ends
+        # closes the node (and its workers) however it ends
+        node.serve(restore_signals=False, ready=ready)
     except KeyboardInterrupt:
         pass
+    finally:
+        if args.address_file:
+            try:
+                os.unlink(args.address_file)  # a launcher must not find a stale address
+            except OSError:
+                pass
     return 0
+
+
+def node_cache_dir(chosen=None):
+    """The compile cache of a node: ``chosen``, else $EXMC_CACHE_DIR, else one per host.
+
+    A cluster's nodes often share a home directory over the network; a folder per host
+    keeps each host's generated modules and Numba's machine code for its own CPU apart.
+    Nodes on one host share theirs (concurrent compiles there are safe: files are
+    written whole and renamed into place).
+    """
+    if chosen:
+        return str(Path(chosen).expanduser().resolve())
+    if os.environ.get("EXMC_CACHE_DIR"):
+        return os.environ["EXMC_CACHE_DIR"]
+    return str(Path.home() / ".cache" / "exmc" / "nodes" / socket.gethostname())
+
+
+def write_address(path, address):
+    """Write ``address`` to ``path`` whole (a reader never sees half a line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(address + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ import resource
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -106,13 +107,18 @@ class Job:
 
 
 class Node:
-    """The daemon's state and loop.  ``serve()`` runs until ``stop()``, SIGTERM or SIGINT."""
+    """The daemon's state and loop.  ``serve()`` runs until ``stop()``, SIGTERM or SIGINT.
+
+    ``handle_signals=False`` leaves signals to the host (a thread, another framework's
+    process): then only ``stop()`` or the parent pipe ends ``serve()``.  ``address`` is the
+    bound address (``tcp://127.0.0.1:*`` resolved to its port) as soon as it is created.
+    """
 
     def __init__(self, bind="tcp://127.0.0.1:5555", workers=None, secret_key=None, allow=None,
                  client_timeout=CLIENT_TIMEOUT, max_message_bytes=wire.MAX_MESSAGE_BYTES,
                  name=None, read_timeout=READ_TIMEOUT, max_chain_bytes=MAX_CHAIN_BYTES,
                  parent_fd=None, heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                 max_connections=MAX_CONNECTIONS):
+                 max_connections=MAX_CONNECTIONS, handle_signals=True):
         import zmq
 
         if (secret_key is None) != (allow is None):
@@ -127,12 +133,13 @@ class Node:
         self.jobs: dict = {}
         self.read_timeout, self.max_chain_bytes = read_timeout, max_chain_bytes
         self.parent_fd, self.heartbeat_timeout = parent_fd, heartbeat_timeout
+        self.handle_signals = handle_signals
         self.checks: dict = {}  # (client, job) -> (future, started, request): being read
         self.abandoned: set = set()  # checks refused for taking too long, still running
         self.decoding: list = []  # (future, client, started): large requests being decoded
         self.cancelled: set = set()  # (client, job) cancelled while its client's requests decode
         self.checker = None
-        self.stopping = False
+        self.stopping = self.closed = False
         self.relayed = 0  # worker messages relayed, for the drop switch
         self.drop = os.environ.get(DROP_ENV) or None
         if self.drop is not None and not (self.drop == "done" or self.drop.isdigit()):
@@ -171,22 +178,44 @@ class Node:
         _remove_stale_folders()
         self.directory = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         self.checker = concurrent.futures.ThreadPoolExecutor(MAX_CHECKS, "exmc-node-check")
-        log.info("listening on %s (%d workers, %s)", self.address, self.workers,
-                 "CURVE, clients from the allow list" if self.auth else "plaintext, loopback")
 
     # -- the loop ---------------------------------------------------------------------------
-    def serve(self, restore_signals=True):
-        """Serve until ``stop()``, SIGTERM or SIGINT; then close.  ``restore_signals=False``
-        (the command) keeps the handlers after closing, so a signal on the way out of the
-        process cannot kill it with a status that says it was not stopped cleanly."""
+    def serve(self, restore_signals=True, ready=None):
+        """Serve until ``stop()``, SIGTERM or SIGINT (or the parent pipe closes); then close.
+
+        Parameters
+        ----------
+        restore_signals : bool
+            Put back the previous SIGTERM/SIGINT handlers after closing.  ``False`` (the
+            command) ignores both signals from then on instead: the process is on its way
+            out, and Python's finalisation resets handlers to the defaults, so a late
+            signal would otherwise kill it with a status saying it was not stopped cleanly.
+        ready : callable, optional
+            Called with the bound address once signals are handled and requests are
+            answered (the "listening on" log line comes at the same moment): what a
+            launcher waits for (``exmc-node --address-file``).
+
+        With ``Node(..., handle_signals=False)`` signals are left alone, and ``serve`` may
+        run in any thread; ``stop()`` from another thread ends it within about 0.1 s.
+        """
         import zmq
 
         # Both signals only ask the loop to stop (no KeyboardInterrupt), and stay so until
         # cleanup is over: a second signal cannot cut it short.
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        for sig in previous:
-            signal.signal(sig, lambda *_: self.stop())
+        previous = {}
+        if self.handle_signals:
+            if threading.current_thread() is not threading.main_thread():
+                self.close()
+                raise RuntimeError("Node.serve() outside the main thread cannot handle "
+                                   "signals: create it with Node(..., handle_signals=False)")
+            previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+            for sig in previous:
+                signal.signal(sig, lambda *_: self.stop())
         try:
+            log.info("listening on %s (%d workers, %s)", self.address, self.workers,
+                     "CURVE, clients from the allow list" if self.auth else "plaintext, loopback")
+            if ready is not None:
+                ready(self.address)
             while not self.stopping:
                 poller = zmq.Poller()
                 poller.register(self.socket, zmq.POLLIN)
@@ -195,30 +224,35 @@ class Node:
                     poller.register(self.parent_fd, zmq.POLLIN)
                 for job in self.jobs.values():
                     poller.register(job.group.pull, zmq.POLLIN)
-                ready = dict(poller.poll(100))
-                if self.parent_fd in ready and not os.read(self.parent_fd, 64):
+                ready_now = dict(poller.poll(100))
+                if self.parent_fd in ready_now and not os.read(self.parent_fd, 64):
                     log.info("its parent process has exited")
                     break
-                if self.monitor in ready:
+                if self.monitor in ready_now:
                     self._count_connections()
-                if self.socket in ready:
+                if self.socket in ready_now:
                     self._drain_requests()
                 self._finish_checks()
                 for job in list(self.jobs.values()):
-                    if job.group.pull in ready:
+                    if job.group.pull in ready_now:
                         self._relay(job)
                     self._tend(job)
         finally:
             try:
                 self.close()
             finally:
-                for sig, handler in previous.items() if restore_signals else ():
-                    signal.signal(sig, handler)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler if restore_signals else signal.SIG_IGN)
 
     def stop(self):
         self.stopping = True
 
     def close(self):
+        """Stop every job and its workers, close the sockets, remove the node's folder.
+        Idempotent (``serve`` calls it however it ends)."""
+        if self.closed:
+            return
+        self.closed = True
         for job in list(self.jobs.values()):
             self._end(job, "node shutting down")
         self.checks.clear()
