@@ -1,0 +1,603 @@
+"""Sequential Monte Carlo: particles tempered from the prior to the posterior, and the evidence.
+
+The target at inverse temperature ``beta`` is ``prior(x) * likelihood(x)**beta`` on
+the unconstrained scale, the prior part carrying the transforms' Jacobian, so
+``beta = 0`` is the prior and ``beta = 1`` the posterior.  One stage:
+
+1. ``next_beta``: the next inverse temperature, by bisection, such that the
+   incremental weights ``likelihood**(beta' - beta)`` keep an effective sample
+   size of ``threshold * N`` (adaptive tempering, Jasra et al. 2011);
+2. the evidence grows by the mean incremental weight (Del Moral, Doucet and
+   Jasra 2006): ``log Z += log mean(w)``, an unbiased estimate of ``Z`` per chain;
+3. resampling (systematic or multinomial) gives equally weighted particles;
+4. ``mutate``: compiled Metropolis-Hastings steps that leave the tempered target
+   invariant, either independent proposals from a Gaussian fitted to the
+   particles (``"imh"``, PyMC's default SMC kernel) or random-walk proposals
+   with the particles' covariance (``"mh"``).  Steps continue until every
+   coordinate's correlation between the stage's start and the current particles
+   is below ``correlation_threshold`` (PyMC's rule), so a low acceptance rate
+   buys more steps, up to ``max_steps``.
+
+Each chain is an independent run with its own particles and evidence estimate.
+The log density and the log-likelihood come from the compiled model: the prior
+part is the total log density minus the summed pointwise log-likelihood.  Both
+are called through their C addresses, so the kernels here compile once for
+every model.
+
+References: Del Moral, Doucet and Jasra (2006), "Sequential Monte Carlo samplers",
+JRSS B 68(3); Jasra, Stephens, Doucet and Tsagaris (2011), "Inference for Lévy-driven
+stochastic volatility models via adaptive sequential Monte Carlo", Scand. J. Stat.;
+Ching and Chen (2007), "Transitional Markov chain Monte Carlo" (PyMC's SMC).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+from numba import carray, cfunc, types
+
+from exmc.compiler.njit import call_model, njit
+from exmc.ir.dists.base import Distribution
+from exmc.ir.evaluate import evaluate
+from exmc.ir.expr import walk
+
+KERNELS = ("imh", "mh")
+RESAMPLING = ("systematic", "multinomial")
+MH_TARGET_ACCEPT = 0.234  # the random-walk kernel's scale is tuned towards this rate
+_ENTRY = types.int64(*[types.CPointer(types.float64)] * 4)
+_loglik_entries: dict = {}  # generated module name -> its log-likelihood C entry (this process)
+
+
+class Settings(NamedTuple):
+    """SMC settings (PyMC's defaults; see ``sample_smc`` for their meaning)."""
+
+    num_particles: int
+    kernel: str
+    threshold: float
+    resampling: str
+    correlation_threshold: float
+    max_steps: int
+    max_stages: int
+
+
+class Particles(NamedTuple):
+    """Equally weighted particles: unconstrained positions and both halves of their log density."""
+
+    position: np.ndarray  # (n, d)
+    log_prior: np.ndarray  # (n,) prior log density with the transforms' Jacobian
+    log_likelihood: np.ndarray  # (n,) summed over every observation
+
+
+class StageInfo(NamedTuple):
+    """What one tempering stage did."""
+
+    beta: float  # inverse temperature reached
+    log_evidence_increment: float  # log mean incremental weight
+    acceptance_rate: float  # of the mutation's proposals
+    n_steps: int  # mutation steps run
+    scale: float  # proposal scale (1 for the independent kernel)
+
+
+class ChainResult(NamedTuple):
+    particles: Particles
+    stages: list  # [StageInfo]
+    log_marginal_likelihood: float
+
+
+# ---- the model's two halves ------------------------------------------------------------
+
+def _loglik_entry(module):
+    """C entry ``status = f(x*, data_and_work*, out*, total*)``: the summed log-likelihood.
+
+    The generated module has a C entry for the log density only; this wraps its
+    ``log_likelihood`` the same way, so the kernels call both by address.
+    """
+    entry = _loglik_entries.get(module.__name__)
+    if entry is not None:
+        return entry
+    loglik = module.log_likelihood
+    dim, data_size, scratch, size = module.DIM, module.DATA_SIZE, module.SCRATCH, module.LOGLIK_SIZE
+
+    @cfunc(_ENTRY, error_model="numpy")
+    def entry(x_ptr, data_ptr, out_ptr, total_ptr):
+        x = carray(x_ptr, (dim,))
+        data_and_work = carray(data_ptr, (data_size + scratch,))
+        out = carray(out_ptr, (max(size, 1),))
+        status = loglik(x, data_and_work[:data_size], out, data_and_work[data_size:])
+        total = 0.0
+        for k in range(size):
+            total += out[k]
+        result = carray(total_ptr, (1,))
+        result[0] = total
+        return status
+
+    _loglik_entries[module.__name__] = entry
+    return entry
+
+
+class TemperedModel:
+    """A compiled model seen as prior and likelihood, evaluated by address from compiled code.
+
+    Attributes
+    ----------
+    logp_address, loglik_address : int
+        C entries of the log density (and its gradient) and of the summed log-likelihood.
+    data : ndarray
+        The compiled model's data argument with its work buffer.
+    buffer_size : int
+        Length of the scratch each evaluation needs (gradient, pointwise log-likelihood).
+    """
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self.dim = compiled.dim
+        self.logp_address = compiled.address
+        self.loglik_address = _loglik_entry(compiled.module).address
+        self.data = compiled.data
+        self.buffer_size = max(compiled.dim, compiled.module.LOGLIK_SIZE, 1)
+
+    def evaluate(self, position):
+        """Particles at ``position`` (n, d): log prior and log-likelihood, -inf where undefined."""
+        position = np.ascontiguousarray(position, dtype=np.float64)
+        log_prior, log_likelihood = np.empty(len(position)), np.empty(len(position))
+        evaluate_particles(self.logp_address, self.loglik_address, self.data,
+                           np.empty(self.buffer_size), position, log_prior, log_likelihood)
+        return Particles(position, log_prior, log_likelihood)
+
+
+@njit
+def evaluate_point(logp_address, loglik_address, data, buffer, x, value):
+    """(log prior, log-likelihood) at ``x``; both -inf when either is undefined or not finite."""
+    status = call_model(logp_address, x, data, buffer, value)
+    logp = value[0]
+    status += call_model(loglik_address, x, data, buffer, value)
+    loglik = value[0]
+    if status != 0 or not math.isfinite(logp) or math.isnan(loglik) or loglik == math.inf:
+        return -math.inf, -math.inf
+    if loglik == -math.inf:  # data impossible here: prior unknown, and never needed
+        return -math.inf, -math.inf
+    return logp - loglik, loglik
+
+
+@njit
+def evaluate_particles(logp_address, loglik_address, data, buffer, position, log_prior,
+                       log_likelihood):
+    value = np.empty(1)
+    for i in range(position.shape[0]):
+        log_prior[i], log_likelihood[i] = evaluate_point(
+            logp_address, loglik_address, data, buffer, np.ascontiguousarray(position[i]), value)
+
+
+# ---- the prior, for the starting particles ---------------------------------------------
+
+def _parameter_values(dist, known):
+    """The family's parameter values given the variables' values (nested for distribution parameters)."""
+    return {key: _parameter_values(expr, known) if isinstance(expr, Distribution)
+            else evaluate(expr, known) for key, expr in dist.param_exprs.items()}
+
+
+def _depends_on_variables(dist):
+    """True when a parameter of ``dist`` (or of a distribution parameter) refers to a variable."""
+    exprs = [e for e in dist.param_exprs.values() if not isinstance(e, Distribution)]
+    return any(node.op == "ref" for node in walk(*exprs)) or any(
+        _depends_on_variables(e) for e in dist.param_exprs.values() if isinstance(e, Distribution))
+
+
+def prior_positions(compiled, n, rng):
+    """``n`` draws from the prior on the unconstrained scale, shape (n, dim).
+
+    Each variable's family draws it (``Distribution.random``) given the values
+    drawn for the variables it depends on; scalar families whose parameters are
+    constants draw all ``n`` at once.  The draws then go through the inverse of
+    each variable's transform.
+    """
+    model, pointmap = compiled.model, compiled.pointmap
+    order = model.validate()
+    observed = {v.name: v.data for v in model.variables if v.kind == "obs"}
+    batched = {}
+    for name, shape in order:
+        var = model[name]
+        if var.kind != "rv":
+            continue
+        if type(var.dist).random is Distribution.random:
+            raise ValueError(f"sample_smc starts from the prior, but variable {name!r} "
+                             f"({var.dist.family}) has no random-draw function; give it a "
+                             f"family with one (a Custom density has none)")
+        if var.dist.event_ndim == 0 and not var.dist.dist_params \
+                and not _depends_on_variables(var.dist):
+            batched[name] = var.dist.random(rng, _parameter_values(var.dist, {}), (n,) + shape)
+    positions = np.empty((n, compiled.dim))
+    for i in range(n):
+        known = dict(observed)
+        for name, shape in order:
+            var = model[name]
+            if var.kind == "det":
+                known[name] = evaluate(var.expr, known)
+            elif var.kind == "rv":
+                known[name] = batched[name][i] if name in batched else np.reshape(
+                    var.dist.random(rng, _parameter_values(var.dist, known), shape), shape)
+        positions[i] = pointmap.unconstrain(
+            {k: v for k, v in known.items() if k not in observed}, _no_fill)
+    return positions
+
+
+def _no_fill(slot):
+    raise ValueError(f"no prior draw for {slot.name!r}")
+
+
+# ---- tempering and resampling ------------------------------------------------------------
+
+def effective_sample_size(log_weights):
+    """Kish's ESS, ``(sum w)^2 / sum w^2``, of unnormalised log weights (0 when all are zero)."""
+    top = np.max(log_weights)
+    if not np.isfinite(top):
+        return 0.0
+    w = np.exp(log_weights - top)
+    return float(w.sum() ** 2 / (w * w).sum())
+
+
+def next_beta(beta, log_likelihood, threshold, tolerance=1e-12):
+    """The inverse temperature after ``beta``: ESS of ``exp(delta * log_likelihood)`` = threshold * N.
+
+    Bisection on ``delta`` in (0, 1 - beta]; returns 1.0 when even the whole
+    step keeps the ESS above the target.  The ESS falls as delta grows, so
+    bisection finds the one crossing.
+    """
+    target = threshold * len(log_likelihood)
+    if effective_sample_size((1.0 - beta) * log_likelihood) >= target:
+        return 1.0
+    low, high = 0.0, 1.0 - beta
+    while high - low > tolerance:
+        middle = 0.5 * (low + high)
+        if effective_sample_size(middle * log_likelihood) >= target:
+            low = middle
+        else:
+            high = middle
+    return beta + max(low, tolerance)
+
+
+def systematic_resample(weights, rng):
+    """Indices by systematic resampling: one uniform, N evenly spaced points on the weights' CDF."""
+    n = len(weights)
+    points = (rng.random() + np.arange(n)) / n
+    cumulative = np.cumsum(weights)
+    cumulative[-1] = 1.0
+    return np.searchsorted(cumulative, points, side="right")
+
+
+def multinomial_resample(weights, rng):
+    """Indices drawn independently with probabilities ``weights``."""
+    return rng.choice(len(weights), size=len(weights), p=weights)
+
+
+RESAMPLERS = {"systematic": systematic_resample, "multinomial": multinomial_resample}
+
+
+def fitted_gaussian(position, weights):
+    """(mean, lower Cholesky factor of the covariance) of weighted particles, jittered if singular."""
+    mean = weights @ position
+    centred = position - mean
+    cov = (centred * weights[:, None]).T @ centred
+    cov = 0.5 * (cov + cov.T)
+    jitter = 1e-10 * max(float(np.mean(np.diag(cov))), 1e-10)
+    for _ in range(10):
+        try:
+            return mean, np.linalg.cholesky(cov + jitter * np.eye(len(mean)))
+        except np.linalg.LinAlgError:
+            jitter *= 100.0
+    return mean, np.diag(np.sqrt(np.maximum(np.diag(cov), 1e-10)))
+
+
+# ---- the compiled mutation ----------------------------------------------------------------
+
+@njit
+def tempered(log_prior, log_likelihood, beta):
+    """Log density of the tempered target (-inf stays -inf at any beta)."""
+    if log_likelihood == -math.inf:
+        return -math.inf
+    return log_prior + beta * log_likelihood
+
+
+@njit
+def max_correlation(start, position, start_mean, start_sd):
+    """Largest |correlation| over coordinates between ``start`` and ``position`` (n, d)."""
+    n, d = position.shape
+    worst = 0.0
+    for j in range(d):
+        if start_sd[j] <= 1e-300:
+            continue
+        mean = 0.0
+        for i in range(n):
+            mean += position[i, j]
+        mean /= n
+        cross, var = 0.0, 0.0
+        for i in range(n):
+            dev = position[i, j] - mean
+            cross += (start[i, j] - start_mean[j]) * dev
+            var += dev * dev
+        if var <= 1e-300:
+            continue
+        worst = max(worst, abs(cross / n / (start_sd[j] * math.sqrt(var / n))))
+    return worst
+
+
+@njit
+def whitened_norm2(x, mean, chol, scale):
+    """||(scale L)^{-1} (x - mean)||^2 by forward substitution."""
+    d = x.shape[0]
+    z = np.empty(d)
+    total = 0.0
+    for j in range(d):
+        acc = x[j] - mean[j]
+        for k in range(j):
+            acc -= scale * chol[j, k] * z[k]
+        z[j] = acc / (scale * chol[j, j])
+        total += z[j] * z[j]
+    return total
+
+
+@njit
+def mutate(logp_address, loglik_address, data, buffer, position, log_prior, log_likelihood,
+           beta, mean, chol, scale, independent, rng, max_steps, correlation_threshold):
+    """Metropolis-Hastings steps on every particle at inverse temperature ``beta``, in place.
+
+    ``independent``: proposals ``mean + scale L z`` (an independence sampler,
+    with the Gaussian's density in the acceptance ratio); otherwise random-walk
+    proposals ``x + scale L z``.  Stops once every coordinate's correlation with
+    the stage's start is below ``correlation_threshold``, or after ``max_steps``.
+    Returns (acceptance rate, steps run).
+    """
+    n, d = position.shape
+    start = position.copy()
+    start_mean, start_sd = np.zeros(d), np.zeros(d)
+    for j in range(d):
+        start_mean[j] = start[:, j].mean()
+        start_sd[j] = start[:, j].std()
+    half_norm2 = np.zeros(n)  # IMH: -log q(x) + const of each current particle
+    if independent:
+        for i in range(n):
+            half_norm2[i] = 0.5 * whitened_norm2(position[i], mean, chol, scale)
+    proposal, z, value = np.empty(d), np.empty(d), np.empty(1)
+    accepted, steps = 0, 0
+    for _ in range(max_steps):
+        for i in range(n):
+            for j in range(d):
+                z[j] = rng.standard_normal()
+            for j in range(d):
+                acc = 0.0
+                for k in range(j + 1):
+                    acc += chol[j, k] * z[k]
+                proposal[j] = (mean[j] if independent else position[i, j]) + scale * acc
+            new_prior, new_loglik = evaluate_point(logp_address, loglik_address, data, buffer,
+                                                   proposal, value)
+            new_target = tempered(new_prior, new_loglik, beta)
+            if new_target == -math.inf:
+                continue
+            log_ratio = new_target - tempered(log_prior[i], log_likelihood[i], beta)
+            new_half = 0.0
+            if independent:
+                for j in range(d):
+                    new_half += 0.5 * z[j] * z[j]
+                log_ratio += new_half - half_norm2[i]
+            if log_ratio >= 0.0 or math.log(rng.random()) < log_ratio:
+                position[i, :] = proposal
+                log_prior[i], log_likelihood[i] = new_prior, new_loglik
+                half_norm2[i] = new_half
+                accepted += 1
+        steps += 1
+        if max_correlation(start, position, start_mean, start_sd) < correlation_threshold:
+            break
+    return accepted / (steps * n), steps
+
+
+# ---- one chain -----------------------------------------------------------------------------
+
+def run_chain(tempered_model, settings, rng, on_stage=None):
+    """One SMC run from prior draws to the posterior; ``on_stage(StageInfo)`` after each stage."""
+    n = settings.num_particles
+    particles = tempered_model.evaluate(prior_positions(tempered_model.compiled, n, rng))
+    if not np.any(np.isfinite(particles.log_likelihood)):
+        raise ValueError("no prior draw has a finite log-likelihood: the data are impossible "
+                         "under every particle (check the observed values against the model)")
+    beta, log_evidence, stages = 0.0, 0.0, []
+    dim = tempered_model.dim
+    scale = 1.0 if settings.kernel == "imh" else 2.38 / math.sqrt(dim)
+    buffer = np.empty(tempered_model.buffer_size)
+    while beta < 1.0:
+        if len(stages) == settings.max_stages:
+            raise RuntimeError(f"SMC did not reach beta = 1 in {settings.max_stages} stages "
+                               f"(beta = {beta:.3g}); raise max_stages or threshold")
+        new_beta = next_beta(beta, particles.log_likelihood, settings.threshold)
+        log_weights = np.where(np.isfinite(particles.log_likelihood),
+                               (new_beta - beta) * particles.log_likelihood, -np.inf)
+        top = np.max(log_weights)
+        increment = float(top + np.log(np.mean(np.exp(log_weights - top))))
+        log_evidence += increment
+        weights = np.exp(log_weights - top)
+        weights /= weights.sum()
+        mean, chol = fitted_gaussian(particles.position, weights)
+        index = RESAMPLERS[settings.resampling](weights, rng)
+        particles = Particles(*(np.ascontiguousarray(a[index]) for a in particles))
+        beta = new_beta
+        rate, steps = mutate(tempered_model.logp_address, tempered_model.loglik_address,
+                             tempered_model.data, buffer, particles.position,
+                             particles.log_prior, particles.log_likelihood, beta, mean, chol,
+                             scale, settings.kernel == "imh", rng, settings.max_steps,
+                             settings.correlation_threshold)
+        stages.append(StageInfo(beta, increment, float(rate), int(steps), scale))
+        if settings.kernel == "mh":
+            scale *= math.exp(rate - MH_TARGET_ACCEPT)
+        if on_stage is not None:
+            on_stage(stages[-1])
+    return ChainResult(particles, stages, log_evidence)
+
+
+# ---- the public entry point ------------------------------------------------------------------
+
+def _check_settings(draws, chains, kernel, threshold, resampling, correlation_threshold,
+                    max_steps, max_stages):
+    """Settings from ``sample_smc``'s arguments, or a ValueError naming the bad one."""
+    def whole(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"sample_smc: {name} must be an integer >= {low}, got {value!r}")
+    whole("draws", draws, 2)
+    whole("chains", chains, 1)
+    whole("max_steps", max_steps, 1)
+    whole("max_stages", max_stages, 1)
+    if kernel not in KERNELS:
+        raise ValueError(f"sample_smc: kernel must be one of {', '.join(map(repr, KERNELS))}, "
+                         f"got {kernel!r}")
+    if resampling not in RESAMPLING:
+        raise ValueError(f"sample_smc: resampling must be one of "
+                         f"{', '.join(map(repr, RESAMPLING))}, got {resampling!r}")
+    for name, value in (("threshold", threshold), ("correlation_threshold", correlation_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                or not 0.0 < float(value) < 1.0:
+            raise ValueError(f"sample_smc: {name} must be a number in (0, 1), got {value!r}")
+    return Settings(int(draws), kernel, float(threshold), resampling, float(correlation_threshold),
+                    int(max_steps), int(max_stages))
+
+
+def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0.5,
+               resampling="systematic", correlation_threshold=0.01, max_steps=25,
+               max_stages=500, progressbar=True):
+    """Sequential Monte Carlo from the prior to the posterior, with the log marginal likelihood.
+
+    Parameters
+    ----------
+    model : exmc.Model
+        Every sampled variable needs a family with random draws (the particles start
+        from the prior), and the prior must be proper.
+    draws : int
+        Particles per chain; the posterior has ``draws`` draws per chain.
+    chains : int
+        Independent SMC runs, each with its own particles and evidence estimate.
+    seed : int, optional
+        Same seed, same draws, bit for bit (one ``SeedSequence(seed)`` child per chain).
+    kernel : {"imh", "mh"}
+        Mutation: independent Metropolis-Hastings with a Gaussian fitted to the
+        particles (PyMC's default), or random-walk Metropolis with the particles'
+        covariance and a scale tuned towards a 0.234 acceptance rate.
+    threshold : float in (0, 1)
+        Each stage's inverse temperature keeps the incremental weights' effective
+        sample size at ``threshold * draws``; higher means more, smaller stages.
+    resampling : {"systematic", "multinomial"}
+    correlation_threshold : float in (0, 1)
+        Mutation steps continue until every coordinate's correlation between the
+        stage's starting particles and the current ones is below this.
+    max_steps : int
+        At most this many mutation steps per stage.
+    max_stages : int
+        An error if the tempering needs more stages than this.
+    progressbar : bool
+        A bar per chain showing the inverse temperature where output is interactive.
+
+    Returns
+    -------
+    arviz.InferenceData
+        ``posterior`` (chain, draw, ...), ``sample_stats`` with ``lp`` (chain, draw),
+        ``log_marginal_likelihood`` (chain,) and, per stage (chain, stage; NaN or -1
+        after a chain's last stage), ``beta``, ``log_evidence_increment``,
+        ``acceptance_rate``, ``n_steps`` and ``scale``; and ``observed_data``.
+        ``sample_stats.attrs["log_marginal_likelihood"]`` is the chains' combined
+        estimate ``log(mean_c Z_c)`` and ``..._se`` its standard error from the spread
+        between chains (NaN for one chain).
+    """
+    from exmc.compiler import compile_model
+    settings = _check_settings(draws, chains, kernel, threshold, resampling,
+                               correlation_threshold, max_steps, max_stages)
+    start = time.perf_counter()
+    compiled = compile_model(model)
+    tempered_model = TemperedModel(compiled)
+    seed_sequence = np.random.SeedSequence(seed)
+    results = []
+    with _StageProgress(progressbar, chains) as progress:
+        for chain, child in enumerate(seed_sequence.spawn(chains)):
+            rng = np.random.default_rng(child)
+            results.append(run_chain(tempered_model, settings, rng,
+                                     lambda info, chain=chain: progress.update(chain, info)))
+    attrs = {"sampler": "SMC", "seed": str(seed_sequence.entropy),
+             "sampling_time": time.perf_counter() - start}
+    return to_inference_data(compiled, results, settings, attrs)
+
+
+def combined_log_evidence(log_evidences):
+    """(log of the mean of the chains' evidence estimates, its standard error; NaN for one chain).
+
+    Each chain's ``Z_c`` is unbiased, so their mean is too; the standard error of
+    its log is the sd of ``Z_c / mean`` over sqrt(chains) (the delta method).
+    """
+    values = np.asarray(log_evidences, dtype=float)
+    top = np.max(values)
+    relative = np.exp(values - top)
+    combined = float(top + np.log(relative.mean()))
+    if len(values) < 2:
+        return combined, float("nan")
+    return combined, float(np.std(relative / relative.mean(), ddof=1) / np.sqrt(len(values)))
+
+
+def to_inference_data(compiled, results, settings, attrs):
+    """InferenceData of the final particles, with the stages and evidence in ``sample_stats``."""
+    import arviz as az  # imported here: it costs ~2 s
+    import xarray as xr
+
+    import exmc
+
+    positions = np.stack([r.particles.position for r in results])  # (chains, draws, dim)
+    flat = compiled.constrain(positions.reshape(-1, compiled.dim))
+    posterior = {k: v.reshape(positions.shape[:2] + v.shape[1:]) for k, v in flat.items()}
+    lp = np.stack([r.particles.log_prior + r.particles.log_likelihood for r in results])
+    observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
+    log_evidences = [r.log_marginal_likelihood for r in results]
+    combined, se = combined_log_evidence(log_evidences)
+    attrs = {"exmc_version": exmc.__version__, **attrs, "kernel": settings.kernel,
+             "resampling": settings.resampling, "threshold": settings.threshold,
+             "log_marginal_likelihood": combined, "log_marginal_likelihood_se": se}
+    idata = az.from_dict(posterior=posterior, sample_stats={"lp": lp},
+                         observed_data=observed or None, attrs=attrs)
+    stats = idata.sample_stats
+    stats["log_marginal_likelihood"] = xr.DataArray(np.array(log_evidences), dims=("chain",))
+    stages = max(len(r.stages) for r in results)
+    for field, fill in zip(StageInfo._fields, (np.nan, np.nan, np.nan, -1, np.nan)):
+        table = np.full((len(results), stages), fill, dtype=type(fill) if fill == -1 else float)
+        for c, r in enumerate(results):
+            table[c, :len(r.stages)] = [getattr(s, field) for s in r.stages]
+        stats[field] = xr.DataArray(table, dims=("chain", "stage"))
+    stats.attrs.update(attrs)
+    for group in idata.groups():  # ArviZ's schema: each group names the library that made it
+        idata[group].attrs.update(inference_library="exmc",
+                                  inference_library_version=exmc.__version__)
+    return idata
+
+
+class _StageProgress:
+    """A live bar per chain (inverse temperature from 0 to 1) where output is interactive."""
+
+    def __init__(self, enabled, chains):
+        from exmc.runtime.progress import is_interactive
+        self.progress = None
+        if enabled and is_interactive():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            self.progress = Progress(
+                TextColumn("SMC chain {task.fields[chain]}"), BarColumn(),
+                TextColumn("beta {task.completed:.3f}  stage {task.fields[stage]}  "
+                           "acceptance {task.fields[acceptance]:.2f}"), TimeElapsedColumn())
+            self.tasks = [self.progress.add_task("", total=1.0, chain=c, stage=0, acceptance=0.0)
+                          for c in range(chains)]
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc) if self.progress is not None else False
+
+    def update(self, chain, info):
+        if self.progress is not None:
+            task = self.tasks[chain]
+            stage = self.progress.tasks[task].fields["stage"] + 1
+            self.progress.update(task, completed=info.beta, stage=stage,
+                                 acceptance=info.acceptance_rate)
