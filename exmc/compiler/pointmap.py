@@ -71,3 +71,45 @@ class PointMap:
             x[slot.offset:slot.offset + slot.size] = np.ravel(z)
             known[name] = transform.forward(z, lower, upper)
         return x
+
+    def unconstrain_draws(self, values: dict):
+        """Unconstrained draws (n, dim) from constrained ``values`` (name -> (n, *shape)) of every
+        sampled variable: ``unconstrain`` for many draws at once (a posterior read back).
+
+        Bounds that refer to other variables are evaluated per draw; a vector
+        transform (simplex, Cholesky factor, ...) inverts one draw at a time.
+        """
+        from exmc.ir.evaluate import evaluate_batched
+        from exmc.ir.forward import needed_variables
+
+        model, shapes = self.model, dict(self.model.validate())
+        n = len(next(iter(values.values()))) if values else 1
+        known = {v.name: v.data[None] for v in model.variables if v.kind == "obs"}
+        known.update({name: np.asarray(v, dtype=float) for name, v in values.items()})
+        bounds = [e for s in self.free for e in self.transforms[s.name][1:] if e is not None]
+        refs = {name for e in bounds for name in e.references()}
+        needed = needed_variables(model, refs, known)
+        for name in shapes:  # deterministics the bounds refer to, in dependency order
+            if name in needed and name not in known:
+                known[name] = evaluate_batched(model[name].expr, known, shapes)
+        x = np.empty((n, self.dim))
+        for slot in self.free:
+            transform, *limits = self.transforms[slot.name]
+            given, rank = known[slot.name], len(shapes[slot.name])
+            try:
+                if transform.vector:
+                    z = np.stack([transform.inverse(row) for row in given])
+                else:
+                    lower, upper = (None if b is None else _lined_up(
+                        evaluate_batched(b, known, shapes), rank) for b in limits)
+                    z = transform.inverse(given, lower, upper)
+            except ValueError as err:
+                raise ValueError(f"values of {slot.name!r}: {err}") from None
+            x[:, slot.offset:slot.offset + slot.size] = np.reshape(z, (n, -1))
+        return x
+
+
+def _lined_up(batched, rank):
+    """A batched value (draws, *shape) with ones inserted so it broadcasts against (draws, rank axes)."""
+    own = batched.shape[1:]
+    return batched.reshape(batched.shape[:1] + (1,) * (rank - len(own)) + own)

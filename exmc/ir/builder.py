@@ -46,6 +46,9 @@ class Model:
     def __init__(self, variables=()):
         self.variables: list[Variable] = []
         self._by_name: dict[str, Variable] = {}  # kept in step with ``variables`` by _add
+        # Named input arrays for InferenceData's constant_data (an @exmc.model function's
+        # arguments); not part of the model's structure or its serialised form.
+        self.constant_data: dict = {}
         for var in variables:
             self._add(var)
 

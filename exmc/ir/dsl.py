@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import sys
+
+import numpy as np
 
 from exmc.ir import dists
 from exmc.ir.builder import Model, ModelError
@@ -51,10 +54,36 @@ def model(fn):
         finally:
             sys.setprofile(previous)
             _recordings.pop()
-        return _to_model(fn.__name__, created, local_names)
+        m = _to_model(fn.__name__, created, local_names)
+        m.constant_data = _data_arguments(fn, args, kwargs, m)
+        return m
 
     build.is_exmc_model = True
     return build
+
+
+def _data_arguments(fn, args, kwargs, m):
+    """The arrays ``fn`` was called with, by argument name, other than observed data.
+
+    They become InferenceData's ``constant_data`` (the inputs a predictive check is
+    plotted against).
+    """
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        return {}
+    observed = [v.data for v in m.variables if v.kind == "obs"]
+    data = {}
+    for name, value in bound.arguments.items():
+        try:
+            arr = np.asarray(value)
+        except Exception:  # noqa: BLE001 - anything that is not array-like is not data
+            continue
+        if arr.ndim == 0 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            continue
+        if not any(o.shape == arr.shape and np.array_equal(o, arr) for o in observed):
+            data[name] = arr
+    return data
 
 
 def _to_model(model_name, created, local_names):

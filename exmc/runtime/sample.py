@@ -81,7 +81,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
            blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True,
-           checkpoint=None, executor=None, device="cpu", _live=None, **unknown):
+           checkpoint=None, executor=None, device="cpu", log_likelihood=False, _live=None,
+           **unknown):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -161,6 +162,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         continues every chain and returns exactly the draws of an uninterrupted run; with a
         larger ``num_samples`` it extends a finished run.  The finished run is also written
         as ``trace.nc`` (``arviz.from_netcdf``).
+    log_likelihood : bool
+        Also return the ``log_likelihood`` group (each observation's log density at each
+        draw, for ``az.loo``, ``az.waic`` and ``az.compare``), computed after sampling from
+        the draws themselves; ``exmc.compute_log_likelihood`` adds it later instead.
 
     Returns
     -------
@@ -178,7 +183,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
             stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard,
             heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics, checkpoint=checkpoint,
-            executor=executor, device=device))
+            executor=executor, device=device, log_likelihood=log_likelihood))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -279,7 +284,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if folder is not None:
         attrs["checkpoint"] = str(folder.path)
     idata = to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
-                              chains=chains)
+                              chains=chains, log_likelihood=log_likelihood)
     if folder is not None and all(r.done >= total for r in results) and len(results) == chains:
         folder.save_trace(idata)
     if diagnostics:
@@ -544,8 +549,10 @@ def sample_stream(model, stream_to, **kwargs):
 
 
 def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
-                      chains=None):
+                      chains=None, log_likelihood=False):
     """Assemble InferenceData from chain results (of ``chains`` asked for, by default as many).
+
+    ``log_likelihood``: add that group, the pointwise log-likelihood of the kept draws.
 
     A chain that failed is left out unless it finished (each is named in a warning); the
     others keep every draw.  An interrupt (Ctrl-C, an abort) returns the chains with
@@ -583,11 +590,15 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
         stats = np.stack([r.stats[rows] for r in kept])
         groups[prefix + "sample_stats"] = {name: _stat(stats[..., i], name)
                                            for i, name in enumerate(STAT_NAMES) if name != "warmup"}
+        if log_likelihood and compiled.observed:
+            from exmc.runtime.predictive import log_likelihood_group
+            groups[prefix + "log_likelihood"] = log_likelihood_group(compiled, draws)
     import arviz as az  # imported here: it costs ~2 s, which a cached model's start should not pay
 
     observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
-    idata = az.from_dict(**groups, observed_data=observed, attrs=attrs,
-                         save_warmup="warmup_posterior" in groups)
+    constant = dict(getattr(compiled.model, "constant_data", {}))  # an @exmc.model's inputs
+    idata = az.from_dict(**groups, observed_data=observed, constant_data=constant or None,
+                         attrs=attrs, save_warmup="warmup_posterior" in groups)
     for group in idata.groups():  # ArviZ's schema: each group names the library that made it
         idata[group].attrs.update(inference_library="exmc",
                                   inference_library_version=exmc.__version__)

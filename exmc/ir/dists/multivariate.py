@@ -42,11 +42,13 @@ class MvNormal(Distribution):
         return [(chol, value)]
 
     def random(self, rng, v, size):
-        chol = v["chol"] if "chol" in v else np.linalg.cholesky(v["cov"])
+        """Draws of shape ``size`` (batch shape, then k); ``mu`` and the matrix may carry
+        batch axes in front of their event axes (one matrix per draw)."""
+        chol = np.asarray(v["chol"] if "chol" in v else np.linalg.cholesky(v["cov"]), dtype=float)
         mu = np.asarray(v["mu"], dtype=float)
-        size = (size,) if isinstance(size, int) else tuple(size or mu.shape)
+        size = _event_size(size, mu.shape[-1:] or chol.shape[-1:], mu.shape)
         z = rng.standard_normal(size)
-        return mu + z @ np.asarray(chol).T
+        return mu + np.matmul(chol, z[..., None])[..., 0]
 
 
 class Dirichlet(Distribution):
@@ -60,10 +62,13 @@ class Dirichlet(Distribution):
     checks = (("a", ">", 0.0),)
 
     def random(self, rng, v, size):
-        size = (size,) if isinstance(size, int) else tuple(size or ())
+        """Draws of shape ``size`` (batch shape, then k); ``a`` may carry batch axes."""
         a = np.asarray(v["a"], dtype=float)
-        batch = size[:len(size) - 1] if size and size[-1] == a.shape[-1] else size
-        return rng.dirichlet(a, batch or None)
+        size = _event_size(size, a.shape[-1:], a.shape)
+        if a.ndim == 1:  # NumPy's own sampler, exact for small concentrations too
+            return rng.dirichlet(a, size[:-1] or None)
+        g = rng.standard_gamma(np.broadcast_to(a, size))
+        return g / g.sum(axis=-1, keepdims=True)
 
 
 class LKJCorrCholesky(Distribution):
@@ -94,26 +99,37 @@ class LKJCorrCholesky(Distribution):
         return tuple(shape)
 
     def random(self, rng, v, size):
-        """Draws by the onion method (Lewandowski, Kurowicka and Joe 2009, section 3.2)."""
-        n, eta = self.shape[0], float(v["eta"])
-        size = (size,) if isinstance(size, int) else tuple(size or ())
-        count = int(np.prod(size)) if size else 1
-        out = np.zeros((count, n, n))
-        for c in range(count):
-            beta = eta + (n - 2) / 2.0
-            L = np.zeros((n, n))
-            L[0, 0] = 1.0
-            r = 2.0 * rng.beta(beta, beta) - 1.0
-            L[1, 0], L[1, 1] = r, np.sqrt(1.0 - r * r)
-            for k in range(2, n):
-                beta -= 0.5
-                y = rng.beta(k / 2.0, beta)
-                u = rng.standard_normal(k)
-                u /= np.linalg.norm(u)
-                L[k, :k] = np.sqrt(y) * u
-                L[k, k] = np.sqrt(1.0 - y)
-            out[c] = L
-        return out.reshape(size + (n, n)) if size else out[0]
+        """Draws by the onion method (Lewandowski, Kurowicka and Joe 2009, section 3.2).
 
+        ``size``: the batch shape then (n, n); ``eta`` a number or an array of the batch shape.
+        All draws are made at once, one row of the factor after another.
+        """
+        n = self.shape[0]
+        size = _event_size(size, (n, n), np.shape(v["eta"]) + (n, n))
+        batch = size[:-2]
+        eta = np.broadcast_to(np.asarray(v["eta"], dtype=float), batch)
+        out = np.zeros(batch + (n, n))
+        out[..., 0, 0] = 1.0
+        beta = eta + (n - 2) / 2.0
+        r = 2.0 * rng.beta(beta, beta) - 1.0
+        out[..., 1, 0], out[..., 1, 1] = r, np.sqrt(1.0 - r * r)
+        for k in range(2, n):
+            beta = beta - 0.5
+            y = rng.beta(k / 2.0, beta)
+            u = rng.standard_normal(batch + (k,))
+            u /= np.linalg.norm(u, axis=-1, keepdims=True)
+            out[..., k, :k] = np.sqrt(y)[..., None] * u
+            out[..., k, k] = np.sqrt(1.0 - y)
+        return out
+
+
+def _event_size(size, event_shape, implied):
+    """The full shape of a draw: ``size`` as given (an int: that many draws of the event),
+    or the parameters' own shape ``implied`` when None."""
+    if size is None:
+        return tuple(implied)
+    if isinstance(size, (int, np.integer)):
+        return (int(size),) + tuple(event_shape)
+    return tuple(size)
 
 __all__ = ["MvNormal", "Dirichlet", "LKJCorrCholesky"]
