@@ -17,6 +17,9 @@ __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "
 from exmc.runtime.sample import SamplingError, sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
 from exmc.runtime.diagnostics import SamplingWarning  # noqa: E402
 from exmc.runtime.checkpoint import resume  # noqa: E402
+from exmc.samplers.smc import sample_smc  # noqa: E402
+
+__all__ += ["sample_smc"]
 from exmc.runtime.predictive import (compute_log_likelihood, sample_posterior_predictive,  # noqa: E402
                                      sample_prior_predictive)
 
