@@ -7,6 +7,11 @@ with the chain's state after each block.  The coordinator folds them into one
 latest state, so a chain whose node stops answering resumes elsewhere from its
 last received draw, with its step size, metric and random state: its trace is
 the one it would have had without the failure.
+
+Chains wait on the coordinator until a node has a free worker for them, so the
+node that frees first takes the next chain, and a node that joins a live node set
+(``nodes=`` an object with ``addresses()``, such as ``exmc.distributed.dask_nodes``)
+mid-run takes waiting and moved chains.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ log = logging.getLogger("exmc.distributed")
 LOCAL = "local"
 PING_SECONDS = 0.5
 HELLO_SECONDS = 1.0
+REFRESH_SECONDS = 1.0  # how often a live node set is asked for its addresses
+RETRY_SECONDS = 10.0   # an address that failed is tried again after this long, if still listed
 MAX_REPLAYS = 3  # per chain and node; a node that keeps losing messages is dropped
 
 
@@ -85,6 +92,26 @@ class NodeLink:
             return None
         self.last_heard = time.monotonic()
         return wire.check_reply(wire.unpack(payload))
+
+    def welcomed(self):
+        """True once the node's welcome came, a reason string if it refused or answered
+        nonsense, None while no answer is in."""
+        try:
+            msg = self.receive()
+        except wire.WireError as err:
+            return f"answered with a bad message: {err}"
+        while msg is not None:
+            if msg["type"] == "welcome":
+                self.workers = msg["workers"]
+                self.max_message_bytes = msg["max_message_bytes"]
+                return True
+            if msg["type"] == "error":
+                return f"refused: {msg['message']}"
+            try:
+                msg = self.receive()
+            except wire.WireError as err:
+                return f"answered with a bad message: {err}"
+        return None
 
     def close(self):
         self.socket.close()
@@ -187,18 +214,11 @@ def connect(nodes, client_key=None, node_key=None, timeout=10.0):
                 link.send({"type": "hello"})
             asked = time.monotonic()
         for link in list(waiting):
-            try:
-                msg = link.receive()
-            except wire.WireError as err:
-                failed[link.address] = f"answered with a bad message: {err}"
+            answer = link.welcomed()
+            if answer is True:
                 waiting.remove(link)
-                continue
-            if msg is not None and msg["type"] == "welcome":
-                link.workers = msg["workers"]
-                link.max_message_bytes = msg["max_message_bytes"]
-                waiting.remove(link)
-            elif msg is not None and msg["type"] == "error":
-                failed[link.address] = f"refused: {msg['message']}"
+            elif answer is not None:
+                failed[link.address] = answer
                 waiting.remove(link)
         time.sleep(0.01)
     for link in waiting:
@@ -212,14 +232,26 @@ def connect(nodes, client_key=None, node_key=None, timeout=10.0):
 
 
 class Run:
-    """One distributed run: which chain is where, what has arrived, where chains moved."""
+    """One distributed run: which chain is where, what has arrived, where chains moved.
+
+    Chains not on a node wait in ``waiting`` (in chain order) until a live node has a free
+    worker; ``source``, a live node set, is asked for its addresses every
+    ``REFRESH_SECONDS``: a new address is welcomed and takes waiting chains, an address
+    gone from the set counts as a failed node.  With no live node for ``wait_for_nodes``
+    seconds (at once for a fixed list of nodes), ``on_node_failure`` decides.
+    """
 
     def __init__(self, model_bytes, options, seeds, links, collector, on_rows, run_id,
-                 on_node_failure, node_timeout):
-        self.model_bytes, self.options, self.seeds = model_bytes, options, seeds
+                 on_node_failure, node_timeout, dim, source=None, wait_for_nodes=0.0,
+                 client_key=None, node_key=None):
+        self.model_bytes, self.options, self.seeds, self.dim = model_bytes, options, seeds, dim
         self.links, self.collector, self.on_rows = links, collector, on_rows
         self.run_id, self.on_node_failure, self.node_timeout = run_id, on_node_failure, node_timeout
+        self.source, self.wait_for_nodes = source, wait_for_nodes
+        self.keys = (client_key, node_key)
         self.where: dict = {}     # chain -> link running it
+        self.waiting: list = []   # chains on no node, in order
+        self.moving: dict = {}    # chain -> (from, iteration, reason) until it is placed again
         self.history = {chain: [] for chain in range(len(seeds))}  # node names, in order
         self.moves: list = []
         self.failures = [None] * len(seeds)
@@ -227,6 +259,11 @@ class Run:
         self.job_options: dict = {}  # job id -> the options it was sent with
         self.replays: dict = {}  # (chain, link) -> times replayed there
         self.pending_warmup = None  # (chain, chains waiting for its tuning) with warmup="once"
+        self.joining: dict = {}   # address -> (link, when asked first): hello sent, no welcome
+        self.tried: dict = {}     # address -> when it last failed to join or failed
+        self.refreshed = 0.0
+        self.empty_since = None   # when the last live node went, while chains wait
+        self.last_failure = "no node could be used"
 
     # -- placing chains ---------------------------------------------------------------------
     def submit(self, link, chains, options=None, states=None):
@@ -244,18 +281,37 @@ class Run:
         for c in chains:
             self.where[c] = link
             self.history[c].append(link.name)
+            if c in self.moving:
+                source, iteration, reason = self.moving.pop(c)
+                self.moves.append(f"chain {c}: {source} -> {link.name} at iteration "
+                                  f"{iteration} ({reason})")
         log.info("job %s: chains %s on %s", job, list(chains), link.name)
 
     def spread(self, chains):
-        """Assign chains to live nodes in proportion to their workers; one job per node."""
+        """Queue ``chains`` and place what live nodes have room for."""
+        self.waiting = sorted(set(self.waiting) | set(chains))
+        self.place()
+
+    def place(self):
+        """Give waiting chains to live nodes with a free worker, least loaded first; one job
+        per node.  Chain 0 alone while it warms up for the others (warmup="once")."""
         live = [link for link in self.links if link.alive]
+        load = {link: self.load(link) for link in live}
         share = {link: [] for link in live}
-        for c in chains:
-            target = min(live, key=lambda link: (len(share[link]) + self.load(link)) / link.workers)
+        for c in list(self.waiting):
+            free = [link for link in live if load[link] < link.workers]
+            if not free:
+                break
+            target = min(free, key=lambda link: load[link] / link.workers)
+            load[target] += 1
             share[target].append(c)
+            self.waiting.remove(c)
         for link, assigned in share.items():
             if assigned:
-                self.submit(link, assigned, states={c: self.state_of(c) for c in assigned})
+                warming = self.pending_warmup and assigned == [self.pending_warmup[0]]
+                options = (dict(self.options, total=self.options["num_warmup"])
+                           if warming else None)
+                self.submit(link, assigned, options, {c: self.state_of(c) for c in assigned})
 
     def load(self, link):
         return sum(1 for c, where in self.where.items() if where is link and not self.settled(c))
@@ -272,13 +328,14 @@ class Run:
 
     # -- the loop ---------------------------------------------------------------------------
     def pump(self):
-        """Handle what arrived, ping nodes, notice silent ones; returns when all chains settle."""
+        """Handle what arrived, ping nodes, notice silent ones, follow the node set, place
+        waiting chains; returns when all chains settle."""
         import zmq
 
         while not all(self.settled(c) for c in range(len(self.seeds))):
             poller = zmq.Poller()
             live = [link for link in self.links if link.alive]
-            for link in live:
+            for link in live + [link for link, _ in self.joining.values()]:
                 poller.register(link.socket, zmq.POLLIN)
             ready = dict(poller.poll(100))
             now = time.monotonic()
@@ -292,6 +349,9 @@ class Run:
                     self._drain(link)  # what arrived since the poll (this loop may have stalled)
                     if link.alive and time.monotonic() - link.last_heard > self.node_timeout:
                         self.node_failed(link, f"silent for {self.node_timeout:g} s")
+            self._follow_source()
+            self.place()
+            self._check_empty()
 
     def _drain(self, link, limit=1000):
         for _ in range(limit):
@@ -352,43 +412,121 @@ class Run:
         self.submit(link, chains, options, {c: self.state_of(c) for c in chains})
 
     def node_failed(self, link, reason):
-        """Move the unsettled chains of a node that failed, or fail them if nowhere is left."""
+        """Queue the unsettled chains of a node that failed, to go on elsewhere from their
+        last received state."""
         link.alive = False
+        self.tried[link.address] = time.monotonic()
         for job in link.jobs:
             link.send({"type": "cancel", "job": job})  # in case it is alive but cut off
             self.job_options.pop(job, None)
         link.jobs.clear()
         orphans = [c for c, where in self.where.items() if where is link and not self.settled(c)]
         log.warning("node %s failed (%s); moving chains %s", link.name, reason, orphans)
-        if not orphans:
-            return
-        if not any(other.alive for other in self.links) and self.on_node_failure == LOCAL:
-            self._add_local()
-        if not any(other.alive for other in self.links):
-            for c in orphans:
-                self.failures[c] = f"node {link.name} failed ({reason}) and no node is left"
-            return
-        iterations = {c: self.collector.received[c] for c in orphans}
-        warming = self.pending_warmup[0] if self.pending_warmup else None
-        if warming in orphans:
-            self._submit_warmup(warming)
-        self.spread([c for c in orphans if c != warming])
         for c in orphans:
-            self.moves.append(f"chain {c}: {link.name} -> {self.where[c].name} at iteration "
-                              f"{iterations[c]} ({reason})")
+            del self.where[c]
+            self.moving[c] = (link.name, self.collector.received[c], reason)
+        self.last_failure = f"node {link.name} failed ({reason})"
+        self.spread(orphans)
+        self._check_empty()
 
-    def _add_local(self):
-        links, failed = connect([LOCAL])
-        if failed:
-            log.error("could not start a local node: %s", "; ".join(failed.values()))
-        self.links.extend(links)
+    def _check_empty(self):
+        """With chains waiting and no live node (for ``wait_for_nodes`` s with a live set):
+        start a local node (on_node_failure="local") or fail the waiting chains."""
+        if not self.waiting or any(link.alive for link in self.links):
+            self.empty_since = None
+            return
+        now = time.monotonic()
+        if self.empty_since is None:
+            self.empty_since = now
+        if self.source is not None and now - self.empty_since < self.wait_for_nodes:
+            return
+        if self.on_node_failure == LOCAL and not any(l.name == LOCAL for l in self.links):
+            links, failed = connect([LOCAL])
+            if failed:
+                log.error("could not start a local node: %s", "; ".join(failed.values()))
+            self.links.extend(links)
+            self.place()
+            if links:
+                return
+        waited = (f" and none joined the node set within {self.wait_for_nodes:g} s"
+                  if self.source is not None else "")
+        for c in self.waiting:
+            self.failures[c] = f"{self.last_failure}; no node is left{waited}"
+            self.moving.pop(c, None)
+        self.waiting = []
+
+    # -- a live node set --------------------------------------------------------------------
+    def _follow_source(self):
+        """Welcome the set's new nodes; count nodes gone from it as failed."""
+        if self.source is None:
+            return
+        now = time.monotonic()
+        if now - self.refreshed >= REFRESH_SECONDS:
+            self.refreshed = now
+            try:
+                listed = list(self.source.addresses())
+            except Exception as err:  # noqa: BLE001 -- the set's engine hiccuped: keep what we have
+                log.warning("the node set could not be read: %r", err)
+                listed = None
+            if listed is not None:
+                self._update_members(listed, now)
+        for address, (link, asked) in list(self.joining.items()):
+            answer = link.welcomed()
+            if answer is True:
+                answer = self._fits(link)
+            if answer is True:
+                del self.joining[address]
+                link.last_heard = link.last_ping = time.monotonic()
+                self.links.append(link)
+                log.info("node %s joined the run (%d workers)", address, link.workers)
+            elif answer is not None or now - asked > self.node_timeout:
+                del self.joining[address]
+                link.close()
+                self.tried[address] = now
+                log.warning("node %s could not join: %s", address,
+                            answer or f"no answer within {self.node_timeout:g} s")
+            elif now - link.last_ping > HELLO_SECONDS:
+                link.send({"type": "hello"})
+                link.last_ping = now
+
+    def _update_members(self, listed, now):
+        members = set(listed)
+        for link in self.links:
+            if link.alive and link.name != LOCAL and link.address not in members:
+                self.node_failed(link, "it left the node set")
+        for address, (link, _) in list(self.joining.items()):
+            if address not in members:
+                del self.joining[address]
+                link.close()
+        present = {link.address for link in self.links if link.alive} | set(self.joining)
+        for address in listed:
+            if address in present or now - self.tried.get(address, -RETRY_SECONDS) < RETRY_SECONDS:
+                continue
+            client_key, node_key = self.keys
+            try:
+                link = NodeLink(address, client_key, _node_key_for(node_key, address))
+            except Exception as err:  # noqa: BLE001 -- a bad address or key file
+                self.tried[address] = now
+                log.warning("node %s cannot be used: %s", address, err)
+                continue
+            link.send({"type": "hello"})
+            link.last_ping = now
+            self.joining[address] = (link, now)
+            present.add(address)
+
+    def _fits(self, link):
+        """True if this run's requests fit the node's message limit, else why not."""
+        try:
+            _check_request_size(self.model_bytes, self.dim, self.options["dense"],
+                                len(self.seeds), [link])
+        except NodeError as err:
+            return str(err)
+        return True
 
     # -- warmup="once" ----------------------------------------------------------------------
     def _submit_warmup(self, chain):
-        live = [link for link in self.links if link.alive]
-        target = min(live, key=lambda link: self.load(link) / link.workers)
-        options = dict(self.options, total=self.options["num_warmup"])
-        self.submit(target, [chain], options, {chain: self.state_of(chain)})
+        """Chain 0 goes first, alone, for the warmup the others will start from."""
+        self.spread([chain])
 
     def _after_warmup(self, link):
         chain, others = self.pending_warmup
@@ -411,22 +549,29 @@ class Run:
             for job in list(link.jobs):
                 link.send({"type": "cancel", "job": job})
         time.sleep(0.05)  # let the cancels leave before the sockets close
-        for link in self.links:
+        for link in self.links + [link for link, _ in self.joining.values()]:
             link.close()
+        self.joining.clear()
 
 
 def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, num_warmup=1000,
                   seed=None, target_accept=0.8, max_tree_depth=10, dense_mass=False,
                   adaptation="stan", warmup="each", stream_to=None, run_id=None,
                   on_node_failure="error", client_key=None, node_key=None, node_timeout=5.0,
-                  connect_timeout=10.0, save_warmup=False, progressbar=True, dashboard=None):
+                  connect_timeout=10.0, wait_for_nodes=60.0, save_warmup=False,
+                  progressbar=True, dashboard=None):
     """Run NUTS chains on exmc-node daemons and return one InferenceData with every chain.
 
     Parameters beyond ``exmc.sample``'s
     -----------------------------------
-    nodes : list of str
+    nodes : list of str, or a live node set
         Node addresses (``"tcp://10.0.0.2:5555"``); ``"local"`` starts a node on this
-        machine for the run.  Chains are spread in proportion to each node's workers.
+        machine for the run.  Or a live set: any object whose ``addresses()`` returns the
+        addresses of the nodes up now (``exmc.distributed.dask_nodes(client)``), asked
+        again every second: a node that joins mid-run takes waiting or moved chains, a
+        node that leaves the set counts as failed, a node restarted on a new port joins
+        as a new one.  Each node gets as many chains as it has workers; the others wait
+        on this machine for the first free worker of any node.
     warmup : "each" or "once"
         ``"each"``: every chain warms up on its node.  ``"once"``: chain 0 warms up,
         then every chain starts from its tuned step size, metric and final position,
@@ -435,14 +580,19 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
     on_node_failure : "error" or "local"
         What to do when no node is left (at start or mid-run): raise `NodeError` /
         report the chains failed, or start a node on this machine and go on there.
-        Chains of a failed node move to the other live nodes either way.
+        Chains of a failed node move to the other live nodes either way.  With a live
+        set, this applies only once the set has had no usable node for ``wait_for_nodes``.
     client_key, node_key
         CURVE: this client's ``.key_secret`` file, and the node's public ``.key`` file
         (one for all nodes, or a dict address -> file).  See ``exmc-node keygen``.
     node_timeout : float
         Seconds of silence after which a node counts as failed (pinged every 0.5 s).
     connect_timeout : float
-        Seconds to wait for each node's answer at start.
+        Seconds to wait for each node's answer at start (a fixed list of nodes).
+    wait_for_nodes : float
+        With a live node set: seconds the set may have no usable node while chains wait
+        (at start, or after its last node left) before ``on_node_failure`` applies.  The
+        chains' draws so far are kept; they resume from there on the next node.
     dashboard : True, int or exmc.runtime.dash.Dashboard, optional
         Serve a live browser dashboard of the run and print its URL, as in ``exmc.sample``.
 
@@ -463,8 +613,12 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
         raise ValueError(f"on_node_failure must be 'error' or 'local', got {on_node_failure!r}")
     if adaptation not in ("stan", "gradient"):
         raise ValueError(f"adaptation must be 'stan' or 'gradient', got {adaptation!r}")
-    if isinstance(nodes, str) or not nodes:
-        raise ValueError("nodes must be a non-empty list of addresses (or 'local')")
+    source = nodes if callable(getattr(nodes, "addresses", None)) else None
+    if source is None and (isinstance(nodes, str) or not nodes):
+        raise ValueError("nodes must be a non-empty list of addresses (or 'local'), or a live "
+                         "node set (an object with addresses(), such as dask_nodes(client))")
+    if not wait_for_nodes >= 0:
+        raise ValueError(f"wait_for_nodes must be >= 0 seconds, got {wait_for_nodes!r}")
     start = time.perf_counter()
     compiled = compile_model(model)  # checks the model and init here, before any node sees them
     init = _plain_init(compiled, init)
@@ -481,7 +635,8 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
     if not run_id.isidentifier():
         raise ValueError(f"run_id must be an identifier, got {run_id!r}")
 
-    links, failed = connect(list(nodes), client_key, node_key, connect_timeout)
+    links, failed = ([], {}) if source else connect(list(nodes), client_key, node_key,
+                                                      connect_timeout)
     publisher = collector = None
     try:  # from here on, nodes are connected (a "local" one running): close them on any error
         if failed:
@@ -519,7 +674,8 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
         model_bytes = model.to_msgpack()
         _check_request_size(model_bytes, compiled.dim, bool(dense_mass), chains, links)
         run = Run(model_bytes, options, seeds, links, collector, on_rows, run_id,
-                  on_node_failure, node_timeout)
+                  on_node_failure, node_timeout, compiled.dim, source, wait_for_nodes,
+                  client_key, node_key)
     except BaseException:
         for link in links:
             link.close()

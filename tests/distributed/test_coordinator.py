@@ -47,8 +47,8 @@ def test_three_nodes_give_the_draws_of_local_chains(trio):
     addresses = [node.address for node in trio]
     idata = sample_chains(SMALL, nodes=addresses, chains=4, **RUN)
     assert_same_draws(idata, exmc.sample(SMALL, chains=4, **RUN))
-    # one worker each: chains 0..2 take one node each, chain 3 joins the first
-    assert idata.attrs["nodes"] == [addresses[0], addresses[1], addresses[2], addresses[0]]
+    # one worker each: chains 0..2 take one node each, chain 3 waits for the first to free
+    assert idata.attrs["nodes"][:3] == addresses and idata.attrs["nodes"][3] in addresses
     assert idata.attrs["moves"] == []
 
 
