@@ -40,8 +40,7 @@ from numba import carray, cfunc, types
 
 from exmc.compiler.njit import call_model, njit
 from exmc.ir.dists.base import Distribution
-from exmc.ir.evaluate import evaluate
-from exmc.ir.expr import walk
+from exmc.ir.forward import forward_draws
 
 KERNELS = ("imh", "mh")
 RESAMPLING = ("systematic", "multinomial")
@@ -172,59 +171,20 @@ def evaluate_particles(logp_address, loglik_address, data, buffer, position, log
 
 # ---- the prior, for the starting particles ---------------------------------------------
 
-def _parameter_values(dist, known):
-    """The family's parameter values given the variables' values (nested for distribution parameters)."""
-    return {key: _parameter_values(expr, known) if isinstance(expr, Distribution)
-            else evaluate(expr, known) for key, expr in dist.param_exprs.items()}
-
-
-def _depends_on_variables(dist):
-    """True when a parameter of ``dist`` (or of a distribution parameter) refers to a variable."""
-    exprs = [e for e in dist.param_exprs.values() if not isinstance(e, Distribution)]
-    return any(node.op == "ref" for node in walk(*exprs)) or any(
-        _depends_on_variables(e) for e in dist.param_exprs.values() if isinstance(e, Distribution))
-
-
 def prior_positions(compiled, n, rng):
     """``n`` draws from the prior on the unconstrained scale, shape (n, dim).
 
-    Each variable's family draws it (``Distribution.random``) given the values
-    drawn for the variables it depends on; scalar families whose parameters are
-    constants draw all ``n`` at once.  The draws then go through the inverse of
-    each variable's transform.
+    Ancestral sampling with each family's random draws (``exmc.ir.forward``, as
+    ``sample_prior_predictive``), then the inverse of each variable's transform.
     """
     model, pointmap = compiled.model, compiled.pointmap
-    order = model.validate()
-    observed = {v.name: v.data for v in model.variables if v.kind == "obs"}
-    batched = {}
-    for name, shape in order:
-        var = model[name]
-        if var.kind != "rv":
-            continue
+    for var in model.free_variables:
         if type(var.dist).random is Distribution.random:
-            raise ValueError(f"sample_smc starts from the prior, but variable {name!r} "
+            raise ValueError(f"sample_smc starts from the prior, but variable {var.name!r} "
                              f"({var.dist.family}) has no random-draw function; give it a "
                              f"family with one (a Custom density has none)")
-        if var.dist.event_ndim == 0 and not var.dist.dist_params \
-                and not _depends_on_variables(var.dist):
-            batched[name] = var.dist.random(rng, _parameter_values(var.dist, {}), (n,) + shape)
-    positions = np.empty((n, compiled.dim))
-    for i in range(n):
-        known = dict(observed)
-        for name, shape in order:
-            var = model[name]
-            if var.kind == "det":
-                known[name] = evaluate(var.expr, known)
-            elif var.kind == "rv":
-                known[name] = batched[name][i] if name in batched else np.reshape(
-                    var.dist.random(rng, _parameter_values(var.dist, known), shape), shape)
-        positions[i] = pointmap.unconstrain(
-            {k: v for k, v in known.items() if k not in observed}, _no_fill)
-    return positions
-
-
-def _no_fill(slot):
-    raise ValueError(f"no prior draw for {slot.name!r}")
+    values = forward_draws(model, n, rng, wanted=pointmap.names)
+    return pointmap.unconstrain_draws(values)
 
 
 # ---- tempering and resampling ------------------------------------------------------------
