@@ -72,7 +72,7 @@ def evaluate_op_batched(op, args, arg_shapes, attr, shape):
         lined = [a.reshape(a.shape[:1] + (1,) * (len(shape) - len(s)) + tuple(s))
                  for a, s in zip(args, arg_shapes)]
         return spec.numpy(lined, attr)
-    return BATCHED[spec.layout](op, args, arg_shapes, attr)
+    return BATCHED.get(spec.layout, _each_point)(op, args, arg_shapes, attr)
 
 
 def _reduce(op, args, shapes, axis):
@@ -143,7 +143,15 @@ def _corr_cholesky(op, args, shapes, n):
     return L
 
 
-#: Batched rule of each structural layout (elementwise ops need none), keyed as in the registry.
+def _each_point(op, args, shapes, attr):
+    """An op with no batched rule: the registry's NumPy value one point at a time (slower)."""
+    n = max(a.shape[0] for a in args)
+    return np.stack([REGISTRY[op].numpy([a[min(i, len(a) - 1)] for a in args], attr)
+                     for i in range(n)])
+
+
+#: Batched rule of each structural layout (elementwise ops need none); any other layout is
+#: evaluated by ``_each_point``.
 BATCHED = {"reduce": _reduce, "cumsum": _cumsum, "matmul": _matmul, "index": _index,
            "concatenate": _concatenate, "transpose": _transpose, "cholesky": _cholesky,
            "logdet": _logdet, "solve_triangular": _solve_triangular,

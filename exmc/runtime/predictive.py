@@ -146,12 +146,12 @@ def compute_log_likelihood(model: Model, idata, extend_inferencedata=True):
 
     _check_model(model)
     posterior = _posterior(idata, "compute_log_likelihood")
-    compiled = compile_model(model)
     shapes = dict(model.validate())
     missing = [v.name for v in model.free_variables if v.name not in posterior]
     if missing:
         raise ValueError(f"the posterior has no values of {', '.join(map(repr, missing))}: "
                          f"pass the model that was sampled")
+    compiled = compile_model(model)
     values = {v.name: _posterior_values(posterior, v.name, shapes[v.name])
               for v in model.free_variables}
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
