@@ -18,8 +18,10 @@ tests, never for speed.
 """
 from __future__ import annotations
 
+import math
 import time
 
+import numba
 import numpy as np
 
 from exmc.runtime.chain import ChainResult, initial_point
@@ -56,6 +58,23 @@ def check_options(dense_mass, adaptation, cores, executor, checkpoint):
     if named:
         raise ValueError(f"device='cuda' runs NUTS with Stan's windowed diagonal metric, every "
                          f"chain on the GPU; it does not take {', '.join(named)}")
+
+
+def _as_on_a_gpu(logp_grad):
+    """The simulator's model function, failing as a GPU does: with NaN, not an exception.
+
+    The simulator runs device code as Python, whose ``math`` raises on overflow and
+    outside a function's domain (``exp(1e3)``, ``log(-1)``) where a GPU returns inf or
+    NaN; the sampler then sees a non-finite log density, a divergence, either way.
+    """
+    def guarded(q, data, grad, work):
+        try:
+            return logp_grad(q, data, grad, work)
+        except (ArithmeticError, ValueError):
+            for i in range(grad.shape[0]):
+                grad[i] = math.nan
+            return math.nan, 0
+    return guarded
 
 
 class DeviceReport:
@@ -112,7 +131,10 @@ class DeviceSampler:
         gpu_model = compile_model(model, target="cuda")
         key = (gpu_model.module.__name__, settings.max_tree_depth)
         if key not in _kernels:
-            _kernels[key] = nuts.make_kernel(gpu_model.module.logp_grad, gpu_model.dim,
+            logp_grad = gpu_model.module.logp_grad
+            if numba.config.ENABLE_CUDASIM:
+                logp_grad = _as_on_a_gpu(logp_grad)
+            _kernels[key] = nuts.make_kernel(logp_grad, gpu_model.dim,
                                              gpu_model.module.LOCAL_SCRATCH,
                                              settings.max_tree_depth)
         self.kernel = _kernels[key]
