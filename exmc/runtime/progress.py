@@ -5,8 +5,9 @@ terminal or a Jupyter notebook with ipywidgets (rich renders an updating widget 
 otherwise (a notebook without ipywidgets too)
 (output to a file, CI, ``nohup``, ``| tee``) ``PlainProgress``, one plain line per chain
 every few seconds, because a live table written to a file shows nothing until the end.
-All displays share one interface: ``add_chain(chain, total) -> task`` and
+Chain displays share one interface: ``add_chain(chain, total) -> task`` and
 ``update(task, done, divergences, step_size, warmup)``, used as a context manager.
+``make_fit_progress`` gives an optimisation's display (``exmc.fit``): ``update(done, elbo)``.
 """
 from __future__ import annotations
 
@@ -121,3 +122,62 @@ def make_progress(enabled, console=None):
     if is_interactive(console):
         return ChainProgress(console)
     return PlainProgress(getattr(console, "file", None))
+
+
+class FitProgress:
+    """An optimisation's progress: iterations done of at most ``total`` and the current ELBO.
+
+    A live bar where output is interactive, else a plain line at most every ``interval``
+    seconds (``advi: 2000/10000 iterations, ELBO -1234.5, 0.8 s``) and one at the end.
+    """
+
+    def __init__(self, total, label, live, stream=None, interval=PLAIN_INTERVAL):
+        self.total, self.label, self.live = total, label, live
+        self.stream = stream if stream is not None else sys.stdout
+        self.interval = float(interval)
+        self.progress = self.task = None
+        self.last = self.line = None
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        if self.live:
+            self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("ELBO {task.fields[elbo]:.6g}"),
+                                     TimeElapsedColumn())
+            self.progress.__enter__()
+            self.task = self.progress.add_task("", total=self.total, elbo=float("nan"))
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            return self.progress.__exit__(*exc)
+        if self.line is not None:  # the last state, if not yet written
+            self._write(*self.line)
+        return False
+
+    def update(self, done, elbo):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, elbo=elbo)
+            return
+        now = time.perf_counter()
+        self.line = (done, elbo, now)
+        if self.last is None or now - self.last >= self.interval:
+            self._write(done, elbo, now)
+
+    def _write(self, done, elbo, now):
+        self.last, self.line = now, None
+        self.stream.write(f"{self.label}: {done}/{self.total} iterations, ELBO {elbo:.6g}, "
+                          f"{now - self.start:.1f} s\n")
+        self.stream.flush()
+
+
+class _NoFitProgress(NoProgress):
+    def update(self, *args):
+        pass
+
+
+def make_fit_progress(enabled, total, label, console=None):
+    """The display of an optimisation (``exmc.fit``) for ``progressbar=enabled``."""
+    if not enabled:
+        return _NoFitProgress()
+    return FitProgress(total, label, is_interactive(console), getattr(console, "file", None))
