@@ -26,5 +26,6 @@ from exmc.runtime.predictive import (compute_log_likelihood, sample_posterior_pr
 __all__ += ["compute_log_likelihood", "sample_posterior_predictive", "sample_prior_predictive"]
 
 from exmc import distributed  # noqa: E402  exmc.distributed.sample_chains
+from exmc.samplers.advi import fit  # noqa: E402
 
-__all__ += ["distributed", "SamplingError", "SamplingWarning", "resume", "sample", "sample_stream"]
+__all__ += ["fit", "distributed", "SamplingError", "SamplingWarning", "resume", "sample", "sample_stream"]
