@@ -5,6 +5,8 @@ from exmc.ir.dists import (Bernoulli, Beta, Binomial, Cauchy, Custom, Exponentia
                            GaussianRandomWalk, HalfCauchy, HalfNormal, InverseGamma, Laplace,
                            LKJCorrCholesky, LogNormal, MvNormal, Dirichlet, Normal, Poisson,
                            StudentT, Uniform, ZeroSumNormal)
+from exmc.ir.dists import Censored, Mixture, NormalMixture, Potential, Truncated
+from exmc.ir.builder import ImputationWarning
 
 __version__ = "0.1.0"
 
@@ -12,7 +14,8 @@ __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "
            "Bernoulli", "Beta", "Binomial", "Cauchy", "Custom", "Exponential", "Gamma",
            "GaussianRandomWalk", "HalfCauchy", "HalfNormal", "InverseGamma", "Laplace",
            "LogNormal", "Normal", "Poisson", "StudentT", "Uniform", "MvNormal", "Dirichlet",
-           "LKJCorrCholesky", "ZeroSumNormal"]
+           "LKJCorrCholesky", "ZeroSumNormal",
+           "Truncated", "Censored", "Mixture", "NormalMixture", "Potential", "ImputationWarning"]
 
 from exmc.runtime.sample import SamplingError, sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
 from exmc.runtime.diagnostics import SamplingWarning  # noqa: E402

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import re
 
+from exmc.compiler import families
 from exmc.compiler.lower import LARGE_MODEL_NODES, IndexAttr, Program
+from exmc.ir.dists import FAMILIES
 from exmc.ir.ops import REGISTRY, size_of
 
 STATUS_OK, STATUS_DOMAIN = 0, 1  # domain: a computed parameter left its domain (Stan would throw)
@@ -308,6 +310,47 @@ class Emitter:
         before += [f"q{i}_{n} = 0.0" for n in active if n in shared]
         after = [f"{self.adjoint(shared[n])} += q{i}_{n}" for n in active if n in shared]
         return before + [f"for k in range({count}):"] + ["    " + line for line in out] + after
+
+    # ---- a family's log density or cdf as a value (Truncated, Censored, Mixture) ---------------
+    def family_fn_call(self, i, k, grad):
+        """Lines reading node ``i``'s arguments at element ``k`` and checking them, and the call."""
+        node = self.nodes[i]
+        family, params, fn = node.attr
+        kernel = families.KERNELS[(family, params)]
+        names = [f"a{i}_{n}" for n in range(len(node.inputs))]
+        lines = [f"{name} = {self.read(j, broadcast_index(node.shape, self.nodes[j].shape, k))}"
+                 for name, j in zip(names, node.inputs)]
+        for lhs, op, rhs in FAMILIES[family].checks:
+            if lhs in params and (not isinstance(rhs, str) or rhs in params):
+                right = names[1 + params.index(rhs)] if isinstance(rhs, str) else repr(float(rhs))
+                lines += [f"if not ({names[1 + params.index(lhs)]} {CHECK_OPS[op]} {right}):",
+                          f"    return {self.fail}"]
+        function = getattr(kernel, f"{fn}_grad" if grad else fn)
+        return lines, f"F.{_fname(function)}({', '.join(names)})"
+
+    def forward_family_fn(self, i):
+        def body(k):
+            lines, call = self.family_fn_call(i, k, False)
+            return lines + [f"{self.read(i, k)} = {call}"]
+        return self.loop(self.nodes[i].shape, body)
+
+    def backward_family_fn(self, i):
+        node = self.nodes[i]
+        kernel = families.KERNELS[node.attr[:2]]
+        targets = [n for n, j in enumerate(node.inputs) if self.nodes[j].active
+                   and (("x",) + tuple(node.attr[1]))[n] not in kernel.constant_args]
+        if not targets:
+            return []
+
+        def body(k):
+            lines, call = self.family_fn_call(i, k, True)
+            lines += [f"r{i} = {call}", f"b{i} = {self.adjoint(i, k)}"]
+            for n in targets:
+                j = node.inputs[n]
+                place = self.adjoint(j, broadcast_index(node.shape, self.nodes[j].shape, k))
+                lines.append(f"{place} += b{i} * r{i}[{n + 1}]")
+            return lines
+        return self.loop(node.shape, body)
 
     # ---- families with event dimensions (multivariate) -------------------------------------
     def event_shapes(self, i):
@@ -881,8 +924,12 @@ class Emitter:
     def log_likelihood_body(self, functions):
         p = self.p
         self.fail = str(STATUS_DOMAIN)
-        inputs = [j for _, t in p.observed for j in self.nodes[t].inputs]
+        # a family term computes its elements into out; an expression's values are copied
+        inputs = [j for _, t in p.observed
+                  for j in (self.nodes[t].inputs if self.nodes[t].op == "logp" else (t,))]
         writes = [self.logp_forward(t, False, lambda k, slot=slot: f"out[{_plus(slot.offset, k)}]")
+                  if self.nodes[t].op == "logp" else
+                  [f"for k in range({slot.size}):", f"    out[{_plus(slot.offset, 'k')}] = {self.read(t, 'k')}"]
                   for slot, t in p.observed]
         return self.forward_then("log_likelihood_part", self.needed(inputs), writes, functions)
 

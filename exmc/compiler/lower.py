@@ -96,6 +96,7 @@ class _Lowering:
         self.data_size = 0
         self.memo: dict = {}
         self.env: dict = {}  # variable name -> node id of its (constrained) value
+        self.pointwise: dict = {}  # summed "loglik" term -> node of its per-observation values
 
     def add(self, op, inputs, attr, shape):
         active = op == "input" or any(self.nodes[i].active for i in inputs)
@@ -191,7 +192,10 @@ class _Lowering:
             if var.kind == "obs":
                 for t in new_terms:
                     node = self.nodes[t]
-                    if node.op == "logp" and node.attr.observed == name:
+                    if node.op != "logp":  # an expression term: its pointwise values, if any
+                        t = self.pointwise.pop(t, None)
+                        node = None if t is None else self.nodes[t]
+                    if node is not None and (node.op != "logp" or node.attr.observed == name):
                         # one value per element, or per event of a multivariate family
                         batch = node.shape
                         observed.append((Slot(name, batch, obs_offset, size_of(batch)), t))
@@ -245,8 +249,13 @@ class _Lowering:
     def density_terms(self, dist: Distribution, value: Expr, where, observed):
         terms = []
         for dist_or_tag, term_value in dist.expand(value):
-            if dist_or_tag == "logp":
-                terms.append(self.summed(self.lower(term_value, self.env, f"{where}, logp")))
+            if dist_or_tag in ("logp", "loglik"):
+                # "loglik": one log density per observation (Truncated, Censored, Mixture),
+                # kept as the observed variable's pointwise log-likelihood
+                node = self.lower(term_value, self.env, f"{where}, logp")
+                terms.append(self.summed(node))
+                if dist_or_tag == "loglik" and observed is not None:
+                    self.pointwise[terms[-1]] = node
                 continue
             d = dist_or_tag
             x = self.lower(term_value, self.env, where)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import keyword
 import math
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +29,10 @@ KINDS = ("rv", "obs", "det")
 #: before anything is allocated for it (2**28 float64 values are 2 GiB).
 MAX_ELEMENTS = 2**28
 MAX_TOTAL_ELEMENTS = 2**28  # all variables together: what a draw and a trace row hold
+
+
+class ImputationWarning(UserWarning):
+    """Observed data with missing values (NaN): those values become a latent variable."""
 
 
 class Variable(NamedTuple):
@@ -66,7 +71,52 @@ class Model:
         except (TypeError, ValueError):
             raise ModelError(f"observed variable {name!r}: data must be numeric, "
                              f"got {type(data).__name__}") from None
+        if np.isnan(arr).any() and dist.family != "Potential":
+            return self._obs_with_missing(name, dist, arr)
         return self._add(Variable(name, "obs", dist=dist, data=arr))
+
+    def potential(self, name: str, expr) -> "Model":
+        """Add ``expr`` (summed if it has elements) to the log density, as PyMC's ``pm.Potential``."""
+        from exmc.ir.dists.wrappers import Potential
+        try:
+            return self.obs(name, Potential(expr), np.zeros(()))
+        except TypeError as err:
+            raise ModelError(f"potential {name!r}: {err}") from None
+
+    def _obs_with_missing(self, name, dist, data):
+        """Observed data with NaNs, as PyMC does it: ``{name}_observed`` (the values present),
+        ``{name}_unobserved`` (a latent variable, one value per NaN) and the deterministic
+        ``name`` (both, in the data's order)."""
+        from exmc.ir.expr import ref
+        where = f"observed variable {name!r}"
+        missing = np.isnan(data)
+        count = int(missing.sum())
+        if data.ndim != 1:
+            raise ModelError(f"{where}: missing values (NaN) are imputed in 1-d data only, got "
+                             f"shape {data.shape}")
+        if dist.discrete or dist.event_ndim or dist.param_ndim or dist.dist_params \
+                or "logp" in dist.params:
+            raise ModelError(f"{where}: {count} missing values (NaN) cannot be imputed for "
+                             f"{dist.family}: only continuous scalar families can be")
+        if dist.shape is not None and tuple(dist.shape) != data.shape:
+            raise ModelError(f"{where}: shape={dist.shape} but the data have shape {data.shape}")
+        present, absent = np.flatnonzero(~missing), np.flatnonzero(missing)
+        zeros = np.zeros(data.shape)
+
+        def subset(index):
+            params = {k: (v + zeros)[index] for k, v in dist.param_exprs.items()}
+            return type(dist).from_params(params, (index.size,))
+        warnings.warn(f"{where}: {count} of {data.size} values are missing (NaN); they are "
+                      f"sampled as the latent variable {name}_unobserved", ImputationWarning,
+                      stacklevel=3)
+        order = np.empty(data.size, dtype=np.int64)
+        order[present], order[absent] = np.arange(present.size), present.size + np.arange(count)
+        if present.size:
+            self.obs(f"{name}_observed", subset(present), data[present])
+        self.rv(f"{name}_unobserved", subset(absent))
+        from exmc import math as em
+        return self.det(name, em.concatenate([data[present], ref(f"{name}_unobserved")])[order]
+                        if present.size else ref(f"{name}_unobserved")[order])
 
     def det(self, name: str, expr) -> "Model":
         """Add a deterministic ``name`` = ``expr``, recorded in the trace."""
@@ -198,7 +248,10 @@ Builder = Model
 # ---- helpers of validate -----------------------------------------------------------
 def _dist_exprs(dist: Distribution):
     for key, val in dist.param_exprs.items():
-        if isinstance(val, Distribution):
+        if isinstance(val, list):
+            for sub in val:
+                yield from _dist_exprs(sub)
+        elif isinstance(val, Distribution):
             yield from _dist_exprs(val)
         else:
             yield key, val
@@ -308,6 +361,8 @@ def _check_variable(var: Variable, shapes):
     if var.dist.shape is not None:
         _check_size(var.dist.shape, f"{where}: shape {tuple(var.dist.shape)}")
     dist = var.dist
+    if var.kind == "rv" and getattr(dist, "observed_only", False):
+        raise ModelError(f"{where}: {dist.family} can only be observed (give it data)")
     if var.kind == "rv" and dist.discrete:
         raise ModelError(f"{where}: {dist.family} is discrete and can only be observed; "
                          f"NUTS samples continuous variables")
@@ -334,10 +389,16 @@ def _check_params(dist, shapes, where, shape, memo):
     ``memo`` is the variable's ``infer_shape`` memo, shared by its parameters.
     """
     param_shapes = {}
+    for label, sub in dist.parts():  # a wrapped distribution's parameters broadcast too
+        for key, val in sub.param_exprs.items():
+            if not isinstance(val, (Distribution, list)):
+                param_shapes[f"{label}.{key}"] = infer_shape(
+                    val, shapes, f"{where}, {label} parameter {key!r}", memo=memo)
+        sub.check_constants(f"{where}, {label}")
     for key, val in dist.param_exprs.items():
-        if isinstance(val, Distribution):
+        if isinstance(val, (Distribution, list)):
             continue
-        if key == "logp" and dist.family == "Custom":
+        if key == "logp" and "logp" in dist.params:  # Custom, Potential
             continue
         if key in dist.data_params and val.references():
             raise ModelError(f"{where}: parameter {key!r} of {dist.family} must be data, "
@@ -362,7 +423,7 @@ def _check_params(dist, shapes, where, shape, memo):
     _checked_constants(dist, where, shape)
     if dist.family == "GaussianRandomWalk":
         _check_params(dist.param_exprs["init"], shapes, f"{where}, init", (), memo)
-    if dist.family == "Custom":
+    if "logp" in dist.params:
         # its own memo: there ``value`` has the variable's shape
         lp_shape = infer_shape(dist.param_exprs["logp"], shapes, f"{where}, logp", shape)
         if lp_shape is None:

@@ -93,7 +93,8 @@ def _to_model(model_name, created, local_names):
         if id(obj) in created_ids and id(obj) not in names:
             names[id(obj)] = obj.name or local
     used_as_param = {id(v) for obj in created if isinstance(obj, dists.Distribution)
-                     for v in obj.param_exprs.values() if isinstance(v, dists.Distribution)}
+                     for p in obj.param_exprs.values() for v in (p if isinstance(p, list) else [p])
+                     if isinstance(v, dists.Distribution)}
     for obj in created:
         if id(obj) not in names and obj.name:
             names[id(obj)] = obj.name
@@ -114,10 +115,14 @@ def _to_model(model_name, created, local_names):
     def resolve(expr):  # DSL variables become references; shared subexpressions stay shared
         return rewrite(expr, named, rewritten)
 
+    def resolved(v):
+        if isinstance(v, list):
+            return [resolved_dist(c) for c in v]
+        return resolved_dist(v) if isinstance(v, dists.Distribution) else resolve(v)
+
     def resolved_dist(dist):
         out = copy.copy(dist)
-        out.param_exprs = {k: resolved_dist(v) if isinstance(v, dists.Distribution) else resolve(v)
-                           for k, v in dist.param_exprs.items()}
+        out.param_exprs = {k: resolved(v) for k, v in dist.param_exprs.items()}
         out.observed, out.name = None, None
         return out
 

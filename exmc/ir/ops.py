@@ -334,6 +334,29 @@ declare(Op("corr_cholesky", 1, _corr_cholesky_shape,
                "correlations in (-1, 1)."))
 
 
+def _family_fn_numpy(args, attr):
+    """The value of a family's logp / logcdf / logccdf kernel at every broadcast element.
+
+    The kernels (``exmc/compiler/families.py``) are plain Python functions under
+    their Numba wrapper, so NumPy can run the very code the compiler emits calls to.
+    """
+    from exmc.compiler.families import KERNELS  # the kernels are the one definition
+    family, params, fn = attr
+    kernel = getattr(KERNELS[(family, params)], fn)
+    kernel = getattr(kernel, "py_func", kernel)
+    flat = [a.ravel() for a in np.broadcast_arrays(*args)]
+    shape = np.broadcast_shapes(*(np.shape(a) for a in args))
+    return np.array([kernel(*map(float, row)) for row in zip(*flat)]).reshape(shape)
+
+
+# A family's elementwise log density or log cdf, as a value (Truncated, Censored and
+# Mixture are written with it).  attr = (family, given parameters, "logp" | "logcdf" |
+# "logccdf"); the arguments are the value, then the parameters.  Made by the lowering
+# from distributions, never read from the wire.
+declare(Op("family_fn", VARIADIC, _elementwise_shape, _family_fn_numpy, layout="family_fn",
+           doc="A scalar family's log density, log cdf or log ccdf at each element."))
+
+
 def op_shape(op, arg_shapes, attr, where):
     """Result shape of ``op`` applied to arguments of ``arg_shapes``; ``OpError`` if they do not fit."""
     spec = REGISTRY[op]

@@ -53,13 +53,15 @@ MAX_VARIABLES = 100_000
 MAX_NODES = 2**19  # expression nodes, all variables together (about 150 bytes each once read)
 MAX_NDIM = 8  # dimensions of an array or a declared shape
 MAX_DIST_DEPTH = 4  # distributions nested as parameters (GaussianRandomWalk's init)
+MAX_COMPONENTS = 16  # distributions in one list parameter (a Mixture's components)
 MAX_STR_BYTES = 4096  # names, ops, families and dtype codes are short
 # Largest list or map unpacked in one piece (variables, node tables and nodes are
 # streamed): a shape, a slice, or a map of a distribution's parameters.
-MAX_SMALL = max(MAX_NDIM, 3 + max(len(c.params) for c in FAMILIES.values()))
+MAX_SMALL = max(MAX_NDIM, MAX_COMPONENTS, 3 + max(len(c.params) for c in FAMILIES.values()))
 # Most lists and maps in one piece: an array (its map, its shape list); a
-# distribution (its map, params map, shape list) at each level of nesting.
-ARRAY_CONTAINERS, DIST_CONTAINERS = 2, 3 * MAX_DIST_DEPTH
+# distribution (its map, params map, shape list) at each level of nesting, and
+# a list of components with theirs.
+ARRAY_CONTAINERS, DIST_CONTAINERS = 2, 3 * MAX_DIST_DEPTH + 1 + 3 * MAX_COMPONENTS
 FIELDS = {"rv": ("dist",), "obs": ("dist", "data"), "det": ("expr",)}
 _OP_NAMES = {op: op for op in OPS}
 
@@ -107,8 +109,13 @@ class _Table:
 
 
 def _dist(d: Distribution, table: _Table):
-    params = {k: _dist(v, table) if isinstance(v, Distribution) else table.add(v)
-              for k, v in d.param_exprs.items()}
+    def encode(v):
+        if isinstance(v, Distribution):
+            return _dist(v, table)
+        if isinstance(v, list):  # a list of distributions (a Mixture's components)
+            return [_dist(c, table) for c in v]
+        return table.add(v)
+    params = {k: encode(v) for k, v in d.param_exprs.items()}
     return {"family": d.family, "params": params,
             "shape": None if d.shape is None else list(d.shape)}
 
@@ -292,8 +299,14 @@ def _read_dist(obj, nodes, where, depth=0):
     _need(isinstance(params, dict) and all(k in cls.params for k in params),
           f"{where}: {family} parameters must be among {', '.join(cls.params)}")
     shape = _read_shape(obj["shape"], where)
-    values = {k: _read_dist(v, nodes, f"{where}.{k}", depth + 1) if k in cls.dist_params
-              else _pick(v, nodes, f"{where}.{k}") for k, v in params.items()}
+    def decode(k, v):
+        if k not in cls.dist_params:
+            return _pick(v, nodes, f"{where}.{k}")
+        if isinstance(v, list):
+            _need(0 < len(v) <= MAX_COMPONENTS, f"{where}.{k}: 1 to {MAX_COMPONENTS} distributions")
+            return [_read_dist(c, nodes, f"{where}.{k}[{n}]", depth + 1) for n, c in enumerate(v)]
+        return _read_dist(v, nodes, f"{where}.{k}", depth + 1)
+    values = {k: decode(k, v) for k, v in params.items()}
     try:
         return cls.from_params(values, shape)
     except (TypeError, ValueError) as err:

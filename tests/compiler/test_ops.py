@@ -58,6 +58,19 @@ CASES.update({
                          em.solve_triangular(em.transpose(lower), v, lower=False)],
     "logdet": [em.logdet(spd)],
     "corr_cholesky": [exmc.ir.expr.Expr("corr_cholesky", (em.tanh(v),), 3)],
+    # a vector state over the rows of a (closing over b), an HMM-like log-semiring step, and
+    # a scalar state with n_steps and no sequence
+    "scan": [em.scan(lambda s, row: 0.6 * s + em.tanh(row) * b, b, sequences=[a]),
+             em.scan(lambda al, row, la: em.logsumexp(al + la.T, axis=1) + row, v,
+                     sequences=[m], non_sequences=[m * 0.3]),
+             em.scan(lambda s: s * em.tanh(b[0]) + v[1], v[0], n_steps=4)],
+    # tight tolerances: finite differences must not see the step sequence change
+    "ode_solve": [em.ode_solve(lambda t, y, k: em.stack([y[1], -k * y[0] - 0.3 * y[1] + t * b[1]]),
+                               b, np.array([0.0, 0.4, 0.4, 1.3]), params=[em.exp(v[0])],
+                               rtol=1e-12, atol=1e-12)],
+    "family_fn": [exmc.ir.expr.Expr("family_fn", (a, b, em.exp(b) + 0.5), ("Normal", ("mu", "sigma"), fn))
+                  for fn in ("logp", "logcdf", "logccdf")]
+    + [exmc.ir.expr.Expr("family_fn", (a, positive + 1.0, b, exmc.ir.expr.as_expr(2.0)), ("StudentT", ("nu", "mu", "sigma"), "logp"))],
 })
 
 

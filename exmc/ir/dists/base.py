@@ -97,6 +97,11 @@ class Distribution(ExprOps):
             recordings[-1].append(self)
 
     def _convert(self, key, val):
+        if key in self.dist_params and isinstance(val, (list, tuple)):
+            if not val or not all(isinstance(v, Distribution) for v in val):
+                raise TypeError(f"{self.family} parameter {key!r} must be a distribution or a "
+                                f"non-empty list of distributions")
+            return list(val)
         if key in self.dist_params:
             if not isinstance(val, Distribution):
                 raise TypeError(f"{self.family} parameter {key!r} must be a distribution, "
@@ -183,6 +188,10 @@ class Distribution(ExprOps):
                 return as_expr(float(template))
             return self.param_exprs[template]
         return bound(self.lower), bound(self.upper)
+
+    def parts(self):
+        """(label, distribution) whose parameters broadcast with this variable's (a wrapper's)."""
+        return ()
 
     def expand(self, value: Expr):
         """Terms whose sum is this density at ``value``: (Distribution, value) or ("logp", Expr)."""
