@@ -7,8 +7,22 @@ from exmc.ir.dists import (Bernoulli, Beta, Binomial, Cauchy, Custom, Exponentia
                            StudentT, Uniform, ZeroSumNormal)
 from exmc.ir.dists import Censored, Mixture, NormalMixture, Potential, Truncated
 from exmc.ir.builder import ImputationWarning
+from exmc.ir.dists import (AsymmetricLaplace, BetaBinomial, Chi, ChiSquared, DiscreteUniform,
+                           ExGaussian, Flat, Geometric, Gumbel, HalfFlat, HalfStudentT,
+                           HurdleGamma, HurdleLogNormal, HurdleNegativeBinomial, HurdlePoisson,
+                           Kumaraswamy, Logistic, LogitNormal, Moyal, NegativeBinomial, Pareto,
+                           Rice, SkewNormal, Triangular, TruncatedNormal, VonMises, Wald,
+                           Weibull, ZeroInflatedBinomial, ZeroInflatedNegativeBinomial,
+                           ZeroInflatedPoisson)
 
 __version__ = "0.1.0"
+_PYMC_SCALAR_FAMILIES = [
+    "AsymmetricLaplace", "BetaBinomial", "Chi", "ChiSquared", "DiscreteUniform", "ExGaussian",
+    "Flat", "Geometric", "Gumbel", "HalfFlat", "HalfStudentT", "HurdleGamma", "HurdleLogNormal",
+    "HurdleNegativeBinomial", "HurdlePoisson", "Kumaraswamy", "Logistic", "LogitNormal", "Moyal",
+    "NegativeBinomial", "Pareto", "Rice", "SkewNormal", "Triangular", "TruncatedNormal",
+    "VonMises", "Wald", "Weibull", "ZeroInflatedBinomial", "ZeroInflatedNegativeBinomial",
+    "ZeroInflatedPoisson"]
 
 __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "ref", "value",
            "Bernoulli", "Beta", "Binomial", "Cauchy", "Custom", "Exponential", "Gamma",
@@ -16,6 +30,7 @@ __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "
            "LogNormal", "Normal", "Poisson", "StudentT", "Uniform", "MvNormal", "Dirichlet",
            "LKJCorrCholesky", "ZeroSumNormal",
            "Truncated", "Censored", "Mixture", "NormalMixture", "Potential", "ImputationWarning"]
+__all__ += _PYMC_SCALAR_FAMILIES
 
 from exmc.runtime.sample import SamplingError, sample, sample_stream  # noqa: E402  (the runtime builds on the IR)
 from exmc.runtime.diagnostics import SamplingWarning  # noqa: E402

@@ -3,8 +3,9 @@ import math
 from typing import Callable, NamedTuple, Optional
 
 from exmc.compiler.njit import kernel
-from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, digamma, log1mexp,
-                                  log_normal_cdf, log_normal_cdf_derivative, sigmoid, softplus,
+from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, bessel_i1_over_i0, digamma,
+                                  log1mexp, log_bessel_i0, log_normal_cdf,
+                                  log_normal_cdf_derivative, logsumexp2, sigmoid, softplus,
                                   xlog1py, xlogy)
 
 INF = math.inf
@@ -497,6 +498,716 @@ def laplace_logccdf_grad(x, mu, b):
     return _laplace_standard_logcdf(s), -d, d, -d * s
 
 
+# ---- continuous scalar families of PyMC beyond the first thirteen --------------------------
+@kernel
+def flat_logp(x):
+    return 0.0
+
+
+@kernel
+def flat_logp_grad(x):
+    return 0.0, 0.0
+
+
+@kernel
+def halfstudentt_logp(x, nu, sigma):
+    return LOG_2 + studentt_logp(x, nu, 0.0, sigma)
+
+
+@kernel
+def halfstudentt_logp_grad(x, nu, sigma):
+    lp, dx, dnu, _, dsigma = studentt_logp_grad(x, nu, 0.0, sigma)
+    return LOG_2 + lp, dx, dnu, dsigma
+
+
+@kernel
+def weibull_logp(x, alpha, beta):
+    lt = math.log(x / beta)
+    return math.log(alpha / beta) + (alpha - 1.0) * lt - math.exp(alpha * lt)
+
+
+@kernel
+def weibull_logp_grad(x, alpha, beta):
+    lt = math.log(x / beta)
+    t = math.exp(alpha * lt)  # (x / beta)^alpha
+    return (weibull_logp(x, alpha, beta), (alpha - 1.0 - alpha * t) / x,
+            1.0 / alpha + lt * (1.0 - t), alpha * (t - 1.0) / beta)
+
+
+# Weibull: cdf = 1 - exp(-t), t = (x / beta)^alpha; partials through t.
+@kernel
+def weibull_logcdf(x, alpha, beta):
+    if x <= 0.0:
+        return -INF
+    return log1mexp(math.exp(alpha * math.log(x / beta)))
+
+
+@kernel
+def weibull_logcdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    lt = math.log(x / beta)
+    t = math.exp(alpha * lt)
+    d = t / math.expm1(t)  # t d/dt log(1 - exp(-t))
+    return log1mexp(t), d * alpha / x, d * lt, -d * alpha / beta
+
+
+@kernel
+def weibull_logccdf(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0
+    return -math.exp(alpha * math.log(x / beta))
+
+
+@kernel
+def weibull_logccdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    lt = math.log(x / beta)
+    t = math.exp(alpha * lt)
+    return -t, -t * alpha / x, -t * lt, t * alpha / beta
+
+
+@kernel
+def skewnormal_logp(x, alpha, mu, sigma):
+    z = (x - mu) / sigma
+    return LOG_2 + normal_logp(x, mu, sigma) + log_normal_cdf(alpha * z)
+
+
+@kernel
+def skewnormal_logp_grad(x, alpha, mu, sigma):
+    z = (x - mu) / sigma
+    m = log_normal_cdf_derivative(alpha * z)
+    dx = (-z + m * alpha) / sigma
+    return (skewnormal_logp(x, alpha, mu, sigma), dx, m * z, -dx,
+            (z * z - 1.0 - m * alpha * z) / sigma)
+
+
+@kernel
+def vonmises_logp(x, mu, kappa):
+    return kappa * math.cos(x - mu) - LOG_2 - LOG_PI - log_bessel_i0(kappa)
+
+
+@kernel
+def vonmises_logp_grad(x, mu, kappa):
+    s = kappa * math.sin(x - mu)
+    return (vonmises_logp(x, mu, kappa), -s, s,
+            math.cos(x - mu) - bessel_i1_over_i0(kappa))
+
+
+@kernel
+def gumbel_logp(x, mu, beta):
+    z = (x - mu) / beta
+    return -z - math.exp(-z) - math.log(beta)
+
+
+@kernel
+def gumbel_logp_grad(x, mu, beta):
+    z = (x - mu) / beta
+    e = math.exp(-z)
+    dx = (e - 1.0) / beta
+    return gumbel_logp(x, mu, beta), dx, -dx, (z * (1.0 - e) - 1.0) / beta
+
+
+# Gumbel: cdf = exp(-a) with a = exp(-z), so log cdf = -a and log ccdf = log(1 - exp(-a)).
+@kernel
+def gumbel_logcdf(x, mu, beta):
+    return -math.exp(-(x - mu) / beta)
+
+
+@kernel
+def gumbel_logcdf_grad(x, mu, beta):
+    z = (x - mu) / beta
+    a = math.exp(-z)
+    return -a, a / beta, -a / beta, -a * z / beta
+
+
+@kernel
+def gumbel_logccdf(x, mu, beta):
+    return log1mexp(math.exp(-(x - mu) / beta))
+
+
+@kernel
+def gumbel_logccdf_grad(x, mu, beta):
+    z = (x - mu) / beta
+    a = math.exp(-z)
+    d = a / math.expm1(a) / beta  # -(d/dz) log(1 - exp(-a)) / beta
+    return log1mexp(a), -d, d, d * z
+
+
+@kernel
+def logistic_logp(x, mu, s):
+    z = (x - mu) / s
+    return -z - math.log(s) - 2.0 * softplus(-z)
+
+
+@kernel
+def logistic_logp_grad(x, mu, s):
+    z = (x - mu) / s
+    g = (1.0 - 2.0 * sigmoid(z)) / s
+    return logistic_logp(x, mu, s), g, -g, -g * z - 1.0 / s
+
+
+@kernel
+def logistic_logcdf(x, mu, s):
+    return -softplus(-(x - mu) / s)
+
+
+@kernel
+def logistic_logcdf_grad(x, mu, s):
+    z = (x - mu) / s
+    d = sigmoid(-z) / s
+    return -softplus(-z), d, -d, -d * z
+
+
+@kernel
+def logistic_logccdf(x, mu, s):
+    return -softplus((x - mu) / s)
+
+
+@kernel
+def logistic_logccdf_grad(x, mu, s):
+    z = (x - mu) / s
+    d = -sigmoid(z) / s
+    return -softplus(z), d, -d, -d * z
+
+
+@kernel
+def logitnormal_logp(x, mu, sigma):
+    lx, l1x = math.log(x), math.log1p(-x)
+    return normal_logp(lx - l1x, mu, sigma) - lx - l1x
+
+
+@kernel
+def logitnormal_logp_grad(x, mu, sigma):
+    lx, l1x = math.log(x), math.log1p(-x)
+    lp, dy, dmu, dsigma = normal_logp_grad(lx - l1x, mu, sigma)
+    return (lp - lx - l1x, dy / (x * (1.0 - x)) - 1.0 / x + 1.0 / (1.0 - x), dmu, dsigma)
+
+
+@kernel
+def logitnormal_logcdf(x, mu, sigma):
+    if x <= 0.0:
+        return -INF
+    if x >= 1.0:
+        return 0.0
+    return normal_logcdf(math.log(x) - math.log1p(-x), mu, sigma)
+
+
+@kernel
+def logitnormal_logcdf_grad(x, mu, sigma):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    if x >= 1.0:
+        return 0.0, 0.0, 0.0, 0.0
+    lp, dy, dmu, dsigma = normal_logcdf_grad(math.log(x) - math.log1p(-x), mu, sigma)
+    return lp, dy / (x * (1.0 - x)), dmu, dsigma
+
+
+@kernel
+def logitnormal_logccdf(x, mu, sigma):
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return -INF
+    return normal_logccdf(math.log(x) - math.log1p(-x), mu, sigma)
+
+
+@kernel
+def logitnormal_logccdf_grad(x, mu, sigma):
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    if x >= 1.0:
+        return -INF, 0.0, 0.0, 0.0
+    lp, dy, dmu, dsigma = normal_logccdf_grad(math.log(x) - math.log1p(-x), mu, sigma)
+    return lp, dy / (x * (1.0 - x)), dmu, dsigma
+
+
+@kernel
+def pareto_logp(x, alpha, m):
+    return math.log(alpha) + alpha * math.log(m) - (alpha + 1.0) * math.log(x)
+
+
+@kernel
+def pareto_logp_grad(x, alpha, m):
+    return (pareto_logp(x, alpha, m), -(alpha + 1.0) / x, 1.0 / alpha + math.log(m / x),
+            alpha / m)
+
+
+# Pareto: ccdf = (m / x)^alpha = exp(-a), a = alpha log(x / m), for x >= m.
+@kernel
+def pareto_logcdf(x, alpha, m):
+    if x <= m:
+        return -INF
+    return log1mexp(alpha * math.log(x / m))
+
+
+@kernel
+def pareto_logcdf_grad(x, alpha, m):
+    if x <= m:
+        return -INF, 0.0, 0.0, 0.0
+    r = math.log(x / m)
+    d = 1.0 / math.expm1(alpha * r)
+    return log1mexp(alpha * r), d * alpha / x, d * r, -d * alpha / m
+
+
+@kernel
+def pareto_logccdf(x, alpha, m):
+    if x <= m:
+        return 0.0
+    return -alpha * math.log(x / m)
+
+
+@kernel
+def pareto_logccdf_grad(x, alpha, m):
+    if x <= m:
+        return 0.0, 0.0, 0.0, 0.0
+    return -alpha * math.log(x / m), -alpha / x, -math.log(x / m), alpha / m
+
+
+@kernel
+def kumaraswamy_logp(x, a, b):
+    return (math.log(a) + math.log(b) + (a - 1.0) * math.log(x)
+            + (b - 1.0) * math.log1p(-math.exp(a * math.log(x))))
+
+
+@kernel
+def kumaraswamy_logp_grad(x, a, b):
+    lx = math.log(x)
+    u = math.exp(a * lx)  # x^a
+    r = u / (1.0 - u)
+    return (kumaraswamy_logp(x, a, b), ((a - 1.0) - (b - 1.0) * a * r) / x,
+            1.0 / a + lx - (b - 1.0) * r * lx, 1.0 / b + math.log1p(-u))
+
+
+# Kumaraswamy: ccdf = (1 - x^a)^b = exp(-A), A = -b log(1 - x^a); partials through A.
+@kernel
+def kumaraswamy_logcdf(x, a, b):
+    if x <= 0.0:
+        return -INF
+    if x >= 1.0:
+        return 0.0
+    return log1mexp(-b * math.log1p(-math.exp(a * math.log(x))))
+
+
+@kernel
+def kumaraswamy_logcdf_grad(x, a, b):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    if x >= 1.0:
+        return 0.0, 0.0, 0.0, 0.0
+    lx = math.log(x)
+    u = math.exp(a * lx)
+    A = -b * math.log1p(-u)
+    d = 1.0 / math.expm1(A)
+    r = u / (1.0 - u)
+    return log1mexp(A), d * b * a * r / x, d * b * r * lx, -d * math.log1p(-u)
+
+
+@kernel
+def kumaraswamy_logccdf(x, a, b):
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return -INF
+    return b * math.log1p(-math.exp(a * math.log(x)))
+
+
+@kernel
+def kumaraswamy_logccdf_grad(x, a, b):
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    if x >= 1.0:
+        return -INF, 0.0, 0.0, 0.0
+    lx = math.log(x)
+    u = math.exp(a * lx)
+    r = u / (1.0 - u)
+    return b * math.log1p(-u), -b * a * r / x, -b * r * lx, math.log1p(-u)
+
+
+# Triangular(lower, upper, c) in PyMC's argument order: rising on [lower, c], falling after.
+@kernel
+def triangular_logp(x, lower, upper, c):
+    if x < c:
+        return LOG_2 + math.log(x - lower) - math.log(upper - lower) - math.log(c - lower)
+    return LOG_2 + math.log(upper - x) - math.log(upper - lower) - math.log(upper - c)
+
+
+@kernel
+def triangular_logp_grad(x, lower, upper, c):
+    w = 1.0 / (upper - lower)
+    lp = triangular_logp(x, lower, upper, c)
+    if x < c:
+        a, e = 1.0 / (x - lower), 1.0 / (c - lower)
+        return lp, a, -a + w + e, -w, -e
+    a, e = 1.0 / (upper - x), 1.0 / (upper - c)
+    return lp, -a, w, a - w - e, e
+
+
+@kernel
+def triangular_logcdf(x, lower, upper, c):
+    if x <= lower:
+        return -INF
+    if x >= upper:
+        return 0.0
+    if x <= c:
+        return 2.0 * math.log(x - lower) - math.log(upper - lower) - math.log(c - lower)
+    return math.log1p(-(upper - x) ** 2 / ((upper - lower) * (upper - c)))
+
+
+@kernel
+def triangular_logcdf_grad(x, lower, upper, c):
+    if x <= lower:
+        return -INF, 0.0, 0.0, 0.0, 0.0
+    if x >= upper:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    lp = triangular_logcdf(x, lower, upper, c)
+    w = 1.0 / (upper - lower)
+    if x <= c:
+        a, e = 1.0 / (x - lower), 1.0 / (c - lower)
+        return lp, 2.0 * a, -2.0 * a + w + e, -w, -e
+    a, e = 1.0 / (upper - x), 1.0 / (upper - c)
+    q = (upper - x) ** 2 * w * e  # the ccdf
+    d = -q / (1.0 - q)  # (d/dq log(1 - q)) q: partials of log q follow
+    return lp, -2.0 * a * d, w * d, (2.0 * a - w - e) * d, e * d
+
+
+@kernel
+def triangular_logccdf(x, lower, upper, c):
+    if x <= lower:
+        return 0.0
+    if x >= upper:
+        return -INF
+    if x <= c:
+        return math.log1p(-(x - lower) ** 2 / ((upper - lower) * (c - lower)))
+    return 2.0 * math.log(upper - x) - math.log(upper - lower) - math.log(upper - c)
+
+
+@kernel
+def triangular_logccdf_grad(x, lower, upper, c):
+    if x <= lower:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    if x >= upper:
+        return -INF, 0.0, 0.0, 0.0, 0.0
+    lp = triangular_logccdf(x, lower, upper, c)
+    w = 1.0 / (upper - lower)
+    if x <= c:
+        a, e = 1.0 / (x - lower), 1.0 / (c - lower)
+        r = (x - lower) ** 2 * w * e  # the cdf
+        d = -r / (1.0 - r)
+        return lp, 2.0 * a * d, (-2.0 * a + w + e) * d, -w * d, -e * d
+    a, e = 1.0 / (upper - x), 1.0 / (upper - c)
+    return lp, -2.0 * a, w, 2.0 * a - w - e, e
+
+
+@kernel
+def wald_logp(x, mu, lam, alpha):
+    y = x - alpha
+    d = y - mu
+    return (0.5 * (math.log(lam) - LOG_2 - LOG_PI) - 1.5 * math.log(y)
+            - lam * d * d / (2.0 * y * mu * mu))
+
+
+@kernel
+def wald_logp_grad(x, mu, lam, alpha):
+    y = x - alpha
+    d = y - mu
+    dy = -1.5 / y - 0.5 * lam * (1.0 / (mu * mu) - 1.0 / (y * y))
+    return (wald_logp(x, mu, lam, alpha), dy, lam * d / (mu * mu * mu),
+            0.5 / lam - d * d / (2.0 * y * mu * mu), -dy)
+
+
+@kernel
+def exgaussian_logp(x, mu, sigma, nu):
+    w = (x - mu) / sigma - sigma / nu
+    return (-math.log(nu) + (mu - x) / nu + 0.5 * sigma * sigma / (nu * nu)
+            + log_normal_cdf(w))
+
+
+@kernel
+def exgaussian_logp_grad(x, mu, sigma, nu):
+    w = (x - mu) / sigma - sigma / nu
+    m = log_normal_cdf_derivative(w)
+    dx = -1.0 / nu + m / sigma
+    return (exgaussian_logp(x, mu, sigma, nu), dx, -dx,
+            sigma / (nu * nu) - m * ((x - mu) / (sigma * sigma) + 1.0 / nu),
+            -1.0 / nu + (x - mu) / (nu * nu) - sigma * sigma / (nu * nu * nu) + m * sigma / (nu * nu))
+
+
+# ExGaussian: ccdf = Phi(-z) + exp(C) Phi(w), a sum of positive terms, with z = (x - mu) / sigma,
+# C = sigma^2 / (2 nu^2) - (x - mu) / nu and w = z - sigma / nu; cdf = Phi(z) - exp(C) Phi(w).
+@kernel
+def _exgaussian_terms(x, mu, sigma, nu):
+    z = (x - mu) / sigma
+    w = z - sigma / nu
+    return z, w, 0.5 * sigma * sigma / (nu * nu) - (x - mu) / nu + log_normal_cdf(w)
+
+
+@kernel
+def exgaussian_logccdf(x, mu, sigma, nu):
+    z, w, b = _exgaussian_terms(x, mu, sigma, nu)
+    return logsumexp2(log_normal_cdf(-z), b)
+
+
+@kernel
+def exgaussian_logccdf_grad(x, mu, sigma, nu):
+    z, w, b = _exgaussian_terms(x, mu, sigma, nu)
+    a = log_normal_cdf(-z)
+    lp = logsumexp2(a, b)
+    pa, pb = math.exp(a - lp), math.exp(b - lp)
+    ma, mb = -log_normal_cdf_derivative(-z), log_normal_cdf_derivative(w)  # d/dz, d/dw
+    # partials of z, w and of C's non-Phi part in (x, mu, sigma, nu)
+    dx = pa * ma / sigma + pb * (mb / sigma - 1.0 / nu)
+    dsigma = pa * ma * (-z / sigma) + pb * (sigma / (nu * nu) + mb * (-z / sigma - 1.0 / nu))
+    dnu = pb * (-sigma * sigma / (nu * nu * nu) + (x - mu) / (nu * nu) + mb * sigma / (nu * nu))
+    return lp, dx, -dx, dsigma, dnu
+
+
+@kernel
+def exgaussian_logcdf(x, mu, sigma, nu):
+    z, w, b = _exgaussian_terms(x, mu, sigma, nu)
+    a = log_normal_cdf(z)
+    return a + math.log1p(-math.exp(b - a))
+
+
+@kernel
+def exgaussian_logcdf_grad(x, mu, sigma, nu):
+    z, w, b = _exgaussian_terms(x, mu, sigma, nu)
+    a = log_normal_cdf(z)
+    r = math.exp(b - a)
+    lp = a + math.log1p(-r)
+    pa, pb = 1.0 / (1.0 - r), -r / (1.0 - r)
+    ma, mb = log_normal_cdf_derivative(z), log_normal_cdf_derivative(w)
+    dx = pa * ma / sigma + pb * (mb / sigma - 1.0 / nu)
+    dsigma = pa * ma * (-z / sigma) + pb * (sigma / (nu * nu) + mb * (-z / sigma - 1.0 / nu))
+    dnu = pb * (-sigma * sigma / (nu * nu * nu) + (x - mu) / (nu * nu) + mb * sigma / (nu * nu))
+    return lp, dx, -dx, dsigma, dnu
+
+
+# AsymmetricLaplace(kappa, mu, b): rate b kappa above mu, b / kappa below (PyMC's form).
+@kernel
+def asymmetriclaplace_logp(x, kappa, mu, b):
+    d = x - mu
+    lp = math.log(b) - math.log(kappa + 1.0 / kappa)
+    if d >= 0.0:
+        return lp - d * b * kappa
+    return lp + d * b / kappa
+
+
+@kernel
+def asymmetriclaplace_logp_grad(x, kappa, mu, b):
+    d = x - mu
+    dk = -(1.0 - 1.0 / (kappa * kappa)) / (kappa + 1.0 / kappa)
+    lp = asymmetriclaplace_logp(x, kappa, mu, b)
+    if d >= 0.0:
+        return lp, -b * kappa, dk - d * b, b * kappa, 1.0 / b - d * kappa
+    return lp, b / kappa, dk - d * b / (kappa * kappa), -b / kappa, 1.0 / b + d / kappa
+
+
+# cdf below mu: kappa^2 / (1 + kappa^2) exp(b d / kappa); ccdf above: exp(-b kappa d) / (1 + kappa^2).
+@kernel
+def _asymmetriclaplace_tail_grad(x, kappa, mu, b, lower):
+    """log of the tail mass on the far side of x (cdf if lower, else ccdf) where it is closed form."""
+    d = x - mu
+    k2 = kappa * kappa
+    if lower:  # d < 0
+        return (2.0 * math.log(kappa) - math.log1p(k2) + b * d / kappa, b / kappa,
+                2.0 / kappa - 2.0 * kappa / (1.0 + k2) - b * d / k2, -b / kappa, d / kappa)
+    return (-math.log1p(k2) - b * kappa * d, -b * kappa, -2.0 * kappa / (1.0 + k2) - b * d,
+            b * kappa, -kappa * d)
+
+
+@kernel
+def asymmetriclaplace_logcdf(x, kappa, mu, b):
+    return asymmetriclaplace_logcdf_grad(x, kappa, mu, b)[0]
+
+
+@kernel
+def asymmetriclaplace_logcdf_grad(x, kappa, mu, b):
+    if x < mu:
+        return _asymmetriclaplace_tail_grad(x, kappa, mu, b, True)
+    t, dx, dk, dmu, db = _asymmetriclaplace_tail_grad(x, kappa, mu, b, False)
+    e = math.exp(t)
+    s = -e / (1.0 - e)
+    return math.log1p(-e), s * dx, s * dk, s * dmu, s * db
+
+
+@kernel
+def asymmetriclaplace_logccdf(x, kappa, mu, b):
+    return asymmetriclaplace_logccdf_grad(x, kappa, mu, b)[0]
+
+
+@kernel
+def asymmetriclaplace_logccdf_grad(x, kappa, mu, b):
+    if x >= mu:
+        return _asymmetriclaplace_tail_grad(x, kappa, mu, b, False)
+    t, dx, dk, dmu, db = _asymmetriclaplace_tail_grad(x, kappa, mu, b, True)
+    e = math.exp(t)
+    s = -e / (1.0 - e)
+    return math.log1p(-e), s * dx, s * dk, s * dmu, s * db
+
+
+@kernel
+def rice_logp(x, nu, sigma):
+    s2 = sigma * sigma
+    return (math.log(x) - 2.0 * math.log(sigma) - (x * x + nu * nu) / (2.0 * s2)
+            + log_bessel_i0(x * nu / s2))
+
+
+@kernel
+def rice_logp_grad(x, nu, sigma):
+    s2 = sigma * sigma
+    t = x * nu / s2
+    r = bessel_i1_over_i0(t)
+    return (rice_logp(x, nu, sigma), 1.0 / x - x / s2 + r * nu / s2, (r * x - nu) / s2,
+            -2.0 / sigma + (x * x + nu * nu - 2.0 * r * x * nu) / (s2 * sigma))
+
+
+@kernel
+def moyal_logp(x, mu, sigma):
+    z = (x - mu) / sigma
+    return -0.5 * (z + math.exp(-z)) - math.log(sigma) - LOG_SQRT_2PI
+
+
+@kernel
+def moyal_logp_grad(x, mu, sigma):
+    z = (x - mu) / sigma
+    g = -0.5 * (1.0 - math.exp(-z)) / sigma
+    return moyal_logp(x, mu, sigma), g, -g, -g * z - 1.0 / sigma
+
+
+# Moyal: cdf = erfc(v) = 2 Phi(-sqrt2 v), ccdf = erf(v), with v = exp(-z / 2) / sqrt 2.
+@kernel
+def moyal_logcdf(x, mu, sigma):
+    v = math.exp(-0.5 * (x - mu) / sigma) / SQRT_2
+    return LOG_2 + log_normal_cdf(-SQRT_2 * v)
+
+
+@kernel
+def moyal_logcdf_grad(x, mu, sigma):
+    z = (x - mu) / sigma
+    v = math.exp(-0.5 * z) / SQRT_2
+    dv = -SQRT_2 * log_normal_cdf_derivative(-SQRT_2 * v)  # d/dv
+    g = dv * (-0.5 * v) / sigma  # d/dx through dv/dz = -v / 2
+    return LOG_2 + log_normal_cdf(-SQRT_2 * v), g, -g, -g * z
+
+
+@kernel
+def moyal_logccdf(x, mu, sigma):
+    v = math.exp(-0.5 * (x - mu) / sigma) / SQRT_2
+    if v < 1.0:
+        return math.log(math.erf(v))
+    return math.log1p(-math.erfc(v))
+
+
+@kernel
+def moyal_logccdf_grad(x, mu, sigma):
+    z = (x - mu) / sigma
+    v = math.exp(-0.5 * z) / SQRT_2
+    dv = 2.0 / math.sqrt(math.pi) * math.exp(-v * v) / math.erf(v)
+    g = dv * (-0.5 * v) / sigma
+    return moyal_logccdf(x, mu, sigma), g, -g, -g * z
+
+
+@kernel
+def _log_normal_mass_grad(a, b):
+    """log(Phi(b) - Phi(a)) for a < b, with its partials in a and b; either may be infinite."""
+    if b == INF:
+        lz = log_normal_cdf(-a)
+    elif a == -INF:
+        lz = log_normal_cdf(b)
+    elif a > 0.0:  # both in the upper tail: the same mass as Phi(-a) - Phi(-b)
+        hi = log_normal_cdf(-a)
+        lz = hi + log1mexp(hi - log_normal_cdf(-b))
+    else:
+        hi = log_normal_cdf(b)
+        lz = hi + log1mexp(hi - log_normal_cdf(a))
+    da = 0.0 if a == -INF else -math.exp(-0.5 * a * a - LOG_SQRT_2PI - lz)
+    db = 0.0 if b == INF else math.exp(-0.5 * b * b - LOG_SQRT_2PI - lz)
+    return lz, da, db
+
+
+@kernel
+def truncatednormal_logp_grad(x, mu, sigma, lower, upper):
+    """Normal(mu, sigma) restricted to [lower, upper] (either bound may be infinite)."""
+    lp, dx, dmu, dsigma = normal_logp_grad(x, mu, sigma)
+    alpha, beta = (lower - mu) / sigma, (upper - mu) / sigma
+    lz, ga, gb = _log_normal_mass_grad(alpha, beta)
+    dsigma += ((ga * alpha if lower > -INF else 0.0) + (gb * beta if upper < INF else 0.0)) / sigma
+    return lp - lz, dx, dmu + (ga + gb) / sigma, dsigma, -ga / sigma, -gb / sigma
+
+
+@kernel
+def _truncatednormal_tail_grad(x, mu, sigma, lower, upper, upper_tail):
+    """log of the mass in [lower, x] (or [x, upper] if upper_tail) over that in [lower, upper]."""
+    if x <= lower:
+        return (0.0 if upper_tail else -INF), 0.0, 0.0, 0.0, 0.0, 0.0
+    if x >= upper:
+        return (-INF if upper_tail else 0.0), 0.0, 0.0, 0.0, 0.0, 0.0
+    alpha, beta, z = (lower - mu) / sigma, (upper - mu) / sigma, (x - mu) / sigma
+    lz, ga, gb = _log_normal_mass_grad(alpha, beta)
+    if upper_tail:
+        lm, gz, gu = _log_normal_mass_grad(z, beta)
+        gl = 0.0
+    else:
+        lm, gl, gz = _log_normal_mass_grad(alpha, z)
+        gu = 0.0
+    # d/d(standardised bounds) of lm - lz; d alpha / dmu = -1 / sigma, d alpha / dsigma = -alpha / sigma
+    fa, fb = gl - ga, gu - gb
+    dsigma = -gz * z - (fa * alpha if lower > -INF else 0.0) - (fb * beta if upper < INF else 0.0)
+    return (lm - lz, gz / sigma, -(gz + fa + fb) / sigma, dsigma / sigma, fa / sigma, fb / sigma)
+
+
+@kernel
+def truncatednormal_logp(x, mu, sigma, lower, upper):
+    return truncatednormal_logp_grad(x, mu, sigma, lower, upper)[0]
+
+
+@kernel
+def truncatednormal_logcdf(x, mu, sigma, lower, upper):
+    return _truncatednormal_tail_grad(x, mu, sigma, lower, upper, False)[0]
+
+
+@kernel
+def truncatednormal_logccdf(x, mu, sigma, lower, upper):
+    return _truncatednormal_tail_grad(x, mu, sigma, lower, upper, True)[0]
+
+
+@kernel
+def truncatednormal_logcdf_grad(x, mu, sigma, lower, upper):
+    return _truncatednormal_tail_grad(x, mu, sigma, lower, upper, False)
+
+
+@kernel
+def truncatednormal_logccdf_grad(x, mu, sigma, lower, upper):
+    return _truncatednormal_tail_grad(x, mu, sigma, lower, upper, True)
+
+
+@kernel
+def chisquared_logp(x, nu):
+    h = 0.5 * nu
+    return -h * LOG_2 - math.lgamma(h) + (h - 1.0) * math.log(x) - 0.5 * x
+
+
+@kernel
+def chisquared_logp_grad(x, nu):
+    h = 0.5 * nu
+    return (chisquared_logp(x, nu), (h - 1.0) / x - 0.5,
+            0.5 * (math.log(0.5 * x) - digamma(h)))
+
+
+@kernel
+def chi_logp(x, nu):
+    h = 0.5 * nu
+    return (1.0 - h) * LOG_2 - math.lgamma(h) + (nu - 1.0) * math.log(x) - 0.5 * x * x
+
+
+@kernel
+def chi_logp_grad(x, nu):
+    return (chi_logp(x, nu), (nu - 1.0) / x - x,
+            -0.5 * LOG_2 - 0.5 * digamma(0.5 * nu) + math.log(x))
+
+
 # ---- discrete families (the value is data: its partial is 0) --------------------------------
 @kernel
 def bernoulli_p_logp(x, p):
@@ -555,6 +1266,234 @@ def poisson_logp(x, mu):
 @kernel
 def poisson_logp_grad(x, mu):
     return poisson_logp(x, mu), 0.0, x / mu - 1.0
+
+
+# ---- discrete families of PyMC beyond the first three (observed only) -----------------------
+@kernel
+def negativebinomial_logp(x, mu, alpha):
+    return (math.lgamma(x + alpha) - math.lgamma(alpha) - math.lgamma(x + 1.0)
+            - alpha * math.log1p(mu / alpha) + xlogy(x, mu) - x * math.log(alpha + mu))
+
+
+@kernel
+def negativebinomial_logp_grad(x, mu, alpha):
+    s = alpha + mu
+    return (negativebinomial_logp(x, mu, alpha), 0.0, x / mu - (x + alpha) / s,
+            digamma(x + alpha) - digamma(alpha) - math.log1p(mu / alpha) + (mu - x) / s)
+
+
+@kernel
+def _negativebinomial_log_zero_grad(mu, alpha):
+    """log P(X = 0) = -alpha log(1 + mu / alpha), with its partials in mu and alpha."""
+    return (-alpha * math.log1p(mu / alpha), -alpha / (alpha + mu),
+            -math.log1p(mu / alpha) + mu / (alpha + mu))
+
+
+@kernel
+def _log_binomial_beta(x, n, alpha, beta):
+    return (math.lgamma(x + alpha) + math.lgamma(n - x + beta) - math.lgamma(n + alpha + beta)
+            - math.lgamma(alpha) - math.lgamma(beta) + math.lgamma(alpha + beta))
+
+
+@kernel
+def betabinomial_logp(x, alpha, beta, n):
+    return _log_binomial_coefficient(n, x) + _log_binomial_beta(x, n, alpha, beta)
+
+
+@kernel
+def betabinomial_logp_grad(x, alpha, beta, n):
+    d = digamma(alpha + beta) - digamma(n + alpha + beta)
+    return (betabinomial_logp(x, alpha, beta, n), 0.0,
+            d + digamma(x + alpha) - digamma(alpha), d + digamma(n - x + beta) - digamma(beta), 0.0)
+
+
+@kernel
+def geometric_logp(x, p):
+    return math.log(p) + (x - 1.0) * math.log1p(-p)
+
+
+@kernel
+def geometric_logp_grad(x, p):
+    return geometric_logp(x, p), 0.0, 1.0 / p - (x - 1.0) / (1.0 - p)
+
+
+# Geometric: P(X > k) = (1 - p)^k for whole k >= 0; the cdf is 1 minus it.
+@kernel
+def geometric_logcdf(x, p):
+    k = math.floor(x)
+    if k < 1.0:
+        return -INF
+    return log1mexp(-k * math.log1p(-p))
+
+
+@kernel
+def geometric_logcdf_grad(x, p):
+    k = math.floor(x)
+    if k < 1.0:
+        return -INF, 0.0, 0.0
+    a = -k * math.log1p(-p)
+    return log1mexp(a), 0.0, k / (1.0 - p) / math.expm1(a)
+
+
+@kernel
+def geometric_logccdf(x, p):
+    return max(math.floor(x), 0.0) * math.log1p(-p)
+
+
+@kernel
+def geometric_logccdf_grad(x, p):
+    k = max(math.floor(x), 0.0)
+    return k * math.log1p(-p), 0.0, -k / (1.0 - p)
+
+
+@kernel
+def discreteuniform_logp(x, lower, upper):
+    return -math.log(upper - lower + 1.0)
+
+
+@kernel
+def discreteuniform_logp_grad(x, lower, upper):
+    w = 1.0 / (upper - lower + 1.0)
+    return -math.log(upper - lower + 1.0), 0.0, w, -w
+
+
+@kernel
+def discreteuniform_logcdf(x, lower, upper):
+    return discreteuniform_logcdf_grad(x, lower, upper)[0]
+
+
+@kernel
+def discreteuniform_logcdf_grad(x, lower, upper):
+    k = math.floor(x)
+    if k < lower:
+        return -INF, 0.0, 0.0, 0.0
+    if k >= upper:
+        return 0.0, 0.0, 0.0, 0.0
+    w = 1.0 / (upper - lower + 1.0)
+    return (math.log(k - lower + 1.0) + math.log(w), 0.0, w - 1.0 / (k - lower + 1.0), -w)
+
+
+@kernel
+def discreteuniform_logccdf(x, lower, upper):
+    return discreteuniform_logccdf_grad(x, lower, upper)[0]
+
+
+@kernel
+def discreteuniform_logccdf_grad(x, lower, upper):
+    k = math.floor(x)
+    if k < lower:
+        return 0.0, 0.0, 0.0, 0.0
+    if k >= upper:
+        return -INF, 0.0, 0.0, 0.0
+    w = 1.0 / (upper - lower + 1.0)
+    return math.log(upper - k) + math.log(w), 0.0, w, 1.0 / (upper - k) - w
+
+
+@kernel
+def _zero_inflated_zero_grad(psi, log_zero):
+    """log((1 - psi) + psi P0) given log P0, its partial in psi and the weight of P0's partials."""
+    lp = logsumexp2(math.log1p(-psi), math.log(psi) + log_zero)
+    return lp, (math.exp(log_zero) - 1.0) * math.exp(-lp), math.exp(math.log(psi) + log_zero - lp)
+
+
+@kernel
+def zeroinflatedpoisson_logp(x, psi, mu):
+    return zeroinflatedpoisson_logp_grad(x, psi, mu)[0]
+
+
+@kernel
+def zeroinflatedpoisson_logp_grad(x, psi, mu):
+    if x == 0.0:
+        lp, dpsi, w = _zero_inflated_zero_grad(psi, -mu)
+        return lp, 0.0, dpsi, -w
+    return math.log(psi) + poisson_logp(x, mu), 0.0, 1.0 / psi, x / mu - 1.0
+
+
+@kernel
+def zeroinflatedbinomial_logp(x, psi, n, p):
+    return zeroinflatedbinomial_logp_grad(x, psi, n, p)[0]
+
+
+@kernel
+def zeroinflatedbinomial_logp_grad(x, psi, n, p):
+    if x == 0.0:
+        lp, dpsi, w = _zero_inflated_zero_grad(psi, xlog1py(n, -p))
+        return lp, 0.0, dpsi, 0.0, -w * n / (1.0 - p)
+    lp, _, _, dp = binomial_p_logp_grad(x, n, p)
+    return math.log(psi) + lp, 0.0, 1.0 / psi, 0.0, dp
+
+
+@kernel
+def zeroinflatednegativebinomial_logp(x, psi, mu, alpha):
+    return zeroinflatednegativebinomial_logp_grad(x, psi, mu, alpha)[0]
+
+
+@kernel
+def zeroinflatednegativebinomial_logp_grad(x, psi, mu, alpha):
+    if x == 0.0:
+        l0, d0mu, d0alpha = _negativebinomial_log_zero_grad(mu, alpha)
+        lp, dpsi, w = _zero_inflated_zero_grad(psi, l0)
+        return lp, 0.0, dpsi, w * d0mu, w * d0alpha
+    lp, _, dmu, dalpha = negativebinomial_logp_grad(x, mu, alpha)
+    return math.log(psi) + lp, 0.0, 1.0 / psi, dmu, dalpha
+
+
+# Hurdle families (PyMC's): P(0) = 1 - psi; non-zero values follow the base family, whose own
+# mass at zero is cut off (discrete bases) or nil (continuous bases).
+@kernel
+def hurdlepoisson_logp(x, psi, mu):
+    return hurdlepoisson_logp_grad(x, psi, mu)[0]
+
+
+@kernel
+def hurdlepoisson_logp_grad(x, psi, mu):
+    if x == 0.0:
+        return math.log1p(-psi), 0.0, -1.0 / (1.0 - psi), 0.0
+    return (math.log(psi) + poisson_logp(x, mu) - log1mexp(mu), 0.0, 1.0 / psi,
+            x / mu - 1.0 - 1.0 / math.expm1(mu))
+
+
+@kernel
+def hurdlenegativebinomial_logp(x, psi, mu, alpha):
+    return hurdlenegativebinomial_logp_grad(x, psi, mu, alpha)[0]
+
+
+@kernel
+def hurdlenegativebinomial_logp_grad(x, psi, mu, alpha):
+    if x == 0.0:
+        return math.log1p(-psi), 0.0, -1.0 / (1.0 - psi), 0.0, 0.0
+    l0, d0mu, d0alpha = _negativebinomial_log_zero_grad(mu, alpha)
+    lp, _, dmu, dalpha = negativebinomial_logp_grad(x, mu, alpha)
+    # minus log(1 - P0): d/d(log P0) of it is P0 / (1 - P0) = 1 / expm1(-log P0)
+    r = 1.0 / math.expm1(-l0)
+    return (math.log(psi) + lp - log1mexp(-l0), 0.0, 1.0 / psi, dmu + r * d0mu,
+            dalpha + r * d0alpha)
+
+
+@kernel
+def hurdlegamma_logp(x, psi, alpha, beta):
+    return hurdlegamma_logp_grad(x, psi, alpha, beta)[0]
+
+
+@kernel
+def hurdlegamma_logp_grad(x, psi, alpha, beta):
+    if x == 0.0:
+        return math.log1p(-psi), 0.0, -1.0 / (1.0 - psi), 0.0, 0.0
+    lp, _, dalpha, dbeta = gamma_logp_grad(x, alpha, beta)
+    return math.log(psi) + lp, 0.0, 1.0 / psi, dalpha, dbeta
+
+
+@kernel
+def hurdlelognormal_logp(x, psi, mu, sigma):
+    return hurdlelognormal_logp_grad(x, psi, mu, sigma)[0]
+
+
+@kernel
+def hurdlelognormal_logp_grad(x, psi, mu, sigma):
+    if x == 0.0:
+        return math.log1p(-psi), 0.0, -1.0 / (1.0 - psi), 0.0, 0.0
+    lp, _, dmu, dsigma = lognormal_logp_grad(x, mu, sigma)
+    return math.log(psi) + lp, 0.0, 1.0 / psi, dmu, dsigma
 
 
 # ---- multivariate families -------------------------------------------------------------------
@@ -873,6 +1812,91 @@ KERNELS = {
         ("n", "logit_p"), binomial_logit_logp, binomial_logit_logp_grad,
         constant_args=("x", "n")),
     ("Poisson", ("mu",)): _scalar(("mu",), poisson_logp, poisson_logp_grad, constant_args=("x",)),
+    # PyMC's further scalar families; without a logcdf where the cdf is an incomplete gamma,
+    # beta or Bessel-type integral (HalfStudentT, SkewNormal, VonMises, Wald, Rice, ChiSquared,
+    # Chi).  Flat and HalfFlat are improper: logp 0 on their support.
+    ("Flat", ()): _scalar((), flat_logp, flat_logp_grad),
+    ("HalfFlat", ()): _scalar((), flat_logp, flat_logp_grad),
+    ("HalfStudentT", ("nu", "sigma")): _scalar(
+        ("nu", "sigma"), halfstudentt_logp, halfstudentt_logp_grad),
+    ("Weibull", ("alpha", "beta")): _scalar(
+        ("alpha", "beta"), weibull_logp, weibull_logp_grad,
+        (weibull_logcdf, weibull_logcdf_grad, weibull_logccdf, weibull_logccdf_grad)),
+    ("SkewNormal", ("alpha", "mu", "sigma")): _scalar(
+        ("alpha", "mu", "sigma"), skewnormal_logp, skewnormal_logp_grad),
+    ("VonMises", ("mu", "kappa")): _scalar(("mu", "kappa"), vonmises_logp, vonmises_logp_grad),
+    ("Gumbel", ("mu", "beta")): _scalar(
+        ("mu", "beta"), gumbel_logp, gumbel_logp_grad,
+        (gumbel_logcdf, gumbel_logcdf_grad, gumbel_logccdf, gumbel_logccdf_grad)),
+    ("Logistic", ("mu", "s")): _scalar(
+        ("mu", "s"), logistic_logp, logistic_logp_grad,
+        (logistic_logcdf, logistic_logcdf_grad, logistic_logccdf, logistic_logccdf_grad)),
+    ("LogitNormal", ("mu", "sigma")): _scalar(
+        ("mu", "sigma"), logitnormal_logp, logitnormal_logp_grad,
+        (logitnormal_logcdf, logitnormal_logcdf_grad, logitnormal_logccdf,
+         logitnormal_logccdf_grad)),
+    ("Pareto", ("alpha", "m")): _scalar(
+        ("alpha", "m"), pareto_logp, pareto_logp_grad,
+        (pareto_logcdf, pareto_logcdf_grad, pareto_logccdf, pareto_logccdf_grad)),
+    ("Kumaraswamy", ("a", "b")): _scalar(
+        ("a", "b"), kumaraswamy_logp, kumaraswamy_logp_grad,
+        (kumaraswamy_logcdf, kumaraswamy_logcdf_grad, kumaraswamy_logccdf,
+         kumaraswamy_logccdf_grad)),
+    ("Triangular", ("lower", "upper", "c")): _scalar(
+        ("lower", "upper", "c"), triangular_logp, triangular_logp_grad,
+        (triangular_logcdf, triangular_logcdf_grad, triangular_logccdf, triangular_logccdf_grad)),
+    ("Wald", ("mu", "lam", "alpha")): _scalar(
+        ("mu", "lam", "alpha"), wald_logp, wald_logp_grad),
+    ("ExGaussian", ("mu", "sigma", "nu")): _scalar(
+        ("mu", "sigma", "nu"), exgaussian_logp, exgaussian_logp_grad,
+        (exgaussian_logcdf, exgaussian_logcdf_grad, exgaussian_logccdf, exgaussian_logccdf_grad)),
+    ("AsymmetricLaplace", ("kappa", "mu", "b")): _scalar(
+        ("kappa", "mu", "b"), asymmetriclaplace_logp, asymmetriclaplace_logp_grad,
+        (asymmetriclaplace_logcdf, asymmetriclaplace_logcdf_grad, asymmetriclaplace_logccdf,
+         asymmetriclaplace_logccdf_grad)),
+    ("Rice", ("nu", "sigma")): _scalar(("nu", "sigma"), rice_logp, rice_logp_grad),
+    ("Moyal", ("mu", "sigma")): _scalar(
+        ("mu", "sigma"), moyal_logp, moyal_logp_grad,
+        (moyal_logcdf, moyal_logcdf_grad, moyal_logccdf, moyal_logccdf_grad)),
+    # an absent bound is an infinite constant (the IR's default)
+    ("TruncatedNormal", ("mu", "sigma", "lower", "upper")): _scalar(
+        ("mu", "sigma", "lower", "upper"), truncatednormal_logp, truncatednormal_logp_grad,
+        (truncatednormal_logcdf, truncatednormal_logcdf_grad, truncatednormal_logccdf,
+         truncatednormal_logccdf_grad)),
+    ("ChiSquared", ("nu",)): _scalar(("nu",), chisquared_logp, chisquared_logp_grad),
+    ("Chi", ("nu",)): _scalar(("nu",), chi_logp, chi_logp_grad),
+    ("NegativeBinomial", ("mu", "alpha")): _scalar(
+        ("mu", "alpha"), negativebinomial_logp, negativebinomial_logp_grad, constant_args=("x",)),
+    ("BetaBinomial", ("alpha", "beta", "n")): _scalar(
+        ("alpha", "beta", "n"), betabinomial_logp, betabinomial_logp_grad,
+        constant_args=("x", "n")),
+    ("Geometric", ("p",)): _scalar(
+        ("p",), geometric_logp, geometric_logp_grad,
+        (geometric_logcdf, geometric_logcdf_grad, geometric_logccdf, geometric_logccdf_grad),
+        constant_args=("x",)),
+    ("DiscreteUniform", ("lower", "upper")): _scalar(
+        ("lower", "upper"), discreteuniform_logp, discreteuniform_logp_grad,
+        (discreteuniform_logcdf, discreteuniform_logcdf_grad, discreteuniform_logccdf,
+         discreteuniform_logccdf_grad), constant_args=("x",)),
+    ("ZeroInflatedPoisson", ("psi", "mu")): _scalar(
+        ("psi", "mu"), zeroinflatedpoisson_logp, zeroinflatedpoisson_logp_grad,
+        constant_args=("x",)),
+    ("ZeroInflatedBinomial", ("psi", "n", "p")): _scalar(
+        ("psi", "n", "p"), zeroinflatedbinomial_logp, zeroinflatedbinomial_logp_grad,
+        constant_args=("x", "n")),
+    ("ZeroInflatedNegativeBinomial", ("psi", "mu", "alpha")): _scalar(
+        ("psi", "mu", "alpha"), zeroinflatednegativebinomial_logp,
+        zeroinflatednegativebinomial_logp_grad, constant_args=("x",)),
+    ("HurdlePoisson", ("psi", "mu")): _scalar(
+        ("psi", "mu"), hurdlepoisson_logp, hurdlepoisson_logp_grad, constant_args=("x",)),
+    ("HurdleNegativeBinomial", ("psi", "mu", "alpha")): _scalar(
+        ("psi", "mu", "alpha"), hurdlenegativebinomial_logp, hurdlenegativebinomial_logp_grad,
+        constant_args=("x",)),
+    ("HurdleGamma", ("psi", "alpha", "beta")): _scalar(
+        ("psi", "alpha", "beta"), hurdlegamma_logp, hurdlegamma_logp_grad, constant_args=("x",)),
+    ("HurdleLogNormal", ("psi", "mu", "sigma")): _scalar(
+        ("psi", "mu", "sigma"), hurdlelognormal_logp, hurdlelognormal_logp_grad,
+        constant_args=("x",)),
     ("MvNormal", ("mu", "chol")): FamilyKernel(
         ("mu", "chol"), mvnormal_chol_logp, mvnormal_chol_logp_grad, event_ndim=1,
         param_ndim=(1, 2), work_shape=lambda k: (2, k)),

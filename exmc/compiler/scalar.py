@@ -142,3 +142,60 @@ def log_normal_cdf_derivative(x):
     if x > _NORMAL_TAIL:
         return math.exp(-0.5 * x * x - LOG_SQRT_2PI) / (0.5 * math.erfc(-x / SQRT_2))
     return -x / _normal_tail_series(x)
+
+
+# Below this argument the Bessel functions use their power series (all terms positive, so
+# no cancellation); above it, Hankel's asymptotic series, whose terms keep shrinking until
+# k ~ 2x (Abramowitz and Stegun 9.6.10 and 9.7.1).
+_BESSEL_SERIES_MAX = 25.0
+
+
+@kernel
+def _bessel_i_series_tail(nu, x):
+    """I_nu(x) / first_term - 1 by the power series, nu in {0, 1}, 0 <= x < 25.
+
+    The first term is 1 for nu = 0 and x / 2 for nu = 1; returning the rest apart keeps
+    log I_0 relatively exact for small x (log1p of it).
+    """
+    q = 0.25 * x * x
+    term = 1.0
+    total = 0.0
+    for k in range(1, 500):
+        term *= q / (k * (k + nu))
+        total += term
+        if term < 1e-17 * (1.0 + total):
+            break
+    return total
+
+
+@kernel
+def _bessel_i_scaled(nu, x):
+    """exp(-x) I_nu(x) for nu in {0, 1} and x >= 0."""
+    if x < _BESSEL_SERIES_MAX:
+        first = 1.0 if nu == 0 else 0.5 * x
+        return first * (1.0 + _bessel_i_series_tail(nu, x)) * math.exp(-x)
+    mu = 4.0 * nu * nu
+    term = 1.0
+    total = 1.0
+    for k in range(1, 60):
+        term *= -(mu - (2.0 * k - 1.0) ** 2) / (8.0 * k * x)
+        total += term
+        if abs(term) < 1e-17 * abs(total):
+            break
+    return total / math.sqrt(2.0 * math.pi * x)
+
+
+@kernel
+def log_bessel_i0(x):
+    """log I_0(x) for x >= 0, without overflow for large x."""
+    if x < _BESSEL_SERIES_MAX:
+        return math.log1p(_bessel_i_series_tail(0, x))
+    return math.log(_bessel_i_scaled(0, x)) + x
+
+
+@kernel
+def bessel_i1_over_i0(x):
+    """I_1(x) / I_0(x) for x >= 0: the derivative of log I_0(x)."""
+    if x < _BESSEL_SERIES_MAX:
+        return 0.5 * x * (1.0 + _bessel_i_series_tail(1, x)) / (1.0 + _bessel_i_series_tail(0, x))
+    return _bessel_i_scaled(1, x) / _bessel_i_scaled(0, x)

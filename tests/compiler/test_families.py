@@ -74,6 +74,144 @@ SCALAR_CASES = {
 }
 
 
+class _Reference:
+    """A scipy-like frozen distribution from formulas, for families scipy lacks."""
+
+    dist = None
+
+    def __init__(self, logpdf, logcdf=None, logsf=None):
+        self.logpdf, self.logcdf, self.logsf = logpdf, logcdf, logsf
+
+
+def _half_student_t(nu, sigma):
+    t = stats.t(nu, 0.0, sigma)
+    return _Reference(lambda x: math.log(2.0) + t.logpdf(x))
+
+
+def _logit_normal(mu, sigma):
+    n = stats.norm(mu, sigma)
+    return _Reference(lambda x: n.logpdf(special.logit(x)) - math.log(x) - math.log1p(-x),
+                      lambda x: n.logcdf(special.logit(x)), lambda x: n.logsf(special.logit(x)))
+
+
+def _kumaraswamy(a, b):
+    return _Reference(
+        lambda x: math.log(a * b) + (a - 1) * math.log(x) + (b - 1) * math.log(1 - x ** a),
+        lambda x: math.log(1 - (1 - x ** a) ** b), lambda x: b * math.log(1 - x ** a))
+
+
+class _Mixed:
+    """Zero-inflated (hurdle=False) or hurdle (True) law on a frozen scipy base."""
+
+    dist = None
+
+    def __init__(self, psi, base, hurdle):
+        self.psi, self.base, self.hurdle = psi, base, hurdle
+
+    def logpdf(self, x):
+        psi, base = self.psi, self.base
+        density = base.logpmf if isinstance(base.dist, stats.rv_discrete) else base.logpdf
+        if self.hurdle:
+            if x == 0:
+                return math.log1p(-psi)
+            cut = -math.log1p(-base.pmf(0)) if isinstance(base.dist, stats.rv_discrete) else 0.0
+            return math.log(psi) + density(x) + cut
+        if x == 0:
+            return math.log((1 - psi) + psi * base.pmf(0))
+        return math.log(psi) + density(x)
+
+
+def _nbinom(mu, alpha):
+    return stats.nbinom(alpha, alpha / (alpha + mu))
+
+
+# Points include values near the support's edges and large and small parameters.
+PYMC_SCALAR_CASES = {
+    ("Flat", ()): (lambda: _Reference(lambda x: 0.0), [(0.3,), (-1e6,)]),
+    ("HalfFlat", ()): (lambda: _Reference(lambda x: 0.0), [(0.3,), (1e6,)]),
+    ("HalfStudentT", ("nu", "sigma")): (
+        _half_student_t, [(0.7, 3.0, 1.3), (0.01, 1.0, 2.0), (40.0, 30.0, 5.0)]),
+    ("Weibull", ("alpha", "beta")): (
+        lambda alpha, beta: stats.weibull_min(alpha, scale=beta),
+        [(0.7, 1.5, 1.3), (0.01, 0.8, 2.0), (6.0, 3.0, 2.0), (1e-3, 2.0, 1.0)]),
+    ("SkewNormal", ("alpha", "mu", "sigma")): (
+        lambda alpha, mu, sigma: stats.skewnorm(alpha, mu, sigma),
+        [(0.3, 2.0, 0.1, 2.0), (-1.0, -3.0, 0.5, 0.7), (4.0, 0.0, 1.0, 1.5), (-6.0, 5.0, 0.0, 1.0)]),
+    ("VonMises", ("mu", "kappa")): (
+        lambda mu, kappa: stats.vonmises(kappa, loc=mu),
+        [(0.3, 0.1, 2.0), (-3.0, 1.0, 0.05), (3.1, -2.0, 30.0), (0.2, 0.0, 400.0)]),
+    ("Gumbel", ("mu", "beta")): (
+        lambda mu, beta: stats.gumbel_r(mu, beta),
+        [(0.3, 0.1, 2.0), (-4.0, 1.0, 0.8), (30.0, -1.0, 3.0)]),
+    ("Logistic", ("mu", "s")): (
+        lambda mu, s: stats.logistic(mu, s),
+        [(0.3, 0.1, 2.0), (-30.0, 1.0, 0.8), (20.0, -1.0, 3.0)]),
+    ("LogitNormal", ("mu", "sigma")): (
+        _logit_normal, [(0.3, 0.1, 0.9), (0.999, -1.0, 2.0), (0.01, 0.5, 0.4)]),
+    ("Pareto", ("alpha", "m")): (
+        lambda alpha, m: stats.pareto(alpha, scale=m),
+        [(2.0, 3.0, 1.5), (1.01, 0.5, 1.0), (400.0, 1.2, 2.0)]),
+    ("Kumaraswamy", ("a", "b")): (
+        _kumaraswamy, [(0.3, 2.0, 5.0), (0.9, 0.5, 0.7), (0.02, 1.5, 3.0)]),
+    ("Triangular", ("lower", "upper", "c")): (
+        lambda lower, upper, c: stats.triang((c - lower) / (upper - lower), lower, upper - lower),
+        [(0.3, 0.0, 1.0, 0.5), (0.8, 0.0, 1.0, 0.5), (-2.0, -3.5, 4.0, 1.0), (3.9, -3.5, 4.0, 1.0)]),
+    ("Wald", ("mu", "lam", "alpha")): (
+        lambda mu, lam, alpha: stats.invgauss(mu / lam, loc=alpha, scale=lam),
+        [(0.7, 1.0, 2.0, 0.0), (3.0, 0.5, 0.3, 1.0), (0.05, 2.0, 4.0, -0.1)]),
+    ("ExGaussian", ("mu", "sigma", "nu")): (
+        lambda mu, sigma, nu: stats.exponnorm(nu / sigma, mu, sigma),
+        [(0.3, 0.1, 2.0, 1.0), (-3.0, 1.0, 0.5, 3.0), (9.0, 0.0, 1.0, 0.5), (0.5, 0.0, 1.0, 4.0)]),
+    ("AsymmetricLaplace", ("kappa", "mu", "b")): (
+        lambda kappa, mu, b: stats.laplace_asymmetric(kappa, mu, 1.0 / b),
+        [(0.3, 2.0, 0.1, 1.5), (-4.0, 0.5, 1.0, 0.5), (9.0, 1.0, -1.0, 3.0)]),
+    ("Rice", ("nu", "sigma")): (
+        lambda nu, sigma: stats.rice(nu / sigma, scale=sigma),
+        [(0.7, 1.0, 1.3), (3.0, 0.01, 2.0), (40.0, 35.0, 1.5), (0.05, 2.0, 0.5)]),
+    ("Moyal", ("mu", "sigma")): (
+        lambda mu, sigma: stats.moyal(mu, sigma),
+        [(0.3, 0.1, 2.0), (-4.0, 1.0, 1.5), (25.0, -1.0, 3.0)]),
+    ("TruncatedNormal", ("mu", "sigma", "lower", "upper")): (
+        lambda mu, sigma, lower, upper: stats.truncnorm(
+            (lower - mu) / sigma, (upper - mu) / sigma, mu, sigma),
+        [(0.3, 0.1, 2.0, -1.0, 3.0), (5.5, 0.0, 1.0, 5.0, 7.0), (-6.5, 0.0, 1.0, -7.0, -6.0),
+         (0.5, 1.0, 0.5, 0.0, math.inf), (-0.2, 2.0, 3.0, -math.inf, 0.0)]),
+    ("ChiSquared", ("nu",)): (lambda nu: stats.chi2(nu), [(0.7, 3.0), (0.01, 1.5), (40.0, 30.0)]),
+    ("Chi", ("nu",)): (lambda nu: stats.chi(nu), [(0.7, 3.0), (0.01, 1.5), (6.0, 30.0)]),
+    ("NegativeBinomial", ("mu", "alpha")): (
+        _nbinom, [(0.0, 2.5, 1.3), (7.0, 3.0, 0.4), (40.0, 35.5, 200.0)]),
+    ("BetaBinomial", ("alpha", "beta", "n")): (
+        lambda alpha, beta, n: stats.betabinom(n, alpha, beta),
+        [(3.0, 2.0, 5.0, 10.0), (0.0, 0.5, 0.7, 5.0), (20.0, 1.5, 1.0, 20.0)]),
+    ("Geometric", ("p",)): (lambda p: stats.geom(p), [(1.0, 0.3), (4.0, 0.6), (30.0, 0.05)]),
+    ("DiscreteUniform", ("lower", "upper")): (
+        lambda lower, upper: stats.randint(lower, upper + 1),
+        [(3.0, 1.0, 6.0), (-2.0, -4.0, 10.0), (5.0, 0.0, 9.0)]),
+    ("ZeroInflatedPoisson", ("psi", "mu")): (
+        lambda psi, mu: _Mixed(psi, stats.poisson(mu), False),
+        [(0.0, 0.7, 2.5), (3.0, 0.4, 3.0), (0.0, 0.2, 0.01)]),
+    ("ZeroInflatedBinomial", ("psi", "n", "p")): (
+        lambda psi, n, p: _Mixed(psi, stats.binom(n, p), False),
+        [(0.0, 0.7, 10.0, 0.3), (3.0, 0.4, 5.0, 0.6), (0.0, 0.9, 20.0, 0.05)]),
+    ("ZeroInflatedNegativeBinomial", ("psi", "mu", "alpha")): (
+        lambda psi, mu, alpha: _Mixed(psi, _nbinom(mu, alpha), False),
+        [(0.0, 0.7, 2.5, 1.3), (7.0, 0.4, 3.0, 0.4), (0.0, 0.5, 0.2, 30.0)]),
+    ("HurdlePoisson", ("psi", "mu")): (
+        lambda psi, mu: _Mixed(psi, stats.poisson(mu), True),
+        [(0.0, 0.7, 2.5), (3.0, 0.4, 3.0), (1.0, 0.2, 0.01)]),
+    ("HurdleNegativeBinomial", ("psi", "mu", "alpha")): (
+        lambda psi, mu, alpha: _Mixed(psi, _nbinom(mu, alpha), True),
+        [(0.0, 0.7, 2.5, 1.3), (7.0, 0.4, 3.0, 0.4), (1.0, 0.5, 0.2, 30.0)]),
+    ("HurdleGamma", ("psi", "alpha", "beta")): (
+        lambda psi, alpha, beta: _Mixed(psi, stats.gamma(alpha, scale=1.0 / beta), True),
+        [(0.0, 0.7, 2.5, 1.3), (0.7, 0.4, 3.0, 0.4), (5.0, 0.5, 0.2, 3.0)]),
+    ("HurdleLogNormal", ("psi", "mu", "sigma")): (
+        lambda psi, mu, sigma: _Mixed(psi, stats.lognorm(sigma, scale=math.exp(mu)), True),
+        [(0.0, 0.7, 0.1, 0.8), (0.7, 0.4, -1.0, 2.0), (5.0, 0.5, 0.5, 0.3)]),
+}
+SCALAR_CASES.update(PYMC_SCALAR_CASES)
+
+
 def _random_matrix(k, seed):
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(k, k))
@@ -173,7 +311,7 @@ def check_scalar_gradient(logp, logp_grad, args, constant_slots=(), label=""):
     assert len(out) == len(args) + 1, label
     np.testing.assert_allclose(out[0], logp(*args), rtol=1e-14, err_msg=label)
     for slot, partial in enumerate(out[1:]):
-        if slot in constant_slots:
+        if slot in constant_slots or not np.isfinite(args[slot]):  # an infinite bound is fixed
             assert partial == 0.0, f"{label} argument {slot}: partial of a constant"
         else:
             assert_partial(logp, args, slot, partial, label=label)
@@ -227,7 +365,8 @@ def test_scalar_kernel_matches_ir_parameters(key):
     assert kernel.params == given
     assert list(given) == [p for p in cls.params if p in given], "PyMC's parameter order"
     assert kernel.param_ndim == (0,) * len(given)
-    expected = (("x",) if cls.discrete else ()) + tuple(p for p in cls.data_params if p in given)
+    observed_only = cls.discrete or getattr(cls, "observed_only", False)  # the value is data
+    expected = (("x",) if observed_only else ()) + tuple(p for p in cls.data_params if p in given)
     assert kernel.constant_args == expected
 
 
@@ -333,9 +472,12 @@ def test_logcdf_and_logccdf_match_scipy(key):
 @pytest.mark.parametrize("key", CDF_KEYS, ids=_id)
 def test_logcdf_and_logccdf_gradients_match_finite_differences(key):
     kernel = KERNELS[key]
+    names = ("x",) + kernel.params
+    constant = [names.index(name) for name in kernel.constant_args]  # a discrete value
     for args in SCALAR_CASES[key][1]:
-        check_scalar_gradient(kernel.logcdf, kernel.logcdf_grad, args, label=f"logcdf {args}")
-        check_scalar_gradient(kernel.logccdf, kernel.logccdf_grad, args, label=f"logccdf {args}")
+        check_scalar_gradient(kernel.logcdf, kernel.logcdf_grad, args, constant, f"logcdf {args}")
+        check_scalar_gradient(kernel.logccdf, kernel.logccdf_grad, args, constant,
+                              f"logccdf {args}")
 
 
 @pytest.mark.parametrize("key", [k for k in CDF_KEYS

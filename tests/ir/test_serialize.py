@@ -69,7 +69,7 @@ VALID = mutate(lambda d: None)
     (VALID + b"\x00", "extra data"),
     (VALID[:-3], "not valid msgpack"),
     (mutate(lambda d: d.update(version=99)), "unsupported IR version"),
-    (mutate(lambda d: d["variables"][0]["dist"].update(family="Gumbel")), "unknown distribution 'Gumbel'"),
+    (mutate(lambda d: d["variables"][0]["dist"].update(family="Gumbell")), "unknown distribution 'Gumbell'"),
     (mutate(lambda d: d["variables"][0]["dist"]["params"].update(sd=1)),
      "parameters must be among mu, sigma"),
     (mutate(lambda d: d["variables"][1]["nodes"][0].__setitem__(0, "eval")), "unknown expression operation"),

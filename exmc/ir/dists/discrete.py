@@ -1,4 +1,6 @@
 """Discrete families (observed only: NUTS samples continuous parameters)."""
+import numpy as np
+
 from exmc.ir.dists.base import Distribution
 
 
@@ -60,3 +62,217 @@ class Poisson(Distribution):
 
     def random(self, rng, v, size):
         return rng.poisson(v["mu"], size).astype(float)
+
+
+def _mu_alpha_or_n_p(dist):
+    """NegativeBinomial's (mu, alpha) or PyMC's (n, p): kept as mu = n (1 - p) / p, alpha = n."""
+    from exmc.ir.dists.continuous import combine
+    p = dist.param_exprs
+    given = [k for k in ("mu", "alpha", "p", "n") if k in p]
+    if sorted(given) == ["n", "p"]:
+        prob = p["p"]
+        if prob.op == "const" and not np.all((prob.value > 0) & (prob.value <= 1)):
+            raise ValueError(f"{dist.family} needs 0 < p <= 1, got p={prob.value!r}")
+        n = p.pop("n")
+        p["mu"] = combine(lambda n, q: n * (1.0 - q) / q, n, p.pop("p"))
+        p["alpha"] = n
+    elif sorted(given) != ["alpha", "mu"]:
+        raise TypeError(f"{dist.family} needs mu and alpha, or n and p; got "
+                        f"{', '.join(given) or 'none'}")
+    dist.param_exprs = {k: p[k] for k in dist.params if k in p}
+
+
+def _negative_binomial_draws(rng, mu, alpha, size):
+    return rng.poisson(rng.gamma(alpha, mu / alpha, size)).astype(float)
+
+
+class NegativeBinomial(Distribution):
+    """NegativeBinomial(mu, alpha) or (n=..., p=...): counts with mean ``mu`` and variance
+    mu + mu^2 / alpha; PyMC's n, p become alpha = n, mu = n (1 - p) / p."""
+
+    family = "NegativeBinomial"
+    params = ("mu", "alpha", "p", "n")
+    defaults = {"mu": None, "alpha": None, "p": None, "n": None}
+    discrete = True
+    lower, open_support = 0.0, False
+    checks = (("mu", ">=", 0.0), ("alpha", ">", 0.0))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _mu_alpha_or_n_p(self)
+
+    def random(self, rng, v, size):
+        return _negative_binomial_draws(rng, v["mu"], v["alpha"], size)
+
+
+class BetaBinomial(Distribution):
+    """BetaBinomial(alpha, beta, n): Binomial(n, p) with p ~ Beta(alpha, beta); ``n`` is data."""
+
+    family = "BetaBinomial"
+    params = ("alpha", "beta", "n")
+    data_params = ("n",)
+    discrete = True
+    lower, upper, open_support = 0.0, "n", False
+    checks = (("alpha", ">", 0.0), ("beta", ">", 0.0))
+
+    def random(self, rng, v, size):
+        return rng.binomial(np.asarray(v["n"]).astype(int),
+                            rng.beta(v["alpha"], v["beta"], size)).astype(float)
+
+
+class Geometric(Distribution):
+    """Geometric(p): the number of trials up to and including the first success (1, 2, ...)."""
+
+    family = "Geometric"
+    params = ("p",)
+    discrete = True
+    lower, open_support = 1.0, False
+    checks = (("p", ">", 0.0), ("p", "<=", 1.0))
+
+    def random(self, rng, v, size):
+        return rng.geometric(v["p"], size).astype(float)
+
+
+class DiscreteUniform(Distribution):
+    """DiscreteUniform(lower, upper): the integers lower, ..., upper, equally likely."""
+
+    family = "DiscreteUniform"
+    params = ("lower", "upper")
+    discrete = True
+    lower, upper, open_support = "lower", "upper", False
+    checks = (("upper", ">=", "lower"),)
+
+    def random(self, rng, v, size):
+        return rng.integers(np.asarray(v["lower"]).astype(int),
+                            np.asarray(v["upper"]).astype(int), size, endpoint=True).astype(float)
+
+
+class _ZeroModel(Distribution):
+    """Zero-inflated and hurdle families: ``psi`` in [0, 1] weighs the base family."""
+
+    discrete = True
+    lower, open_support = 0.0, False
+
+
+class ZeroInflatedPoisson(_ZeroModel):
+    """ZeroInflatedPoisson(psi, mu): 0 with probability 1 - psi, else Poisson(mu)."""
+
+    family = "ZeroInflatedPoisson"
+    params = ("psi", "mu")
+    checks = (("psi", ">=", 0.0), ("psi", "<=", 1.0), ("mu", ">", 0.0))
+
+    def random(self, rng, v, size):
+        return np.where(rng.uniform(size=size) < v["psi"], rng.poisson(v["mu"], size), 0.0)
+
+
+class ZeroInflatedBinomial(_ZeroModel):
+    """ZeroInflatedBinomial(psi, n, p): 0 with probability 1 - psi, else Binomial(n, p)."""
+
+    family = "ZeroInflatedBinomial"
+    params = ("psi", "n", "p")
+    data_params = ("n",)
+    upper = "n"
+    checks = (("psi", ">=", 0.0), ("psi", "<=", 1.0), ("p", ">=", 0.0), ("p", "<=", 1.0))
+
+    def random(self, rng, v, size):
+        draws = rng.binomial(np.asarray(v["n"]).astype(int), v["p"], size)
+        return np.where(rng.uniform(size=size) < v["psi"], draws, 0.0)
+
+
+class ZeroInflatedNegativeBinomial(_ZeroModel):
+    """ZeroInflatedNegativeBinomial(psi, mu, alpha) or (psi, n=..., p=...): 0 with probability
+    1 - psi, else NegativeBinomial."""
+
+    family = "ZeroInflatedNegativeBinomial"
+    params = ("psi", "mu", "alpha", "p", "n")
+    defaults = {"mu": None, "alpha": None, "p": None, "n": None}
+    checks = (("psi", ">=", 0.0), ("psi", "<=", 1.0), ("mu", ">", 0.0), ("alpha", ">", 0.0))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _mu_alpha_or_n_p(self)
+
+    def random(self, rng, v, size):
+        draws = _negative_binomial_draws(rng, v["mu"], v["alpha"], size)
+        return np.where(rng.uniform(size=size) < v["psi"], draws, 0.0)
+
+
+def _nonzero_draws(draw, size):
+    """Draws of ``draw(n)`` (an array of n) rejected until non-zero, elementwise to ``size``."""
+    out = np.asarray(draw())
+    for _ in range(1000):
+        zero = out == 0
+        if not zero.any():
+            return out
+        out = np.where(zero, draw(), out)
+    raise RuntimeError("hurdle draws: the base family gave zeros 1000 times running")
+
+
+class HurdlePoisson(_ZeroModel):
+    """HurdlePoisson(psi, mu): 0 with probability 1 - psi, else Poisson(mu) given it is non-zero."""
+
+    family = "HurdlePoisson"
+    params = ("psi", "mu")
+    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("mu", ">", 0.0))
+
+    def random(self, rng, v, size):
+        draws = _nonzero_draws(lambda: rng.poisson(v["mu"], size), size)
+        return np.where(rng.uniform(size=size) < v["psi"], draws, 0.0)
+
+
+class HurdleNegativeBinomial(_ZeroModel):
+    """HurdleNegativeBinomial(psi, mu, alpha) or (psi, n=..., p=...): 0 with probability
+    1 - psi, else NegativeBinomial given it is non-zero."""
+
+    family = "HurdleNegativeBinomial"
+    params = ("psi", "mu", "alpha", "p", "n")
+    defaults = {"mu": None, "alpha": None, "p": None, "n": None}
+    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("mu", ">", 0.0), ("alpha", ">", 0.0))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _mu_alpha_or_n_p(self)
+
+    def random(self, rng, v, size):
+        draws = _nonzero_draws(lambda: _negative_binomial_draws(rng, v["mu"], v["alpha"], size), size)
+        return np.where(rng.uniform(size=size) < v["psi"], draws, 0.0)
+
+
+class HurdleGamma(_ZeroModel):
+    """HurdleGamma(psi, alpha, beta) or (psi, mu=..., sigma=...): 0 with probability 1 - psi,
+    else Gamma.  Observed only: the value is continuous but has an atom at 0."""
+
+    family = "HurdleGamma"
+    params = ("psi", "alpha", "beta", "mu", "sigma")
+    defaults = {"alpha": None, "beta": None, "mu": None, "sigma": None}
+    discrete, observed_only = False, True
+    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("alpha", ">", 0.0), ("beta", ">", 0.0))
+
+    def __init__(self, *args, **kwargs):
+        from exmc.ir.dists.continuous import mean_and_sd
+        super().__init__(*args, **kwargs)
+        mean_and_sd(self, lambda mu, sigma: (mu * mu / (sigma * sigma), mu / (sigma * sigma)))
+
+    def random(self, rng, v, size):
+        draws = rng.gamma(v["alpha"], 1.0 / v["beta"], size)
+        return np.where(rng.uniform(size=size) < v["psi"], draws, 0.0)
+
+
+class HurdleLogNormal(_ZeroModel):
+    """HurdleLogNormal(psi, mu=0, sigma=1) or (psi, mu, tau=...): 0 with probability 1 - psi,
+    else LogNormal.  Observed only, as HurdleGamma."""
+
+    family = "HurdleLogNormal"
+    params = ("psi", "mu", "sigma", "tau")
+    defaults = {"mu": 0.0, "sigma": None, "tau": None}
+    discrete, observed_only = False, True
+    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("sigma", ">", 0.0))
+
+    def __init__(self, *args, **kwargs):
+        from exmc.ir.dists.continuous import scale_or_precision
+        super().__init__(*args, **kwargs)
+        scale_or_precision(self)
+
+    def random(self, rng, v, size):
+        draws = rng.lognormal(v["mu"], v["sigma"], size)
+        return np.where(rng.uniform(size=size) < v["psi"], draws, 0.0)
