@@ -15,8 +15,9 @@ the unconstrained scale, the prior part carrying the transforms' Jacobian, so
    particles (``"imh"``, PyMC's default SMC kernel) or random-walk proposals
    with the particles' covariance (``"mh"``).  Steps continue until every
    coordinate's correlation between the stage's start and the current particles
-   is below ``correlation_threshold`` (PyMC's rule), so a low acceptance rate
-   buys more steps, up to ``max_steps``.
+   is below ``correlation_threshold``, so a low acceptance rate buys more steps,
+   up to ``max_steps`` (PyMC's kernels watch the same correlation, but stop
+   once it no longer falls).
 
 Each chain is an independent run with its own particles and evidence estimate.
 The log density and the log-likelihood come from the compiled model: the prior
@@ -32,7 +33,9 @@ Ching and Chen (2007), "Transitional Markov chain Monte Carlo" (PyMC's SMC).
 from __future__ import annotations
 
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -124,7 +127,8 @@ class TemperedModel:
     logp_address, loglik_address : int
         C entries of the log density (and its gradient) and of the summed log-likelihood.
     data : ndarray
-        The compiled model's data argument with its work buffer.
+        A copy of the compiled model's data argument with its work buffer, so that
+        one ``TemperedModel`` per thread can evaluate at the same time.
     buffer_size : int
         Length of the scratch each evaluation needs (gradient, pointwise log-likelihood).
     """
@@ -134,7 +138,7 @@ class TemperedModel:
         self.dim = compiled.dim
         self.logp_address = compiled.address
         self.loglik_address = _loglik_entry(compiled.module).address
-        self.data = compiled.data
+        self.data = compiled.data.copy()  # its own work buffer: chains may run in threads
         self.buffer_size = max(compiled.dim, compiled.module.LOGLIK_SIZE, 1)
 
     def evaluate(self, position):
@@ -160,7 +164,7 @@ def evaluate_point(logp_address, loglik_address, data, buffer, x, value):
     return logp - loglik, loglik
 
 
-@njit
+@njit(nogil=True)
 def evaluate_particles(logp_address, loglik_address, data, buffer, position, log_prior,
                        log_likelihood):
     value = np.empty(1)
@@ -298,7 +302,7 @@ def whitened_norm2(x, mean, chol, scale):
     return total
 
 
-@njit
+@njit(nogil=True)
 def mutate(logp_address, loglik_address, data, buffer, position, log_prior, log_likelihood,
            beta, mean, chol, scale, independent, rng, max_steps, correlation_threshold):
     """Metropolis-Hastings steps on every particle at inverse temperature ``beta``, in place.
@@ -422,7 +426,7 @@ def _check_settings(draws, chains, kernel, threshold, resampling, correlation_th
 
 def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0.5,
                resampling="systematic", correlation_threshold=0.01, max_steps=25,
-               max_stages=500, progressbar=True):
+               max_stages=500, cores=None, progressbar=True):
     """Sequential Monte Carlo from the prior to the posterior, with the log marginal likelihood.
 
     Parameters
@@ -451,6 +455,10 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
         At most this many mutation steps per stage.
     max_stages : int
         An error if the tempering needs more stages than this.
+    cores : int, optional
+        Chains run in this many threads at once (the compiled mutation releases the
+        GIL); by default ``min(chains, CPUs this process may use)``.  The draws do not
+        depend on it.
     progressbar : bool
         A bar per chain showing the inverse temperature where output is interactive.
 
@@ -468,17 +476,22 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
     from exmc.compiler import compile_model
     settings = _check_settings(draws, chains, kernel, threshold, resampling,
                                correlation_threshold, max_steps, max_stages)
+    if cores is None:
+        cores = min(chains, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                    else os.cpu_count() or 1)
+    elif isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
+        raise ValueError(f"sample_smc: cores must be an integer >= 1, got {cores!r}")
     start = time.perf_counter()
     compiled = compile_model(model)
-    tempered_model = TemperedModel(compiled)
     seed_sequence = np.random.SeedSequence(seed)
-    results = []
     with _StageProgress(progressbar, chains) as progress:
-        for chain, child in enumerate(seed_sequence.spawn(chains)):
-            rng = np.random.default_rng(child)
-            results.append(run_chain(tempered_model, settings, rng,
-                                     lambda info, chain=chain: progress.update(chain, info)))
-    attrs = {"sampler": "SMC", "seed": str(seed_sequence.entropy),
+        def chain_run(chain, child):
+            return run_chain(TemperedModel(compiled), settings, np.random.default_rng(child),
+                             lambda info: progress.update(chain, info))
+        children = seed_sequence.spawn(chains)
+        with ThreadPoolExecutor(max_workers=int(cores)) as pool:
+            results = list(pool.map(chain_run, range(chains), children))
+    attrs = {"sampler": "SMC", "seed": str(seed_sequence.entropy), "cores": int(cores),
              "sampling_time": time.perf_counter() - start}
     return to_inference_data(compiled, results, settings, attrs)
 

@@ -196,8 +196,10 @@ def test_hierarchical_evidence():
 # --- the result, reproducibility, errors ------------------------------------------------------
 
 def test_result_layout_and_reproducible():
+    """Same seed, same draws, whether the chains run in threads or one after the other."""
     model = normal_normal_model()
-    first, again = smc(model, draws=200, chains=2, seed=5), smc(model, draws=200, chains=2, seed=5)
+    first = smc(model, draws=200, chains=2, seed=5, cores=2)
+    again = smc(model, draws=200, chains=2, seed=5, cores=1)
     other = smc(model, draws=200, chains=2, seed=6)
     np.testing.assert_array_equal(first.posterior["mu"].values, again.posterior["mu"].values)
     assert not np.array_equal(first.posterior["mu"].values, other.posterior["mu"].values)
@@ -228,6 +230,7 @@ def test_no_observations_gives_the_prior():
     ("threshold", 1.0, r"threshold must be a number in \(0, 1\)"),
     ("correlation_threshold", 0, "correlation_threshold must be"),
     ("max_steps", 0, "max_steps must be an integer >= 1"),
+    ("cores", 0, "cores must be an integer >= 1"),
 ])
 def test_bad_arguments(argument, bad, message):
     with pytest.raises(ValueError, match=message):

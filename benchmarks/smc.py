@@ -1,0 +1,159 @@
+"""exmc.sample_smc beside PyMC's pm.sample_smc: wall time and log evidence against exact values.
+
+    python benchmarks/smc.py                 # seeds 1..3, 4 chains of 2,000 particles
+    python benchmarks/smc.py --seeds 1 --draws 1000
+
+Models with a known evidence: the conjugate normal-normal (closed form), the
+beta-binomial (closed form) and eight schools, centred, tau ~ HalfNormal(5)
+(mu and theta integrated out in closed form, tau by quadrature).  Both libraries
+run 4 chains one after the other in this process (PyMC with cores=1), the IMH
+kernel (both defaults), threshold 0.5.  exmc's first call includes compiling the
+model (its SMC kernels are loaded from Numba's cache, filled by a throwaway
+run first); "warm" is a second call with another seed.  PyMC's time is one call
+(it compiles its log densities each call).  The log evidence is each library's
+combined estimate log(mean_c Z_c) over chains.
+
+Writes results/smc.json and results/smc.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from scipy import integrate, special, stats
+
+HERE = Path(__file__).resolve().parent
+NN_Y = np.random.default_rng(101).normal(3.0, 1.5, size=20)
+BB_N, BB_K = np.array([10.0, 12.0, 8.0]), np.array([3.0, 5.0, 2.0])
+SCHOOLS_Y = np.array([28.0, 8, -3, 7, -1, 1, 18, 12])
+SCHOOLS_SIGMA = np.array([15.0, 10, 16, 11, 9, 11, 10, 18])
+
+
+def exact_log_evidence(name):
+    if name == "normal_normal":
+        n = NN_Y.size
+        cov = 1.5 ** 2 * np.eye(n) + 4.0 * np.ones((n, n))
+        return float(stats.multivariate_normal(np.ones(n), cov).logpdf(NN_Y))
+    if name == "beta_binomial":
+        return float(np.sum(np.log(special.comb(BB_N, BB_K))) + special.betaln(2 + BB_K.sum(), 3 + (
+            BB_N - BB_K).sum()) - special.betaln(2.0, 3.0))
+
+    def density(tau):
+        cov = np.diag(SCHOOLS_SIGMA ** 2 + tau ** 2) + 25.0
+        return (stats.halfnorm(scale=5.0).pdf(tau)
+                * stats.multivariate_normal(np.zeros(8), cov).pdf(SCHOOLS_Y))
+    return float(np.log(integrate.quad(density, 0, np.inf)[0]))
+
+
+def exmc_model(name):
+    from exmc import Beta, Binomial, Builder, HalfNormal, Normal
+    if name == "normal_normal":
+        return Builder().rv("mu", Normal(1.0, 2.0)).obs("y", Normal("mu", 1.5), NN_Y)
+    if name == "beta_binomial":
+        return Builder().rv("p", Beta(2.0, 3.0)).obs("k", Binomial(BB_N, "p"), BB_K)
+    return (Builder().rv("mu", Normal(0.0, 5.0)).rv("tau", HalfNormal(5.0))
+            .rv("theta", Normal("mu", "tau", shape=8)).obs("y", Normal("theta", SCHOOLS_SIGMA),
+                                                            SCHOOLS_Y))
+
+
+def pymc_model(name):
+    import pymc as pm
+    with pm.Model() as model:
+        if name == "normal_normal":
+            mu = pm.Normal("mu", 1.0, 2.0)
+            pm.Normal("y", mu, 1.5, observed=NN_Y)
+        elif name == "beta_binomial":
+            p = pm.Beta("p", 2.0, 3.0)
+            pm.Binomial("k", BB_N.astype(int), p, observed=BB_K.astype(int))
+        else:
+            mu = pm.Normal("mu", 0.0, 5.0)
+            tau = pm.HalfNormal("tau", 5.0)
+            theta = pm.Normal("theta", mu, tau, shape=8)
+            pm.Normal("y", theta, SCHOOLS_SIGMA, observed=SCHOOLS_Y)
+    return model
+
+
+def combined(log_evidences):
+    values = np.asarray(log_evidences, dtype=float)
+    top = values.max()
+    return float(top + np.log(np.mean(np.exp(values - top))))
+
+
+def run_exmc(name, draws, chains, seed):
+    import exmc
+    model = exmc_model(name)
+    start = time.perf_counter()
+    idata = exmc.sample_smc(model, draws=draws, chains=chains, seed=seed, progressbar=False)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    exmc.sample_smc(model, draws=draws, chains=chains, seed=seed + 1000, progressbar=False)
+    warm = time.perf_counter() - start
+    stats_ = idata.sample_stats
+    return {"seconds_first": first, "seconds_warm": warm,
+            "log_evidence": stats_.attrs["log_marginal_likelihood"],
+            "log_evidence_se": stats_.attrs["log_marginal_likelihood_se"],
+            "stages": int(np.isfinite(stats_["beta"].values).sum(axis=1).max())}
+
+
+def run_pymc(name, draws, chains, seed):
+    import pymc as pm
+    model = pymc_model(name)
+    start = time.perf_counter()
+    with model:
+        idata = pm.sample_smc(draws=draws, chains=chains, cores=1, random_seed=seed,
+                              progressbar=False, compute_convergence_checks=False)
+    seconds = time.perf_counter() - start
+    lml = np.asarray(idata.sample_stats["log_marginal_likelihood"].values, dtype=object)
+    per_chain = []
+    for row in lml.reshape(chains, -1):  # each entry: the stages' values, NaN until beta = 1
+        last = np.asarray(row[-1], dtype=float).ravel()
+        per_chain.append(float(last[np.isfinite(last)][-1]))
+    return {"seconds": seconds, "log_evidence": combined(per_chain)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--models", default="normal_normal,beta_binomial,eight_schools")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    import exmc
+    exmc.sample_smc(exmc_model("normal_normal"), draws=100, chains=1, progressbar=False)  # kernels
+    rows = []
+    for name in args.models.split(","):
+        exact = exact_log_evidence(name)
+        for seed in seeds:
+            row = {"model": name, "seed": seed, "exact": exact,
+                   "exmc": run_exmc(name, args.draws, args.chains, seed),
+                   "pymc": run_pymc(name, args.draws, args.chains, seed)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    meta = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.platform(), "draws": args.draws, "chains": args.chains,
+            "command": "python benchmarks/smc.py " + " ".join(
+                f"--{k} {v}" for k, v in vars(args).items())}
+    out = HERE / "results"
+    (out / "smc.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"# SMC: exmc.sample_smc and pm.sample_smc ({args.chains} chains x {args.draws} "
+             f"particles, IMH, one process)", "", f"`{meta['command']}`, {meta['when']}, "
+             f"{meta['machine']}", "",
+             "| model | seed | exact log Z | exmc log Z (SE) | PyMC log Z | exmc s first / warm "
+             "| PyMC s |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e, p = r["exmc"], r["pymc"]
+        lines.append(f"| {r['model']} | {r['seed']} | {r['exact']:.3f} | {e['log_evidence']:.3f} "
+                     f"({e['log_evidence_se']:.3f}) | {p['log_evidence']:.3f} | "
+                     f"{e['seconds_first']:.2f} / {e['seconds_warm']:.2f} | {p['seconds']:.2f} |")
+    (out / "smc.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
