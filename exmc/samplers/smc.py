@@ -187,7 +187,11 @@ def prior_positions(compiled, n, rng):
             raise ValueError(f"sample_smc starts from the prior, but variable {var.name!r} "
                              f"({var.dist.family}) has no random-draw function; give it a "
                              f"family with one (a Custom density has none)")
-    values = forward_draws(model, n, rng, wanted=pointmap.names)
+    try:
+        values = forward_draws(model, n, rng, wanted=pointmap.names)
+    except NotImplementedError as err:  # an improper prior (Flat) says so when asked to draw
+        raise ValueError(f"sample_smc starts from prior draws, but the prior cannot be drawn "
+                         f"from: {err}; SMC needs a proper prior") from None
     return pointmap.unconstrain_draws(values)
 
 

@@ -242,3 +242,6 @@ def test_prior_without_random_draws_is_refused():
              .obs("y", Normal("mu", 1.0), NN_Y))
     with pytest.raises(ValueError, match="variable 'mu' .Custom. has no random-draw function"):
         exmc.sample_smc(model, progressbar=False)
+    improper = Builder().rv("mu", exmc.Flat()).obs("y", Normal("mu", 1.0), NN_Y)
+    with pytest.raises(ValueError, match="Flat is improper.*SMC needs a proper prior"):
+        exmc.sample_smc(improper, progressbar=False)
