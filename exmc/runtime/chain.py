@@ -108,3 +108,38 @@ def load_kernels(compiled, settings, dense):
 def start_state(compiled, init, rng, dense):
     position, logp, grad = initial_point(compiled, init, rng)
     return new_chain_state(position, grad, logp, dense)
+
+
+def pathfinder_states(compiled, seed_sequence, chain_seeds, dense):
+    """Chain states started by multi-path Pathfinder, and the Pathfinder run's summary.
+
+    Each chain starts at its own Pathfinder draw (distinct draws while there are enough)
+    with Pathfinder's importance-weighted posterior variances as its initial inverse mass
+    matrix (diagonal, or the dense metric's diagonal); the chains' generators are those
+    of ``chain_seeds``, so only the start differs from a default run.
+
+    Returns ({chain: (ChainState, Generator)}, attrs for the InferenceData).
+    """
+    from exmc.samplers.pathfinder import multi_path
+
+    result = multi_path(compiled, seed_sequence)
+    variance = result.variance
+    if not np.all(np.isfinite(variance)) or np.any(variance <= 0):
+        variance = np.ones(compiled.dim)  # a collapsed estimate: keep the unit metric
+    _, first = np.unique(result.draws, axis=0, return_index=True)
+    distinct = set(first.tolist())
+    order = sorted(distinct) + [i for i in range(len(result.draws)) if i not in distinct]
+    states = {}
+    for chain, child in enumerate(chain_seeds):
+        position = result.draws[order[chain % len(order)]]
+        logp, grad, status = compiled.logp_and_grad(position)
+        state = new_chain_state(position, grad, logp, dense)
+        if dense:
+            state.metric.inverse_dense[:, :] = np.diag(variance)
+            state.metric.momentum_factor[:, :] = np.diag(1.0 / np.sqrt(variance))
+        else:
+            state.metric.inverse_diag[:] = variance
+        states[chain] = (state, np.random.Generator(np.random.PCG64(child)))
+    attrs = {"init": "pathfinder", "pathfinder_pareto_k": result.pareto_k,
+             "pathfinder_evaluations": int(sum(p.evaluations for p in result.paths))}
+    return states, attrs
