@@ -45,5 +45,6 @@ __all__ += ["compute_log_likelihood", "sample_posterior_predictive", "sample_pri
 
 from exmc import distributed  # noqa: E402  exmc.distributed.sample_chains
 from exmc.samplers.advi import fit  # noqa: E402
+from exmc.samplers.pathfinder import pathfinder  # noqa: E402
 
-__all__ += ["fit", "distributed", "SamplingError", "SamplingWarning", "resume", "sample", "sample_stream"]
+__all__ += ["fit", "pathfinder", "distributed", "SamplingError", "SamplingWarning", "resume", "sample", "sample_stream"]

@@ -89,9 +89,12 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     ----------
     model : Model
         From ``Builder`` or ``@exmc.model``.
-    init : dict, optional
+    init : dict or "pathfinder", optional
         Constrained starting values by variable name (shared by all chains); the
         others start uniformly in (-2, 2) on the unconstrained scale, as in Stan.
+        ``"pathfinder"``: run multi-path Pathfinder first (``exmc.pathfinder``) and start
+        each chain at its own Pathfinder draw, with Pathfinder's posterior variances as
+        the initial inverse mass matrix (warmup still adapts it).
     num_samples, num_warmup : int
         Draws kept per chain, and warmup iterations before them (PyMC's ``draws``
         and ``tune``; Stan's ``iter_sampling`` and ``iter_warmup``).
@@ -198,6 +201,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         from exmc.runtime import gpu
         gpu.check_options(dense_mass, adaptation, cores, executor, checkpoint)
         gpu.require_gpu()
+    pathfinder_init = isinstance(init, str)
+    if pathfinder_init:
+        _check_pathfinder_init(init, checkpoint, device)
+        init = None
     executor, cores = _choose_executor(executor, cores, chains)
     if executor == "pool":
         _start_pool_early(cores, heartbeat_timeout)
@@ -219,6 +226,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         save_warmup=bool(save_warmup))
     seed_sequence = np.random.SeedSequence(seed)
     chain_seeds = seed_sequence.spawn(chains)
+    init_attrs = {}
+    if pathfinder_init:
+        prior, init_attrs = _pathfinder_prior(compiled, seed_sequence, chain_seeds, dense_mass)
     total = num_warmup + num_samples
     results = []
     publisher = None
@@ -273,6 +283,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
              "target_accept": target_accept, "max_tree_depth": max_tree_depth,
              "adaptation": adaptation}
     attrs["executor"] = executor
+    attrs.update(init_attrs)
     if device == "cuda":
         attrs.update(device_report.attrs())
     if restarts is not None:
@@ -318,6 +329,29 @@ def _start_pool_early(cores, heartbeat_timeout):
     spawning.refuse_in_bootstrap()
     if sampler_is_cached():
         get_pool(int(cores), float(heartbeat_timeout))
+
+
+def _check_pathfinder_init(init, checkpoint, device):
+    if init != "pathfinder":
+        raise ValueError(f"init must be a dict of starting values or 'pathfinder', got {init!r}")
+    if checkpoint is not None:
+        raise ValueError("init='pathfinder' with checkpoint= is not supported yet; start "
+                         "without a checkpoint or pass init= as a dict")
+    if device != "cpu":
+        raise ValueError("init='pathfinder' runs on device='cpu' only")
+
+
+def _pathfinder_prior(compiled, seed_sequence, chain_seeds, dense):
+    """({chain: (0, packed state, no rows)}, attrs): chains started from Pathfinder draws,
+    handed to the executors as a checkpoint's saved chains are (``runtime.chain.pathfinder_states``)."""
+    from exmc.runtime.chain import pathfinder_states
+    from exmc.runtime.worker import pack_state
+
+    began = time.perf_counter()
+    states, attrs = pathfinder_states(compiled, seed_sequence.spawn(1)[0], chain_seeds, dense)
+    attrs["pathfinder_time"] = time.perf_counter() - began
+    no_rows = np.zeros((0, compiled.dim + len(STAT_NAMES)))
+    return {c: (0, pack_state(state, rng), no_rows) for c, (state, rng) in states.items()}, attrs
 
 
 def _open_checkpoint(path, model, dim, init, **settings):
