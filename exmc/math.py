@@ -5,8 +5,9 @@ arrays, and returns an ``Expr``; the op registry (``exmc/ir/ops.py``) gives
 each its shape rule, NumPy value and exact gradient.  The elementwise
 functions of one argument are made from the registry itself.
 """
-from exmc.ir.expr import Expr, as_expr
+from exmc.ir.expr import Expr, as_expr, postorder
 from exmc.ir.ops import REGISTRY
+from exmc.ir.recursion import OdeSpec, Recursion
 
 
 def _unary(op):
@@ -111,7 +112,136 @@ def logdet(a):
     return Expr("logdet", (as_expr(a),))
 
 
+# ---- recursions and ODEs ----------------------------------------------------------------------
+def _placeholders(start, count):
+    return [Expr("arg", (), start + n) for n in range(count)]
+
+
+def _body(result, first_free, what):
+    """``result`` as a body over placeholders, and the outside values it uses (hoisted).
+
+    Every largest subexpression that uses no placeholder but refers to something
+    outside (a model variable, a DSL variable) becomes one more placeholder,
+    numbered from ``first_free``; constants stay in the body.  So a body may close
+    over the model's variables and still be plain data.
+    """
+    try:
+        root = as_expr(result)
+    except TypeError as err:
+        raise TypeError(f"{what} must return an expression: {err}") from None
+    inner, closed = set(), set()  # ids: uses a placeholder; only constants below
+    for node in postorder(root):
+        if node.op == "arg" or any(id(a) in inner for a in node.args):
+            inner.add(id(node))
+        elif node.op == "const" or (node.args and all(id(a) in closed for a in node.args)):
+            closed.add(id(node))
+    hoisted, slots, new = [], {}, {}
+
+    def moved(node):
+        if id(node) in inner or id(node) in closed:
+            return new[id(node)]
+        if id(node) not in slots:
+            slots[id(node)] = Expr("arg", (), first_free + len(hoisted))
+            hoisted.append(node)
+        return slots[id(node)]
+
+    for node in postorder(root):
+        if id(node) in inner:
+            args = tuple(moved(a) for a in node.args)
+            new[id(node)] = node if all(a is b for a, b in zip(args, node.args)) else \
+                Expr(node.op, args, node.value)
+        elif id(node) in closed:
+            new[id(node)] = node
+    return moved(root), hoisted
+
+
+def scan(fn, init, sequences=(), non_sequences=(), n_steps=None):
+    """A loop-carried recursion: ``state[t] = fn(state[t-1], *rows_t, *non_sequences)``.
+
+    Parameters
+    ----------
+    fn : callable
+        Called once, with placeholder expressions, to record the body: the state
+        (shape of ``init``), row ``t`` of each sequence, then each non-sequence.  It
+        returns the new state (same shape as ``init``).  It may use any ``exmc.math``
+        function and close over model variables (they are passed in as
+        non-sequences automatically); it must not branch on values in Python.
+    init : expression, number or array
+        The state before the first step.
+    sequences : sequence of expressions or arrays
+        Arrays whose first axis is the step: each step sees one row of each.
+    non_sequences : sequence of expressions or arrays
+        Values seen whole at every step.
+    n_steps : int, optional
+        Number of steps; needed only when there are no sequences.
+
+    Returns
+    -------
+    Expr
+        The states after each step, shape ``(n_steps, *init.shape)`` (``init`` not included).
+
+    The compiled code runs the steps as a loop (no Python per step) and
+    differentiates it exactly in reverse mode, recomputing each step's
+    intermediates from the stored states.  See ``docs/recursions.md``.
+    """
+    sequences, non_sequences = list(sequences), list(non_sequences)
+    count = 1 + len(sequences) + len(non_sequences)
+    body, hoisted = _body(fn(*_placeholders(0, count)), count, "scan's fn")
+    if n_steps is not None and (not isinstance(n_steps, int) or isinstance(n_steps, bool)):
+        raise TypeError(f"n_steps must be an int, got {n_steps!r}")
+    args = [as_expr(init)] + [as_expr(x) for x in sequences + non_sequences + hoisted]
+    return Expr("scan", tuple(args), Recursion(body, len(sequences), n_steps))
+
+
+def ode_solve(rhs, y0, times, params=(), t0=0.0, method="rk45", rtol=1e-6, atol=1e-6,
+              max_steps=10_000):
+    """Solution of dy/dt = ``rhs(t, y, *params)`` from ``y(t0) = y0`` at ``times``.
+
+    Parameters
+    ----------
+    rhs : callable
+        Called once with placeholders ``t`` (scalar), ``y`` (shape of ``y0``) and each
+        of ``params``; returns dy/dt with the shape of ``y0`` (``exmc.math.stack`` of
+        the components, say).  It may close over model variables.
+    y0 : expression or array, 1-d
+        Initial state (may depend on parameters).
+    times : array, 1-d
+        Output times, non-decreasing, not before ``t0``; constants (data).
+    params : sequence of expressions
+        Parameters of the right-hand side (may depend on model variables).
+    t0 : float
+        Initial time (a constant).
+    method : "rk45"
+        Dormand-Prince 5(4) with adaptive steps (the only method so far).
+    rtol, atol : float
+        Error per step relative to ``atol + rtol * |y|`` (root mean square over components).
+    max_steps : int
+        Most step attempts of one solve; beyond it the density is zero there (the
+        sampler treats the point as divergent).  Sizes the stored trajectory.
+
+    Returns
+    -------
+    Expr
+        The solution, shape ``(len(times), len(y0))``.
+
+    Gradients are exact reverse-mode derivatives of the computed solution with its
+    accepted step sizes held fixed (discretise-then-differentiate), so they match
+    the solution to the solver's tolerance.  See ``docs/recursions.md``.
+    """
+    if method != "rk45":
+        raise NotImplementedError(f"ode_solve method {method!r}: only 'rk45' (adaptive "
+                                  f"Dormand-Prince) is available; stiff solvers are not yet")
+    params = list(params)
+    count = 2 + len(params)
+    body, hoisted = _body(rhs(*_placeholders(0, count)), count, "ode_solve's rhs")
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+        raise TypeError(f"max_steps must be a positive int, got {max_steps!r}")
+    spec = OdeSpec(body, float(rtol), float(atol), max_steps)
+    args = [as_expr(y0), as_expr(t0), as_expr(times)] + [as_expr(p) for p in params + hoisted]
+    return Expr("ode_solve", tuple(args), spec)
+
+
 __all__ = [*_ELEMENTWISE_UNARY, "invlogit", "gammaln", "sum", "mean", "logsumexp", "cumsum",
            "concatenate", "stack", "transpose", "dot", "where", "switch", "clip", "maximum",
            "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
-           "cholesky", "solve_triangular", "logdet"]
+           "cholesky", "solve_triangular", "logdet", "scan", "ode_solve"]

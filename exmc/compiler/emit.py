@@ -32,6 +32,7 @@ import re
 from exmc.compiler import families
 from exmc.compiler.lower import LARGE_MODEL_NODES, IndexAttr, Program
 from exmc.ir.dists import FAMILIES
+from exmc.ir import recursion
 from exmc.ir.ops import REGISTRY, size_of
 
 STATUS_OK, STATUS_DOMAIN = 0, 1  # domain: a computed parameter left its domain (Stan would throw)
@@ -80,6 +81,10 @@ def _plus_row(row, size):
     return "e" if row == "0" else f"({row}) * {size} + e"
 
 
+def _indent(lines):
+    return ["    " + line for line in lines]
+
+
 def _fname(fn):
     return getattr(fn, "py_func", fn).__name__
 
@@ -107,24 +112,80 @@ class Emitter:
                 continue
             if self.is_local(i):
                 continue
+            size += self.state_size(i)  # a scan's initial state, just before its steps
             self.value_at[i] = size
             size += 1 if node.op == "logp" else size_of(node.shape)
+        self.owner = {}  # placeholder node id -> (its scan or ODE node id, position)
         for i, node in enumerate(self.nodes):
             if node.op == "logp" and node.attr.kernel.event_ndim:
                 self.aux_at[i] = size  # arguments copied contiguous, their gradients, work
                 size += 2 * sum(self.event_sizes(i)) + self.work_size(i)
+            if node.op in ("scan", "ode_solve"):
+                self.owner.update({j: (i, n) for n, j in enumerate(node.attr.args)})
+            if node.op == "ode_solve":
+                self.aux_at[i] = size
+                size += sum(self.ode_layout(i).values())
         self.total_at = size  # the log density's running sum, in a large model
         size += 1
         self.adjoint_start = size
         for i, node in enumerate(self.nodes):
             if node.active and i in self.value_at:
+                size += self.state_size(i)
                 self.adjoint_at[i] = size
                 size += size_of(node.shape)
         self.scratch_size = size
         self.fail = ""
 
     def is_view(self, i):
-        return self.nodes[i].op in ("index", "transpose")
+        return self.nodes[i].op in ("index", "transpose", "arg")
+
+    def state_size(self, i):
+        """Elements of a scan's state (stored, with its adjoint, just before its steps), else 0."""
+        node = self.nodes[i]
+        return size_of(node.shape[1:]) if node.op == "scan" else 0
+
+    def ode_layout(self, i):
+        """Sizes of the blocks of ODE node ``i``'s aux space, in order (see ``forward_ode``)."""
+        node = self.nodes[i]
+        n, steps = node.shape[1], node.attr.spec.max_steps
+        return {"trajectory": (steps + 1) * n, "start": steps, "step": steps,
+                "reached": node.shape[0], "k": 7 * n, "y": n, "t": 1, "count": 1,
+                "ybar": n, "kbar": 7 * n, "stage_bar": n}
+
+    def ode_at(self, i):
+        """Offset of each block of ODE node ``i``'s aux space."""
+        at, offset = {}, self.aux_at[i]
+        for name, size in self.ode_layout(i).items():
+            at[name] = offset
+            offset += size
+        return at
+
+    def placeholder_place(self, j, k, adjoint):
+        """Code of element ``k`` of body placeholder ``j`` (its value, or its adjoint's place).
+
+        In a scan the state is the row before step t of the scan's own stored states
+        (row -1 is the initial state), a sequence is its row t, a non-sequence itself;
+        in an ODE, y and t are the stage's inputs in the node's aux space.
+        """
+        i, position = self.owner[j]
+        node = self.nodes[i]
+        place = self.adjoint if adjoint else self.read
+        if node.op == "scan":
+            sequences = node.attr.spec.sequences
+            if position == 0:
+                size = self.state_size(i)
+                return place(i, f"t{i} * {size} - {size} + {k}")
+            if position <= sequences:
+                source = node.inputs[position]
+                row = size_of(self.nodes[source].shape[1:])
+                return place(source, f"t{i} * {row} + {k}")
+            return place(node.inputs[position], k)
+        if position >= 2:
+            return place(node.inputs[position + 1], k)
+        at = self.ode_at(i)
+        if position == 0:
+            return f"w[{at['t']}]"
+        return f"w[{at['stage_bar' if adjoint else 'y']} + {k}]"
 
     def is_local(self, i):
         """Whether node ``i``'s value (and adjoint) is a local variable rather than in ``w``."""
@@ -160,6 +221,8 @@ class Emitter:
     def read(self, i, k="0"):
         """Code reading element ``k`` (code) of node ``i``'s value."""
         node = self.nodes[i]
+        if node.op == "arg":
+            return self.placeholder_place(i, k, False)
         if self.is_view(i):
             return self.read(*self.view_index(i, k))
         if node.op == "input":
@@ -175,6 +238,8 @@ class Emitter:
     def adjoint(self, i, k="0"):
         """Code of the adjoint of element ``k`` of node ``i`` (an assignable place)."""
         node = self.nodes[i]
+        if node.op == "arg":
+            return self.placeholder_place(i, k, True)
         if self.is_view(i):
             return self.adjoint(*self.view_index(i, k))
         if node.op == "input":
@@ -634,6 +699,187 @@ class Emitter:
                 f"        for t in {inner}:",
                 f"            s{i} -= {self.read(ia, f'r * {n} + t')} * {self.read(i, f't * {cols} + c')}",
                 f"        {self.read(i, f'r * {cols} + c')} = s{i} / {self.read(ia, f'r * {n} + r')}"]
+
+    # ---- ops with a body: scan and ode_solve -------------------------------------------
+    def body_forward(self, i):
+        """Lines computing the body of scan/ODE node ``i`` once (its placeholders already set)."""
+        return [line for j in self.nodes[i].attr.body for line in self.forward(j, False)]
+
+    def body_backward(self, i, seed):
+        """Lines back through the body of node ``i`` (just recomputed): adjoints zeroed, the
+        output's adjoint seeded with ``seed(e)`` (code), contributions added to the placeholders."""
+        attr = self.nodes[i].attr
+        lines = []
+        for j in attr.body:
+            if not self.nodes[j].active or j not in self.value_at and not self.is_local(j):
+                continue
+            if self.is_local(j):
+                lines.append(f"g{j} = 0.0")
+            else:
+                size = size_of(self.nodes[j].shape)
+                lines += [f"for k in range({size}):", f"    w[{self.adjoint_at[j]} + k] = 0.0"]
+        out = attr.output
+        if self.nodes[out].active:
+            size = size_of(self.nodes[out].shape)
+            lines += [f"for e in range({size}):", f"    {self.adjoint(out, 'e')} += {seed('e')}"]
+        for j in reversed(attr.body):
+            if self.nodes[j].active:
+                lines += self.backward(j)
+        return lines
+
+    def forward_scan(self, i):
+        """The initial state, then one pass of the body per step, each new state stored in its row."""
+        node = self.nodes[i]
+        size, start = self.state_size(i), self.value_at[i]
+        copy = [f"for e in range({size}):",
+                f"    w[{start} + t{i} * {size} + e] = {self.read(node.attr.output, 'e')}"]
+        return ([f"for e in range({size}):",
+                 f"    w[{start - size} + e] = {self.read(node.inputs[0], 'e')}",
+                 f"for t{i} in range({node.attr.steps}):"]
+                + _indent(self.body_forward(i) + copy))
+
+    def backward_scan(self, i):
+        """Steps in reverse; each recomputes its body from the stored state before it.
+
+        The adjoint of the state after step t is complete when step t is visited
+        (later steps and every other use have added to it), so one pass suffices.
+        """
+        node = self.nodes[i]
+        size, start = self.state_size(i), self.adjoint_at[i]
+        steps = node.attr.steps
+        step = [f"t{i} = {steps - 1} - q{i}"] + self.body_forward(i) + self.body_backward(
+            i, lambda e: f"w[{start} + t{i} * {size} + {e}]")
+        lines = [f"for q{i} in range({steps}):"] + _indent(step)
+        init = node.inputs[0]
+        if self.nodes[init].active:
+            lines += [f"for e in range({size}):", f"    {self.adjoint(init, 'e')} += w[{start - size} + e]"]
+        return lines
+
+    def ode_stages(self, i, row, t, h, stages=7):
+        """Lines computing the first ``stages`` Runge-Kutta stages from trajectory row ``row``."""
+        node, at = self.nodes[i], self.ode_at(i)
+        n, table = node.shape[1], node.attr.table
+        return [f"for st{i} in range({stages}):",
+                f"    for oe{i} in range({n}):",
+                f"        u{i} = w[{at['trajectory']} + ({row}) * {n} + oe{i}]",
+                f"        for ol{i} in range(st{i}):",
+                f"            u{i} += {h} * data[{table} + st{i} * 7 + ol{i}] * w[{at['k']} + ol{i} * {n} + oe{i}]",
+                f"        w[{at['y']} + oe{i}] = u{i}",
+                f"    w[{at['t']}] = {t} + data[{table + 63} + st{i}] * {h}"] + _indent(
+            self.body_forward(i) + [f"for oe{i} in range({n}):",
+                                    f"    w[{at['k']} + st{i} * {n} + oe{i}] = "
+                                    f"{self.read(node.attr.output, f'oe{i}')}"])
+
+    def forward_ode(self, i):
+        """Adaptive Dormand-Prince steps, landing exactly on each output time.
+
+        Aux blocks (``ode_layout``): the accepted states (row 0 = y0), each accepted
+        step's start time and size, the step count at each output, the stages, the
+        stage input y and t, and the count of accepted steps; the reverse pass reads them.
+        A solve needing more than max_steps attempts, or whose error is not finite,
+        fails the evaluation (status 1), as a failed check does.
+        """
+        node, at = self.nodes[i], self.ode_at(i)
+        spec, table = node.attr.spec, node.attr.table
+        n, outputs = node.shape[1], node.shape[0]
+        y0, t0, times = node.inputs[:3]
+        m, t, h, hh, a = (f"{name}{i}" for name in ("m", "tc", "h", "hh", "na"))
+        last = self.read(times, str(outputs - 1))
+        step = self.ode_stages(i, m, t, hh) + [
+            f"en{i} = 0.0",
+            f"for oe{i} in range({n}):",
+            f"    u{i} = w[{at['trajectory']} + {m} * {n} + oe{i}]",
+            f"    yn{i} = u{i}",
+            f"    er{i} = 0.0",
+            f"    for st{i} in range(7):",
+            f"        kk{i} = w[{at['k']} + st{i} * {n} + oe{i}]",
+            f"        yn{i} += {hh} * data[{table + 49} + st{i}] * kk{i}",
+            f"        er{i} += {hh} * data[{table + 56} + st{i}] * kk{i}",
+            f"    sc{i} = {spec.atol!r} + {spec.rtol!r} * max(abs(u{i}), abs(yn{i}))",
+            f"    en{i} += (er{i} / sc{i}) * (er{i} / sc{i})",
+            f"    w[{at['trajectory']} + ({m} + 1) * {n} + oe{i}] = yn{i}",
+            f"en{i} = math.sqrt(en{i} / {n})",
+            f"if not en{i} <= 1e300:",
+            f"    return {self.fail}",
+            f"if en{i} <= 1.0:",
+            f"    w[{at['start']} + {m}] = {t}",
+            f"    w[{at['step']} + {m}] = {hh}",
+            f"    {t} = end{i} if {hh} == end{i} - {t} else {t} + {hh}",
+            f"    {m} += 1",
+            f"if en{i} == 0.0:",
+            f"    {h} = {hh} * {recursion.GROW!r}",
+            "else:",
+            f"    {h} = {hh} * min({recursion.GROW!r}, max({recursion.SHRINK!r}, "
+            f"{recursion.SAFETY!r} * en{i} ** -0.2))"]
+        loop = [f"end{i} = {self.read(times, f'oj{i}')}",
+                f"while {t} < end{i}:",
+                f"    if {a} >= {spec.max_steps}:",
+                f"        return {self.fail}",
+                f"    {a} += 1",
+                f"    {hh} = min({h}, end{i} - {t})"] + _indent(step[:]) + [
+                f"w[{at['reached']} + oj{i}] = {m}",
+                f"for oe{i} in range({n}):",
+                f"    {self.read(i, f'oj{i} * {n} + oe{i}')} = w[{at['trajectory']} + {m} * {n} + oe{i}]"]
+        return ([f"for oe{i} in range({n}):",
+                 f"    w[{at['trajectory']} + oe{i}] = {self.read(y0, f'oe{i}')}",
+                 f"{t} = {self.read(t0)}",
+                 f"{h} = 0.01 * ({last} - {t}) if {last} > {t} else 1.0",
+                 f"{m} = 0",
+                 f"{a} = 0",
+                 f"for oj{i} in range({outputs}):"] + _indent(loop)
+                + [f"w[{at['count']}] = {m}"])
+
+    def backward_ode(self, i):
+        """Accepted steps in reverse, outputs' adjoints added where they were reached.
+
+        One step y' = y + h sum_s B_s k_s with k_s = f(t + C_s h, y + h sum_l A_sl k_l):
+        kbar_s = h B_s ybar', then stage by stage backwards the body's adjoint at the
+        stage input (recomputed) goes to y and, through A, to the earlier stages.  The
+        seventh stage only estimates the error, which sets h: h is held fixed.
+        """
+        node, at = self.nodes[i], self.ode_at(i)
+        n, outputs, table = node.shape[1], node.shape[0], node.attr.table
+        m, t, hh = f"m{i}", f"tc{i}", f"hh{i}"
+        step = ([f"{t} = w[{at['start']} + {m}]", f"{hh} = w[{at['step']} + {m}]"]
+                + self.ode_stages(i, m, t, hh, 6)
+                + [f"for st{i} in range(6):",
+                   f"    for oe{i} in range({n}):",
+                   f"        w[{at['kbar']} + st{i} * {n} + oe{i}] = "
+                   f"{hh} * data[{table + 49} + st{i}] * w[{at['ybar']} + oe{i}]",
+                   f"for qs{i} in range(6):",
+                   f"    st{i} = 5 - qs{i}",
+                   f"    for oe{i} in range({n}):",
+                   f"        u{i} = w[{at['trajectory']} + {m} * {n} + oe{i}]",
+                   f"        for ol{i} in range(st{i}):",
+                   f"            u{i} += {hh} * data[{table} + st{i} * 7 + ol{i}] * w[{at['k']} + ol{i} * {n} + oe{i}]",
+                   f"        w[{at['y']} + oe{i}] = u{i}",
+                   f"        w[{at['stage_bar']} + oe{i}] = 0.0",
+                   f"    w[{at['t']}] = {t} + data[{table + 63} + st{i}] * {hh}"]
+                + _indent(self.body_forward(i) + self.body_backward(
+                    i, lambda e: f"w[{at['kbar']} + st{i} * {n} + {e}]") + [
+                    f"for oe{i} in range({n}):",
+                    f"    sb{i} = w[{at['stage_bar']} + oe{i}]",
+                    f"    w[{at['ybar']} + oe{i}] += sb{i}",
+                    f"    for ol{i} in range(st{i}):",
+                    f"        w[{at['kbar']} + ol{i} * {n} + oe{i}] += "
+                    f"{hh} * data[{table} + st{i} * 7 + ol{i}] * sb{i}"]))
+        lines = [f"for oe{i} in range({n}):", f"    w[{at['ybar']} + oe{i}] = 0.0",
+                 f"oj{i} = {outputs - 1}",
+                 f"total{i} = int(w[{at['count']}])",
+                 f"for qm{i} in range(total{i} + 1):",
+                 f"    {m} = total{i} - qm{i}",
+                 f"    while oj{i} >= 0 and int(w[{at['reached']} + oj{i}]) == {m}:",
+                 f"        for oe{i} in range({n}):",
+                 f"            w[{at['ybar']} + oe{i}] += {self.adjoint(i, f'oj{i} * {n} + oe{i}')}",
+                 f"        oj{i} -= 1",
+                 f"    if {m} == 0:",
+                 "        break",
+                 f"    {m} -= 1"] + _indent(step)
+        y0 = node.inputs[0]
+        if self.nodes[y0].active:
+            lines += [f"for oe{i} in range({n}):",
+                      f"    {self.adjoint(y0, f'oe{i}')} += w[{at['ybar']} + oe{i}]"]
+        return lines
 
     # ---- reverse ------------------------------------------------------------------------
     def backward(self, i):

@@ -19,7 +19,9 @@ from exmc.compiler.transforms import transform_for
 from exmc.ir.builder import Model, ModelError
 from exmc.ir.dists.base import Distribution
 from exmc.ir.expr import Expr
+from exmc.ir import recursion
 from exmc.ir.ops import OpError, evaluate_op, index_to_python, op_shape, size_of
+from exmc.ir.recursion import BODY_OPS
 
 
 LARGE_MODEL_NODES = 400  # above this, scalar terms are batched and the emitter writes chunks
@@ -74,6 +76,23 @@ class IndexAttr(NamedTuple):
     step: int
 
 
+class BodyAttr(NamedTuple):
+    """What a ``scan`` or ``ode_solve`` node computes: its body's nodes, run once per step (or stage).
+
+    The body's nodes sit in the program's node list but belong to this node
+    alone: the emitter writes them inside its loop, never at the top level.
+    ``args`` are the placeholder nodes (op ``arg``) by position; ``table`` is the
+    offset of the Dormand-Prince coefficients in data (ODEs) or -1.
+    """
+
+    spec: object  # the IR value: recursion.Recursion or recursion.OdeSpec
+    body: tuple  # node ids of the body, in order (nested bodies excluded)
+    output: int  # node id of the body's result
+    args: tuple  # placeholder node ids by position
+    steps: int  # scan: number of steps; ode: number of output times
+    table: int
+
+
 class Program(NamedTuple):
     """The lowered model: everything the emitter and the point map need."""
 
@@ -96,6 +115,7 @@ class _Lowering:
         self.data_size = 0
         self.memo: dict = {}
         self.env: dict = {}  # variable name -> node id of its (constrained) value
+        self.placeholders: list = []  # per body being lowered (innermost last): its arg node ids
         self.pointwise: dict = {}  # summed "loglik" term -> node of its per-observation values
 
     def add(self, op, inputs, attr, shape):
@@ -132,18 +152,56 @@ class _Lowering:
             return self.data_node(e.value)
         if e.op == "ref":
             return env[e.value]
+        if e.op == "arg":
+            return self.placeholders[-1][e.value]
         inputs = [self.memo[id(a)][1] for a in e.args]
         try:
             shape = op_shape(e.op, [self.nodes[i].shape for i in inputs], e.value, where)
         except OpError as err:
             raise ModelError(str(err)) from None
-        if not any(self.nodes[i].active for i in inputs):
-            # Constant folding: the value is data, computed once here.
+        if all(i in self.values for i in inputs):
+            # Constant folding: the value is data, computed once here.  (Inside a body,
+            # a placeholder is not data even where it is inactive.)
             value = evaluate_op(e.op, [self.values[i] for i in inputs], e.value)
             return self.data_node(np.broadcast_to(value, shape))
         if e.op == "index":
             return self.lower_index(inputs[0], e.value, shape)
+        if e.op in BODY_OPS:
+            return self.lower_body_op(e, inputs, shape, where)
         return self.add(e.op, inputs, e.value, shape)
+
+    def lower_body_op(self, e, inputs, shape, where):
+        """A ``scan`` or ``ode_solve``: placeholders, then its body lowered with its own memo."""
+        spec, shapes = e.value, [self.nodes[i].shape for i in inputs]
+        active = [self.nodes[i].active for i in inputs]
+        if e.op == "scan":
+            arg_shapes = recursion.scan_arg_shapes(shapes, spec)
+            # the state depends on everything the recursion reads
+            arg_active = [any(active)] + active[1:]
+            steps, table = shape[0], -1
+        else:
+            if inputs[1] not in self.values or inputs[2] not in self.values:
+                raise ModelError(f"{where}: ode_solve's t0 and times must be constants (data), "
+                                 f"not expressions of model variables")
+            recursion.check_times(self.values[inputs[1]], self.values[inputs[2]], where)
+            arg_shapes = [(), shapes[0]] + shapes[3:]
+            arg_active = [False, active[0] or any(active[3:])] + active[3:]
+            steps, table = shape[0], self.nodes[self.data_node(recursion.dp_tableau())].attr
+        args = []
+        for arg_shape, is_active in zip(arg_shapes, arg_active):
+            self.nodes.append(Node("arg", (), None, tuple(arg_shape), is_active))
+            args.append(len(self.nodes) - 1)
+        start, saved = len(self.nodes), self.memo
+        self.memo, self.placeholders = {}, self.placeholders + [args]
+        try:
+            output = self.lower(spec.body, {}, f"{where}, {e.op} body")
+        finally:
+            self.memo, self.placeholders = saved, self.placeholders[:-1]
+        nested = {j for n in self.nodes[start:] if n.op in BODY_OPS
+                  for j in n.attr.body + n.attr.args}
+        body = tuple(j for j in range(start, len(self.nodes)) if j not in nested)
+        attr = BodyAttr(spec, body, output, tuple(args), steps, table)
+        return self.add(e.op, inputs, attr, shape)
 
     def lower_index(self, source, index, shape):
         n = self.nodes[source].shape[0]

@@ -333,6 +333,9 @@ def infer_shape(expr: Expr, shapes: dict, where: str, value_shape=None, memo=Non
             shape = shapes[node.value]
         elif node.op == "value":
             shape = value_shape
+        elif node.op == "arg":
+            raise ModelError(f"{where}: a scan/ODE body placeholder (arg {node.value!r}) is used "
+                             f"outside a body")
         else:
             shape = op_shape(node.op, [memo[id(a)] for a in node.args], node.value, where)
             _check_size(shape, f"{where}: {node.op} of shape {shape}")

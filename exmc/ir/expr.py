@@ -22,7 +22,8 @@ from exmc.ir.ops import REGISTRY, VARIADIC
 
 # Operation name -> number of arguments (VARIADIC: one or more), from the op registry
 # (``ir/ops.py``); ``ir/serialize.py`` accepts only these.
-LEAVES = ("const", "ref", "value")
+# "arg": a numbered placeholder inside the body of a scan or an ODE (``ir/recursion.py``).
+LEAVES = ("const", "ref", "value", "arg")
 OPS = {**{name: op.arity for name, op in REGISTRY.items()}, **{op: 0 for op in LEAVES},
        # Transient: a not-yet-named variable inside @exmc.model; never in a finished IR.
        "dslvar": 0}
@@ -88,7 +89,8 @@ class Expr(ExprOps):
     value : object
         For ``const``: a float or a float64 ndarray; for ``ref``: the variable
         name; for ``index``: an int, a ``("slice", start, stop, step)`` tuple or
-        an int64 ndarray.
+        an int64 ndarray; for ``arg``: the placeholder's position; for ``scan``
+        and ``ode_solve``: a ``Recursion`` or ``OdeSpec`` holding the body.
     """
 
     __slots__ = ("op", "args", "value")
@@ -133,6 +135,8 @@ def _node_repr(node, args):
         return f"ref({node.value!r})"
     if node.op == "value":
         return "value"
+    if node.op == "arg":
+        return f"arg{node.value}"
     if node.op == "index":
         return f"{args[0]}[{node.value!r}]"
     return f"{node.op}({', '.join(args)})"

@@ -25,6 +25,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy import special
 
+from exmc.ir import recursion
+
 VARIADIC = -1
 
 
@@ -355,6 +357,17 @@ def _family_fn_numpy(args, attr):
 # from distributions, never read from the wire.
 declare(Op("family_fn", VARIADIC, _elementwise_shape, _family_fn_numpy, layout="family_fn",
            doc="A scalar family's log density, log cdf or log ccdf at each element."))
+
+
+# Ops with a body (an expression graph over placeholders, see ``exmc/ir/recursion.py``).
+declare(Op("scan", VARIADIC, recursion.scan_shape, lambda args, spec: recursion.scan_numpy(args, spec),
+           layout="scan",
+           doc="A loop-carried recursion state_t = body(state_{t-1}, sequence rows at t, "
+               "*non-sequences); the states after each step, stacked."))
+declare(Op("ode_solve", VARIADIC, recursion.ode_shape,
+           lambda args, spec: recursion.ode_numpy(args, spec), layout="ode",
+           doc="Solution at the output times of dy/dt = rhs(t, y, *params) from y(t0) = y0 "
+               "(adaptive Dormand-Prince RK45)."))
 
 
 def op_shape(op, arg_shapes, attr, where):

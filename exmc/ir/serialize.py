@@ -9,6 +9,11 @@ Wire form, version 2 (msgpack maps with string keys, in this key order)::
                                       index of an EARLIER node of the same table
     dist     {"family": str, "params": {name: int | dist}, "shape": [int, ...] | nil}
     value    nil | float (const) | str (ref) | int | ["slice", a, b, c] | array (index) | array (const)
+             | [sequences, steps | nil, body] (scan) | [rtol, atol, max_steps, body] (ode_solve)
+
+A scan's or an ODE's body (``exmc/ir/recursion.py``) is an expression over
+``arg`` nodes (value: the placeholder's position); its nodes sit in the same
+table before the node that uses it, and ``body`` is the index of its root.
     array    {"nd": "<f8" | "<i8", "shape": [int, ...], "bytes": bin}
 
 A variable's table holds every node of its expressions (its deterministic
@@ -44,6 +49,7 @@ import numpy as np
 from exmc.ir.builder import KINDS, MAX_ELEMENTS, MAX_TOTAL_ELEMENTS, Model, ModelError, Variable
 from exmc.ir.dists import FAMILIES, Distribution
 from exmc.ir.expr import OPS, Expr, postorder
+from exmc.ir.recursion import BODY_OPS, OdeSpec, Recursion
 
 FORMAT, VERSION = "exmc-ir", 2
 DTYPES = {"<f8": np.float64, "<i8": np.int64}
@@ -80,9 +86,13 @@ def _array(arr, for_hash):
             "bytes": np.ascontiguousarray(arr, dtype=DTYPES[dtype]).tobytes()}
 
 
-def _node(e: Expr, args, for_hash):
+def _node(e: Expr, args, for_hash, body=None):
     v = e.value
-    if e.op == "dslvar":
+    if e.op == "scan":
+        v = [v.sequences, v.steps, body]
+    elif e.op == "ode_solve":
+        v = [v.rtol, v.atol, v.max_steps, body]
+    elif e.op == "dslvar":
         raise ModelError("cannot serialise a model that still holds an unnamed DSL variable")
     if for_hash and e.op == "const":
         v = {"shape": list(np.shape(v))}  # constants are data of the compiled code
@@ -102,9 +112,11 @@ class _Table:
     def add(self, root: Expr) -> int:
         for node in postorder(root):
             if id(node) not in self.index:  # ids stay valid: the model keeps its nodes alive
+                # a scan's or an ODE's body: its nodes come first, the value points at its root
+                body = self.add(node.value.body) if node.op in BODY_OPS else None
                 self.index[id(node)] = len(self.rows)
                 args = [self.index[id(a)] for a in node.args]
-                self.rows.append(_node(node, args, self.for_hash))
+                self.rows.append(_node(node, args, self.for_hash, body))
         return self.index[id(root)]
 
 
@@ -208,7 +220,26 @@ def _read_array(obj, where):
     return np.frombuffer(obj["bytes"], dtype=DTYPES[obj["nd"]]).reshape(shape).copy()
 
 
-def _read_value(op, v):
+def _read_body_value(op, v, nodes):
+    """A scan's [sequences, steps, body] or an ODE's [rtol, atol, max_steps, body]."""
+    fields = 3 if op == "scan" else 4
+    _need(isinstance(v, list) and len(v) == fields, f"{op} takes a list of {fields} values")
+    body = v[-1]
+    _need(_int64(body) and 0 <= body < len(nodes), f"{op}: the body must be an earlier node")
+    if op == "scan":
+        _need(_int64(v[0]) and v[0] >= 0 and (v[1] is None or _int64(v[1])),
+              "scan: bad number of sequences or steps")
+        return Recursion(nodes[body], v[0], v[1])
+    _need(all(isinstance(x, float) for x in v[:2]) and _int64(v[2]), "ode_solve: bad tolerances")
+    return OdeSpec(nodes[body], v[0], v[1], v[2])
+
+
+def _read_value(op, v, nodes=()):
+    if op in BODY_OPS:
+        return _read_body_value(op, v, nodes)
+    if op == "arg":
+        _need(_int64(v) and v >= 0, "bad body argument position")
+        return v
     if op == "const":
         if isinstance(v, dict):
             return _read_array(v, "constant").astype(np.float64)
@@ -249,7 +280,7 @@ def _read_node(reader, nodes) -> Expr:
     arity, given = OPS[op], count - 2  # a negative arity (ops.VARIADIC): one or more
     if not (given == arity or (arity < 0 and given > 0)):
         raise SchemaError(f"{op} takes {'one or more' if arity < 0 else arity} arguments")
-    value = _read_value(op, reader.piece(ARRAY_CONTAINERS))
+    value = _read_value(op, reader.piece(ARRAY_CONTAINERS), nodes)
     args = []
     for _ in range(given):
         arg = reader.piece()
