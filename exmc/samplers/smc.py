@@ -134,6 +134,13 @@ class TemperedModel:
     """
 
     def __init__(self, compiled):
+        outside = sorted({v.name for v in compiled.model.variables if v.kind == "obs"}
+                         - {slot.name for slot in compiled.observed})
+        if outside:  # a Potential: neither in the prior draws nor in the log-likelihood
+            raise ValueError(f"sample_smc: {', '.join(map(repr, outside))} add to the log "
+                             f"density outside both the prior's draws and the pointwise "
+                             f"log-likelihood (a Potential), which SMC cannot temper yet; "
+                             f"write it as an observed density or use exmc.sample")
         self.compiled = compiled
         self.dim = compiled.dim
         self.logp_address = compiled.address

@@ -245,3 +245,6 @@ def test_prior_without_random_draws_is_refused():
     improper = Builder().rv("mu", exmc.Flat()).obs("y", Normal("mu", 1.0), NN_Y)
     with pytest.raises(ValueError, match="Flat is improper.*SMC needs a proper prior"):
         exmc.sample_smc(improper, progressbar=False)
+    potential = normal_normal_model().potential("penalty", -0.5 * ref("mu") * ref("mu"))
+    with pytest.raises(ValueError, match="'penalty' add to the log density outside"):
+        exmc.sample_smc(potential, progressbar=False)
