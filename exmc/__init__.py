@@ -6,6 +6,7 @@ from exmc.ir.dists import (Bernoulli, Beta, Binomial, Cauchy, Custom, Exponentia
                            LKJCorrCholesky, LogNormal, MvNormal, Dirichlet, Normal, Poisson,
                            StudentT, Uniform, ZeroSumNormal)
 from exmc.ir.dists import Censored, Mixture, NormalMixture, Potential, Truncated
+from exmc.ir.dists import AR, CAR, ICAR, LKJCorr, MvGaussianRandomWalk, MvStudentT
 from exmc.ir.builder import ImputationWarning
 from exmc.ir.dists import (AsymmetricLaplace, BetaBinomial, Chi, ChiSquared, DiscreteUniform,
                            ExGaussian, Flat, Geometric, Gumbel, HalfFlat, HalfStudentT,
@@ -14,6 +15,8 @@ from exmc.ir.dists import (AsymmetricLaplace, BetaBinomial, Chi, ChiSquared, Dis
                            Rice, SkewNormal, Triangular, TruncatedNormal, VonMises, Wald,
                            Weibull, ZeroInflatedBinomial, ZeroInflatedNegativeBinomial,
                            ZeroInflatedPoisson)
+from exmc.ir.dists import (Categorical, DirichletMultinomial, Multinomial, OrderedLogistic,
+                           OrderedProbit)
 
 __version__ = "0.1.0"
 _PYMC_SCALAR_FAMILIES = [
@@ -22,14 +25,16 @@ _PYMC_SCALAR_FAMILIES = [
     "HurdleNegativeBinomial", "HurdlePoisson", "Kumaraswamy", "Logistic", "LogitNormal", "Moyal",
     "NegativeBinomial", "Pareto", "Rice", "SkewNormal", "Triangular", "TruncatedNormal",
     "VonMises", "Wald", "Weibull", "ZeroInflatedBinomial", "ZeroInflatedNegativeBinomial",
-    "ZeroInflatedPoisson"]
+    "ZeroInflatedPoisson", "Categorical", "DirichletMultinomial", "Multinomial", "OrderedLogistic",
+    "OrderedProbit"]
 
 __all__ = ["math", "Builder", "Deterministic", "Model", "ModelError", "model", "ref", "value",
            "Bernoulli", "Beta", "Binomial", "Cauchy", "Custom", "Exponential", "Gamma",
            "GaussianRandomWalk", "HalfCauchy", "HalfNormal", "InverseGamma", "Laplace",
            "LogNormal", "Normal", "Poisson", "StudentT", "Uniform", "MvNormal", "Dirichlet",
            "LKJCorrCholesky", "ZeroSumNormal",
-           "Truncated", "Censored", "Mixture", "NormalMixture", "Potential", "ImputationWarning"]
+           "Truncated", "Censored", "Mixture", "NormalMixture", "Potential", "ImputationWarning",
+           "AR", "CAR", "ICAR", "LKJCorr", "MvGaussianRandomWalk", "MvStudentT"]
 __all__ += _PYMC_SCALAR_FAMILIES
 
 from exmc.runtime.sample import SamplingError, sample, sample_stream  # noqa: E402  (the runtime builds on the IR)

@@ -117,7 +117,7 @@ class Emitter:
             size += 1 if node.op == "logp" else size_of(node.shape)
         self.owner = {}  # placeholder node id -> (its scan or ODE node id, position)
         for i, node in enumerate(self.nodes):
-            if node.op == "logp" and node.attr.kernel.event_ndim:
+            if node.op == "logp" and node.attr.kernel.has_array_args:
                 self.aux_at[i] = size  # arguments copied contiguous, their gradients, work
                 size += 2 * sum(self.event_sizes(i)) + self.work_size(i)
             if node.op in ("scan", "ode_solve"):
@@ -301,7 +301,7 @@ class Emitter:
         ``store`` (element index code -> place) each element's log density written there."""
         node = self.nodes[i]
         term = node.attr
-        if term.kernel.event_ndim:
+        if term.kernel.has_array_args:
             return self.event_logp_forward(i, with_grad, store)
         hoisted = self.broadcast_scalars(i)
         active = [n for n, j in enumerate(node.inputs) if self.nodes[j].active] if with_grad else []

@@ -1496,6 +1496,203 @@ def hurdlelognormal_logp_grad(x, psi, mu, sigma):
     return math.log(psi) + lp, 0.0, 1.0 / psi, dmu, dsigma
 
 
+# ---- discrete families with vector parameters (observed only) ------------------------------
+# Categorical, OrderedLogistic and OrderedProbit: a scalar value (a category index) and a
+# vector parameter.  They take the event families' calling convention (array parameters as
+# views, their gradients added into arrays); the value's partial is 0.0.
+@kernel
+def categorical_p_logp(x, p):
+    """log p[x] / sum(p) (PyMC normalises p); -inf for an index outside 0..k-1."""
+    k = int(x)
+    if k < 0 or k >= p.shape[0]:
+        return -INF
+    total = 0.0
+    for i in range(p.shape[0]):
+        total += p[i]
+    return math.log(p[k]) - math.log(total)
+
+
+@kernel
+def categorical_p_logp_grad(x, p, gp):
+    k = int(x)
+    if k < 0 or k >= p.shape[0]:
+        return -INF, 0.0
+    total = 0.0
+    for i in range(p.shape[0]):
+        total += p[i]
+    for i in range(p.shape[0]):
+        gp[i] -= 1.0 / total
+    gp[k] += 1.0 / p[k]
+    return math.log(p[k]) - math.log(total), 0.0
+
+
+@kernel
+def _logsumexp_vector(v):
+    top = -INF
+    for i in range(v.shape[0]):
+        top = max(top, v[i])
+    total = 0.0
+    for i in range(v.shape[0]):
+        total += math.exp(v[i] - top)
+    return top + math.log(total)
+
+
+@kernel
+def categorical_logit_logp(x, logit_p):
+    k = int(x)
+    if k < 0 or k >= logit_p.shape[0]:
+        return -INF
+    return logit_p[k] - _logsumexp_vector(logit_p)
+
+
+@kernel
+def categorical_logit_logp_grad(x, logit_p, gl):
+    k = int(x)
+    if k < 0 or k >= logit_p.shape[0]:
+        return -INF, 0.0
+    lse = _logsumexp_vector(logit_p)
+    for i in range(logit_p.shape[0]):
+        gl[i] -= math.exp(logit_p[i] - lse)
+    gl[k] += 1.0
+    return logit_p[k] - lse, 0.0
+
+
+@kernel
+def orderedlogistic_logp_grad(x, eta, cutpoints, gc):
+    """log P(y = x) with P(y <= k) = sigmoid(c_k - eta); -inf unless c increases where used.
+
+    The middle categories use log(sigmoid(a) - sigmoid(b)) = -softplus(-a) - softplus(b)
+    + log(1 - exp(b - a)) with a = eta - c[x-1] > b = eta - c[x], free of cancellation.
+    """
+    m = cutpoints.shape[0]
+    k = int(x)
+    if k < 0 or k > m:
+        return -INF, 0.0, 0.0
+    if k == 0:
+        a = eta - cutpoints[0]
+        s = sigmoid(a)
+        gc[0] += s
+        return -softplus(a), 0.0, -s
+    if k == m:
+        a = eta - cutpoints[m - 1]
+        s = sigmoid(-a)
+        gc[m - 1] -= s
+        return -softplus(-a), 0.0, s
+    a, b = eta - cutpoints[k - 1], eta - cutpoints[k]
+    if not a > b:
+        return -INF, 0.0, 0.0
+    e = 1.0 / math.expm1(a - b)
+    da, db = sigmoid(-a) + e, -sigmoid(b) - e
+    gc[k - 1] -= da
+    gc[k] -= db
+    return -softplus(-a) - softplus(b) + log1mexp(a - b), 0.0, da + db
+
+
+@kernel
+def orderedlogistic_logp(x, eta, cutpoints):
+    m = cutpoints.shape[0]
+    k = int(x)
+    if k < 0 or k > m:
+        return -INF
+    if k == 0:
+        return -softplus(eta - cutpoints[0])
+    if k == m:
+        return -softplus(cutpoints[m - 1] - eta)
+    a, b = eta - cutpoints[k - 1], eta - cutpoints[k]
+    if not a > b:
+        return -INF
+    return -softplus(-a) - softplus(b) + log1mexp(a - b)
+
+
+@kernel
+def orderedprobit_logp_grad(x, eta, cutpoints, sigma, gc):
+    """log P(y = x) = log(Phi((c[x] - eta) / sigma) - Phi((c[x-1] - eta) / sigma)), c[-1] = -inf
+    and c[m] = inf; -inf unless c increases where used."""
+    m = cutpoints.shape[0]
+    k = int(x)
+    if k < 0 or k > m:
+        return -INF, 0.0, 0.0, 0.0
+    lo = (cutpoints[k - 1] - eta) / sigma if k > 0 else -INF
+    hi = (cutpoints[k] - eta) / sigma if k < m else INF
+    if not hi > lo:
+        return -INF, 0.0, 0.0, 0.0
+    lp, glo, ghi = _log_normal_mass_grad(lo, hi)
+    dsigma = 0.0
+    if k > 0:
+        gc[k - 1] += glo / sigma
+        dsigma -= glo * lo / sigma
+    if k < m:
+        gc[k] += ghi / sigma
+        dsigma -= ghi * hi / sigma
+    return lp, 0.0, -(glo + ghi) / sigma, dsigma
+
+
+@kernel
+def orderedprobit_logp(x, eta, cutpoints, sigma):
+    m = cutpoints.shape[0]
+    k = int(x)
+    if k < 0 or k > m:
+        return -INF
+    lo = (cutpoints[k - 1] - eta) / sigma if k > 0 else -INF
+    hi = (cutpoints[k] - eta) / sigma if k < m else INF
+    if not hi > lo:
+        return -INF
+    return _log_normal_mass_grad(lo, hi)[0]
+
+
+@kernel
+def _count_total(x):
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i]
+    return total
+
+
+@kernel
+def multinomial_logp(x, n, p):
+    """log Multinomial(x | n, p / sum(p)) for counts x (k,); -inf unless sum(x) = n."""
+    if _count_total(x) != n:
+        return -INF
+    lp = math.lgamma(n + 1.0) - n * math.log(_count_total(p))
+    for i in range(x.shape[0]):
+        lp += xlogy(x[i], p[i]) - math.lgamma(x[i] + 1.0)
+    return lp
+
+
+@kernel
+def multinomial_logp_grad(x, n, p, gx, gp):
+    """``multinomial_logp``, its p-gradient added into gp (gx untouched: the value is data)."""
+    if _count_total(x) != n:
+        return -INF, 0.0
+    total = _count_total(p)
+    for i in range(x.shape[0]):
+        gp[i] += (x[i] / p[i] if x[i] != 0.0 else 0.0) - n / total
+    return multinomial_logp(x, n, p), 0.0
+
+
+@kernel
+def dirichletmultinomial_logp(x, n, a):
+    """log DirichletMultinomial(x | n, a) for counts x (k,); -inf unless sum(x) = n."""
+    if _count_total(x) != n:
+        return -INF
+    total = _count_total(a)
+    lp = math.lgamma(n + 1.0) + math.lgamma(total) - math.lgamma(n + total)
+    for i in range(x.shape[0]):
+        lp += math.lgamma(x[i] + a[i]) - math.lgamma(a[i]) - math.lgamma(x[i] + 1.0)
+    return lp
+
+
+@kernel
+def dirichletmultinomial_logp_grad(x, n, a, gx, ga):
+    if _count_total(x) != n:
+        return -INF, 0.0
+    total = _count_total(a)
+    d = digamma(total) - digamma(n + total)
+    for i in range(x.shape[0]):
+        ga[i] += d + digamma(x[i] + a[i]) - digamma(a[i])
+    return dirichletmultinomial_logp(x, n, a), 0.0
+
+
 # ---- multivariate families -------------------------------------------------------------------
 @kernel
 def cholesky_lower(A, L):
@@ -1707,17 +1904,18 @@ class FamilyKernel(NamedTuple):
     device when called from device code.  Formulas and parameterisations are
     PyMC's (those of the former templates in ``exmc/ir/dists``).
 
-    Scalar families (``event_ndim == 0``): ``logp(x, p1, p2, ...) -> float`` and
+    Scalar families (no array argument): ``logp(x, p1, p2, ...) -> float`` and
     ``logp_grad(x, p1, ...) -> (logp, d/dx, d/dp1, ...)``; the same for
     ``logcdf``/``logccdf`` and their ``_grad`` twins, where registered (None
     otherwise).  Outside the support a logcdf is -inf or 0 with zero partials.
 
-    Event families (``event_ndim >= 1``): the value and the array parameters are
-    array views; ``logp_grad`` takes one gradient array per array argument (the
-    value first, then the array parameters in order) after the parameters, ADDS
-    the gradient into them, and returns the log density, or ``(logp, d/dp, ...)``
-    for the scalar parameters when there are any.  A ``work`` array of shape
-    ``work_shape(k)`` comes last where the kernel takes one.
+    Event families (``has_array_args``: ``event_ndim >= 1``, or an array parameter as
+    Categorical's ``p``): the value and the array parameters are array views;
+    ``logp_grad`` takes one gradient array per array argument (the value first, then
+    the array parameters in order) after the parameters, ADDS the gradient into them,
+    and returns the log density, or ``(logp, d/da, ...)`` for the scalar arguments (a
+    scalar value first) when there are any.  A ``work`` array of shape ``work_shape(k)``
+    comes last where the kernel takes one.
 
     Attributes
     ----------
@@ -1751,6 +1949,15 @@ class FamilyKernel(NamedTuple):
     normalizer_params: tuple = ()
     normalizer_grad: Optional[Callable] = None
     body_grad: Optional[Callable] = None
+
+    @property
+    def has_array_args(self):
+        """True when the value or a parameter is an array: the event calling convention.
+
+        Categorical's value is a scalar but its ``p`` a vector, so it is called as the
+        event families are (array views, gradients added into arrays).
+        """
+        return self.event_ndim > 0 or any(self.param_ndim)
 
 
 def _scalar(params, logp, logp_grad, cdf=(None,) * 4, constant_args=(), normalizer=None):
@@ -1897,6 +2104,24 @@ KERNELS = {
     ("HurdleLogNormal", ("psi", "mu", "sigma")): _scalar(
         ("psi", "mu", "sigma"), hurdlelognormal_logp, hurdlelognormal_logp_grad,
         constant_args=("x",)),
+    ("Categorical", ("p",)): FamilyKernel(
+        ("p",), categorical_p_logp, categorical_p_logp_grad, param_ndim=(1,),
+        constant_args=("x",)),
+    ("Categorical", ("logit_p",)): FamilyKernel(
+        ("logit_p",), categorical_logit_logp, categorical_logit_logp_grad, param_ndim=(1,),
+        constant_args=("x",)),
+    ("OrderedLogistic", ("eta", "cutpoints")): FamilyKernel(
+        ("eta", "cutpoints"), orderedlogistic_logp, orderedlogistic_logp_grad,
+        param_ndim=(0, 1), constant_args=("x",)),
+    ("OrderedProbit", ("eta", "cutpoints", "sigma")): FamilyKernel(
+        ("eta", "cutpoints", "sigma"), orderedprobit_logp, orderedprobit_logp_grad,
+        param_ndim=(0, 1, 0), constant_args=("x",)),
+    ("Multinomial", ("n", "p")): FamilyKernel(
+        ("n", "p"), multinomial_logp, multinomial_logp_grad, event_ndim=1, param_ndim=(0, 1),
+        constant_args=("x", "n")),
+    ("DirichletMultinomial", ("n", "a")): FamilyKernel(
+        ("n", "a"), dirichletmultinomial_logp, dirichletmultinomial_logp_grad, event_ndim=1,
+        param_ndim=(0, 1), constant_args=("x", "n")),
     ("MvNormal", ("mu", "chol")): FamilyKernel(
         ("mu", "chol"), mvnormal_chol_logp, mvnormal_chol_logp_grad, event_ndim=1,
         param_ndim=(1, 2), work_shape=lambda k: (2, k)),

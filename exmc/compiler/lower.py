@@ -282,7 +282,7 @@ class _Lowering:
         groups: dict = {}
         for t in terms:
             node = self.nodes[t]
-            if node.op != "logp" or t in keep or node.shape != () or node.attr.kernel.event_ndim:
+            if node.op != "logp" or t in keep or node.shape != () or node.attr.kernel.has_array_args:
                 continue
             # an argument is tabled (a free value or data) or one node shared by the batch
             kinds = tuple(self.nodes[j].op if self.nodes[j].op in ("input", "data") else j

@@ -270,8 +270,43 @@ EVENT_CASES = {
          for k, eta in ((2, 0.7), (3, 1.0), (4, 2.5), (5, 1.3))]),
 }
 
-SCALAR_KEYS = [key for key, kernel in KERNELS.items() if kernel.event_ndim == 0]
-EVENT_KEYS = [key for key, kernel in KERNELS.items() if kernel.event_ndim > 0]
+
+def _ordered_probabilities(eta, cutpoints, cdf):
+    below = np.concatenate([[0.0], cdf(cutpoints - eta), [1.0]])
+    return np.diff(below)
+
+
+# Counts and indices are data; the vector parameters vary in size and scale.
+PYMC_EVENT_CASES = {
+    ("Categorical", ("p",)): (
+        lambda x, p: math.log(p[int(x)] / p.sum()),
+        [(2.0, np.array([0.2, 0.3, 0.5])), (0.0, np.array([0.7, 0.1, 0.1, 0.1])),
+         (1.0, np.array([0.4, 1.1]))]),
+    ("Categorical", ("logit_p",)): (
+        lambda x, logit_p: logit_p[int(x)] - special.logsumexp(logit_p),
+        [(2.0, np.array([0.2, -1.3, 0.5])), (0.0, np.array([30.0, 1.0, -4.0, 0.0]))]),
+    ("OrderedLogistic", ("eta", "cutpoints")): (
+        lambda x, eta, c: math.log(_ordered_probabilities(eta, c, special.expit)[int(x)]),
+        [(0.0, 0.3, np.array([-1.0, 0.5, 2.0])), (2.0, -0.4, np.array([-1.0, 0.5, 2.0])),
+         (3.0, 1.5, np.array([-1.0, 0.5, 2.0])), (1.0, 8.0, np.array([-2.0, 1.0]))]),
+    ("OrderedProbit", ("eta", "cutpoints", "sigma")): (
+        lambda x, eta, c, sigma: math.log(_ordered_probabilities(
+            eta, c, lambda z: stats.norm.cdf(z / sigma))[int(x)]),
+        [(0.0, 0.3, np.array([-1.0, 0.5, 2.0]), 1.0), (2.0, -0.4, np.array([-1.0, 0.5, 2.0]), 0.7),
+         (3.0, 1.5, np.array([-1.0, 0.5, 2.0]), 2.0), (1.0, 3.0, np.array([-2.0, 1.0]), 0.5)]),
+    ("Multinomial", ("n", "p")): (
+        lambda x, n, p: stats.multinomial(int(n), p / p.sum()).logpmf(x),
+        [(np.array([2.0, 0.0, 3.0]), 5.0, np.array([0.3, 0.2, 0.5])),
+         (np.array([10.0, 7.0]), 17.0, np.array([0.4, 0.9]))]),
+    ("DirichletMultinomial", ("n", "a")): (
+        lambda x, n, a: stats.dirichlet_multinomial(a, int(n)).logpmf(x),
+        [(np.array([2.0, 0.0, 3.0]), 5.0, np.array([0.3, 2.0, 1.5])),
+         (np.array([10.0, 7.0]), 17.0, np.array([4.0, 0.9]))]),
+}
+EVENT_CASES.update(PYMC_EVENT_CASES)
+
+SCALAR_KEYS = [key for key, kernel in KERNELS.items() if not kernel.has_array_args]
+EVENT_KEYS = [key for key, kernel in KERNELS.items() if kernel.has_array_args]
 CDF_KEYS = [key for key in SCALAR_KEYS if KERNELS[key].logcdf is not None]
 
 
@@ -324,11 +359,18 @@ def _work(kernel, k):
     return () if kernel.work_shape is None else (np.full(kernel.work_shape(k), np.nan),)
 
 
+def _event_size(args):
+    """k, the length of the first array argument (the value's, unless it is a scalar index)."""
+    return next(np.shape(a)[0] for a in args if np.ndim(a))
+
+
 def check_event_gradient(kernel, args, logp_grad=None, label=""):
     """Array gradients added into the arrays passed in, scalar partials returned after logp."""
     logp_grad = logp_grad or kernel.logp_grad
-    k = args[0].shape[0]
+    k = _event_size(args)
     ranks = (kernel.event_ndim,) + kernel.param_ndim
+    constant = [slot for slot, name in enumerate(("x",) + kernel.params)
+                if name in kernel.constant_args]  # data: counts, an index, n
     grads = [np.full(np.shape(a), PREFILL) for a, r in zip(args, ranks) if r > 0]
     out = logp_grad(*args, *grads, *_work(kernel, k))
     value, scalar_partials = (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
@@ -341,9 +383,16 @@ def check_event_gradient(kernel, args, logp_grad=None, label=""):
     array_grads, partials = iter(grads), iter(scalar_partials)
     for slot, rank in enumerate(ranks):
         if rank == 0:
-            assert_partial(logp, args, slot, next(partials), label=label)
+            partial = next(partials)
+            if slot in constant:
+                assert partial == 0.0, f"{label} argument {slot}: partial of data"
+            else:
+                assert_partial(logp, args, slot, partial, label=label)
             continue
         grad = next(array_grads) - PREFILL
+        if slot in constant:
+            assert not grad.any(), f"{label} argument {slot}: gradient of data"
+            continue
         for index in np.ndindex(grad.shape):
             assert_partial(logp, args, slot, grad[index], index, label=label)
 
@@ -373,9 +422,9 @@ def test_scalar_kernel_matches_ir_parameters(key):
 @pytest.mark.parametrize("key", list(KERNELS), ids=_id)
 def test_every_kernel_compiles_on_the_cpu(key):
     kernel = KERNELS[key]
-    cases = (SCALAR_CASES if kernel.event_ndim == 0 else EVENT_CASES)[key][1]
+    cases = (EVENT_CASES if kernel.has_array_args else SCALAR_CASES)[key][1]
     args = cases[0]
-    work = _work(kernel, args[0].shape[0]) if kernel.event_ndim else ()
+    work = _work(kernel, _event_size(args)) if kernel.has_array_args else ()
     ranks = (kernel.event_ndim,) + kernel.param_ndim
     grads = [np.zeros(np.shape(a)) for a, r in zip(args, ranks) if r > 0]
     for name in ("logp", "logp_grad", "logcdf", "logcdf_grad", "logccdf", "logccdf_grad"):
@@ -383,7 +432,7 @@ def test_every_kernel_compiles_on_the_cpu(key):
         if fn is None:
             continue
         assert isinstance(fn, numba.core.registry.CPUDispatcher), name
-        if name == "logp_grad" and kernel.event_ndim:
+        if name == "logp_grad" and kernel.has_array_args:
             fn(*args, *grads, *work)
         else:
             fn(*args, *work)
@@ -409,7 +458,7 @@ def test_every_kernel_compiles_unchanged_as_a_cuda_device_function(key):
     work = [numba.types.Array(numba.float64, 2, "C")] if kernel.work_shape else []
     signatures = {"logp": types + work,
                   "logp_grad": types + [t for t in types if t != numba.float64] + work
-                  if kernel.event_ndim else types}
+                  if kernel.has_array_args else types}
     for name in ("logcdf", "logcdf_grad", "logccdf", "logccdf_grad"):
         signatures[name] = types
     for name, signature in signatures.items():
@@ -517,7 +566,7 @@ def test_normal_cdfs_in_the_tails(z):
 def test_event_logp_matches_reference(key):
     kernel, (reference, points) = KERNELS[key], EVENT_CASES[key]
     for args in points:
-        np.testing.assert_allclose(kernel.logp(*args, *_work(kernel, args[0].shape[0])),
+        np.testing.assert_allclose(kernel.logp(*args, *_work(kernel, _event_size(args))),
                                    reference(*args), rtol=RTOL_VALUE)
 
 

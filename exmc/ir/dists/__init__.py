@@ -1,6 +1,6 @@
 """Distribution families, and the registry the IR uses to find a family by name."""
 from exmc.ir.dists.base import Distribution, ModelError
-from exmc.ir.dists.composite import Custom, GaussianRandomWalk, ZeroSumNormal
+from exmc.ir.dists.composite import AR, Custom, GaussianRandomWalk, MvGaussianRandomWalk, ZeroSumNormal
 from exmc.ir.dists.continuous import (Beta, Cauchy, Exponential, Gamma, HalfCauchy, HalfNormal,
                                       InverseGamma, Laplace, LogNormal, Normal, StudentT, Uniform)
 from exmc.ir.dists.discrete import Bernoulli, Binomial, Poisson
@@ -12,7 +12,9 @@ from exmc.ir.dists.discrete import (BetaBinomial, DiscreteUniform, Geometric, Hu
                                     HurdleLogNormal, HurdleNegativeBinomial, HurdlePoisson,
                                     NegativeBinomial, ZeroInflatedBinomial,
                                     ZeroInflatedNegativeBinomial, ZeroInflatedPoisson)
-from exmc.ir.dists.multivariate import Dirichlet, LKJCorrCholesky, MvNormal
+from exmc.ir.dists.discrete import (Categorical, DirichletMultinomial, Multinomial,
+                                    OrderedLogistic, OrderedProbit)
+from exmc.ir.dists.multivariate import CAR, ICAR, Dirichlet, LKJCorr, LKJCorrCholesky, MvNormal, MvStudentT
 from exmc.ir.dists.wrappers import Censored, Mixture, NormalMixture, Potential, Truncated
 
 FAMILIES = {cls.family: cls for cls in (
@@ -24,7 +26,9 @@ FAMILIES = {cls.family: cls for cls in (
     TruncatedNormal, ChiSquared, Chi,
     NegativeBinomial, BetaBinomial, Geometric, DiscreteUniform, ZeroInflatedPoisson,
     ZeroInflatedBinomial, ZeroInflatedNegativeBinomial, HurdlePoisson, HurdleNegativeBinomial,
-    HurdleGamma, HurdleLogNormal,
-    Truncated, Censored, Mixture, NormalMixture, Potential)}
+    HurdleGamma, HurdleLogNormal, Categorical, OrderedLogistic, OrderedProbit, Multinomial,
+    DirichletMultinomial,
+    Truncated, Censored, Mixture, NormalMixture, Potential,
+    MvStudentT, LKJCorr, CAR, ICAR, MvGaussianRandomWalk, AR)}
 
 __all__ = ["Distribution", "ModelError", "FAMILIES", *FAMILIES]

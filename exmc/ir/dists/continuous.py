@@ -250,9 +250,6 @@ class Flat(Distribution):
     family = "Flat"
     params = ()
 
-    def random(self, rng, v, size):
-        raise NotImplementedError("Flat is improper: it has no random draws")
-
 
 class HalfFlat(Distribution):
     """HalfFlat(): the improper uniform density on (0, inf); no random draws."""
@@ -260,9 +257,6 @@ class HalfFlat(Distribution):
     family = "HalfFlat"
     params = ()
     lower = 0.0
-
-    def random(self, rng, v, size):
-        raise NotImplementedError("HalfFlat is improper: it has no random draws")
 
 
 class HalfStudentT(Distribution):

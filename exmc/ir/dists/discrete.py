@@ -1,7 +1,10 @@
 """Discrete families (observed only: NUTS samples continuous parameters)."""
+import warnings
+
 import numpy as np
 
 from exmc.ir.dists.base import Distribution
+from exmc.ir.expr import as_expr
 
 
 class _ProbabilityOrLogit(Distribution):
@@ -276,3 +279,153 @@ class HurdleLogNormal(_ZeroModel):
     def random(self, rng, v, size):
         draws = rng.lognormal(v["mu"], v["sigma"], size)
         return np.where(rng.uniform(size=size) < v["psi"], draws, 0.0)
+
+
+# ---- families with a vector parameter ------------------------------------------------------
+def _probabilities_sum_to_one(dist, key):
+    """PyMC's handling of constant probabilities: negative ones refused, others rescaled to sum 1."""
+    value = dist.param_exprs.get(key)
+    if value is None or value.op != "const":
+        return
+    p = np.asarray(value.value, dtype=float)
+    if np.any(p < 0):
+        raise ValueError(f"{dist.family} needs {key} >= 0, got {key}={p!r}")
+    total = p.sum(axis=-1, keepdims=True)
+    if not np.allclose(total, 1.0):
+        warnings.warn(f"{dist.family}: {key} sums to {np.squeeze(total)!r}, not 1; it is rescaled",
+                      UserWarning, stacklevel=3)
+        dist.param_exprs[key] = as_expr(p / total)
+
+
+def _categorical_draws(rng, p, size):
+    """Category indices of shape ``size`` for probability vectors p (..., k) (rows sum to 1)."""
+    p = np.asarray(p, dtype=float)
+    size = tuple(p.shape[:-1]) if size is None else ((size,) if np.isscalar(size) else tuple(size))
+    cumulative = np.cumsum(np.broadcast_to(p, size + p.shape[-1:]), axis=-1)
+    u = rng.uniform(size=size)[..., None] * cumulative[..., -1:]
+    return np.minimum((u >= cumulative).sum(axis=-1), p.shape[-1] - 1).astype(float)
+
+
+class Categorical(_ProbabilityOrLogit):
+    """Categorical(p=...) or Categorical(logit_p=...): an index 0..k-1 with p (..., k).
+
+    ``p`` is normalised to sum 1 (PyMC rescales constant ``p``, with a warning);
+    ``logit_p`` gives p = softmax(logit_p).
+    """
+
+    family = "Categorical"
+    params = ("p", "logit_p")
+    defaults = {"p": None, "logit_p": None}
+    param_ndim = {"p": 1, "logit_p": 1}
+    discrete = True
+    lower, open_support = 0.0, False
+    checks = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _probabilities_sum_to_one(self, "p")
+
+    def support_exprs(self):
+        vector = self.param_exprs.get("p", self.param_exprs.get("logit_p"))
+        k = np.shape(vector.value)[-1] if vector.op == "const" and np.ndim(vector.value) else None
+        return as_expr(0.0), None if k is None else as_expr(float(k - 1))
+
+    def random(self, rng, v, size):
+        if "p" in v:
+            p = np.asarray(v["p"], dtype=float)
+            p = p / p.sum(axis=-1, keepdims=True)
+        else:
+            logits = np.asarray(v["logit_p"], dtype=float)
+            p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+        return _categorical_draws(rng, p, size)
+
+
+class OrderedLogistic(Distribution):
+    """OrderedLogistic(eta, cutpoints): an index 0..K-1 with P(y <= k) = sigmoid(c_k - eta).
+
+    ``cutpoints`` (..., K-1) must increase (give them an ordered prior); ``eta`` is the
+    linear predictor.
+    """
+
+    family = "OrderedLogistic"
+    params = ("eta", "cutpoints")
+    param_ndim = {"cutpoints": 1}
+    discrete = True
+    lower, open_support = 0.0, False
+
+    def support_exprs(self):
+        c = self.param_exprs["cutpoints"]
+        k = np.shape(c.value)[-1] if c.op == "const" and np.ndim(c.value) else None
+        return as_expr(0.0), None if k is None else as_expr(float(k))
+
+    def cumulative(self, v):
+        eta = np.asarray(v["eta"], dtype=float)[..., None]
+        return 1.0 / (1.0 + np.exp(-(np.asarray(v["cutpoints"], dtype=float) - eta)))
+
+    def random(self, rng, v, size):
+        below = self.cumulative(v)  # P(y <= k), k = 0..K-2
+        ones = np.ones(below.shape[:-1] + (1,))
+        p = np.diff(np.concatenate([0.0 * ones, below, ones], axis=-1), axis=-1)
+        return _categorical_draws(rng, np.clip(p, 0.0, None), size)
+
+
+class OrderedProbit(OrderedLogistic):
+    """OrderedProbit(eta, cutpoints, sigma=1): P(y <= k) = Phi((c_k - eta) / sigma)."""
+
+    family = "OrderedProbit"
+    params = ("eta", "cutpoints", "sigma")
+    defaults = {"sigma": 1.0}
+    checks = (("sigma", ">", 0.0),)
+
+    def cumulative(self, v):
+        from scipy.special import ndtr
+        eta = np.asarray(v["eta"], dtype=float)[..., None]
+        sigma = np.asarray(v["sigma"], dtype=float)[..., None]
+        return ndtr((np.asarray(v["cutpoints"], dtype=float) - eta) / sigma)
+
+
+class Multinomial(Distribution):
+    """Multinomial(n, p): counts (..., k) summing to ``n`` (data); ``p`` (..., k) is normalised."""
+
+    family = "Multinomial"
+    params = ("n", "p")
+    data_params = ("n",)
+    event_ndim = 1
+    param_ndim = {"p": 1}
+    discrete = True
+    lower, upper, open_support = 0.0, "n", False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _probabilities_sum_to_one(self, "p")
+
+    def random(self, rng, v, size):
+        p = np.asarray(v["p"], dtype=float)
+        p = p / p.sum(axis=-1, keepdims=True)
+        size = tuple(p.shape) if size is None else tuple(size)
+        n = np.broadcast_to(np.asarray(v["n"]).astype(int), size[:-1]) if size[:-1] else \
+            int(np.asarray(v["n"]).ravel()[0])
+        return rng.multinomial(n, np.broadcast_to(p, size)).astype(float)
+
+
+class DirichletMultinomial(Distribution):
+    """DirichletMultinomial(n, a): Multinomial(n, p) counts with p ~ Dirichlet(a); ``n`` is data."""
+
+    family = "DirichletMultinomial"
+    params = ("n", "a")
+    data_params = ("n",)
+    event_ndim = 1
+    param_ndim = {"a": 1}
+    discrete = True
+    lower, upper, open_support = 0.0, "n", False
+    checks = (("a", ">", 0.0),)
+
+    def random(self, rng, v, size):
+        a = np.asarray(v["a"], dtype=float)
+        size = tuple(a.shape) if size is None else tuple(size)
+        g = rng.standard_gamma(np.broadcast_to(a, size))
+        p = g / g.sum(axis=-1, keepdims=True)
+        n = np.broadcast_to(np.asarray(v["n"]).astype(int), size[:-1]) if size[:-1] else \
+            int(np.asarray(v["n"]).ravel()[0])
+        return rng.multinomial(n, p).astype(float)
