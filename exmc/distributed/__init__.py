@@ -4,9 +4,17 @@
                                            chains=8, seed=1, stream_to="tcp://127.0.0.1:5556")
 
 Modules: `coordinator` (``sample_chains``), `node` (the daemon), `wire` (the
-coordinator <-> node protocol), `keys` (CURVE key files), `cli` (``exmc-node``).
+coordinator <-> node protocol), `keys` (CURVE key files), `cli` (``exmc-node``),
+`on_dask` (``dask_nodes``: nodes on a Dask cluster; imported when first used).
 """
 from exmc.distributed.coordinator import NodeError, sample_chains
 from exmc.distributed.keys import keygen
 
-__all__ = ["NodeError", "keygen", "sample_chains"]
+__all__ = ["NodeError", "dask_nodes", "keygen", "sample_chains"]
+
+
+def __getattr__(name):
+    if name == "dask_nodes":  # Dask is an optional extra, and slow to import
+        from exmc.distributed.on_dask import dask_nodes
+        return dask_nodes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
