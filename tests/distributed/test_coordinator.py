@@ -1,6 +1,8 @@
 """The coordinator against real exmc-node daemons on loopback: same draws as local chains,
 streaming, warmup once, node failure, unreachable nodes."""
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -9,7 +11,8 @@ import pytest
 import exmc
 from exmc import Builder, HalfNormal, Normal
 from exmc.distributed import NodeError, sample_chains
-from tests.distributed.conftest import launch
+from exmc.distributed.coordinator import wait_for_listening
+from tests.distributed.conftest import RunningNode, launch
 
 Y = np.random.default_rng(1).normal(3.0, 1.0, size=20)
 SMALL = Builder().rv("mu", Normal(0, 5)).rv("sigma", HalfNormal(2.0)).obs("y", Normal("mu", "sigma"), Y)
@@ -272,3 +275,28 @@ def test_sigkill_of_a_local_coordinator_leaves_no_process(tmp_path):
         coordinator.wait(10)
     wait_until(lambda: not any(running(pid) for pid in everything), 30,
                "the local node and its workers to exit")
+
+
+def test_nodes_started_at_once_with_one_fresh_shared_cache_all_run_their_chains(tmp_path):
+    """Several nodes on one host share its compile cache (the default is one per host): their
+    workers compile the same new model at the same moment, and every chain must run."""
+    cache = tmp_path / "cache"
+    nodes = []
+    try:
+        for k in range(3):  # launched together, then waited for
+            log = tmp_path / f"node{k}.log"
+            with open(log, "w") as fh:
+                popen = subprocess.Popen(
+                    [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*",
+                     "--workers", "1", "--cache-dir", str(cache)],
+                    stdout=subprocess.DEVNULL, stderr=fh)
+            nodes.append(RunningNode(popen, None, log))
+        for node in nodes:
+            node.address = wait_for_listening(node.log, node.popen, timeout=120)
+        idata = sample_chains(SMALL, nodes=[node.address for node in nodes], chains=3, **RUN)
+        assert idata.attrs["nodes"] == [node.address for node in nodes]
+        assert len(list((cache / "models").glob("*.py"))) == 1  # the one model, compiled there
+        assert_same_draws(idata, exmc.sample(SMALL, chains=3, **RUN))
+    finally:
+        for node in nodes:
+            node.stop()
