@@ -28,7 +28,7 @@ from exmc.runtime.chain import ChainResult, initial_point
 from exmc.samplers.nuts import N_STEPS, STAT_NAMES
 
 WARP = 32
-THREADS_PER_BLOCK = 64
+THREADS_PER_BLOCK = WARP  # small blocks spread a few thousand chains over every SM
 MAX_BLOCK = 1000  # iterations per launch, at most
 _kernels: dict = {}  # (model module, tree depth) -> compiled kernel, for this process
 
