@@ -1,8 +1,12 @@
 """One supervised child OS process: spawning it, its heartbeat, its link to the parent, stopping it.
 
-Every child runs in a fresh interpreter started with `multiprocessing`'s
-``spawn`` method (no state inherited by ``fork``; the same on every
-platform). Around the user's target, the child's bootstrap sets up:
+By default every child runs in a fresh interpreter started with
+`multiprocessing`'s ``spawn`` method (no state inherited; the same on every
+platform). A spec may ask for ``fork`` instead (POSIX): the child starts in
+milliseconds with everything the parent has loaded (for exmc's chain workers,
+the compiled sampler and model), at the price of inheriting the parent's
+memory as it is at that moment. Around the user's target, the child's
+bootstrap sets up:
 
 * **A heartbeat cell**, a shared-memory double (`multiprocessing.RawValue`)
   holding the ``time.monotonic()`` by which the next `heartbeat` is due: the
@@ -42,7 +46,7 @@ from typing import Any, Callable, Mapping
 
 __all__ = ["heartbeat", "ChildProcess", "PARENT_DIED_EXIT_CODE", "STARTUP_TIMEOUT", "spawn_context"]
 
-#: The spawn context every child is started with.
+#: The context children are started with unless their spec asks for ``fork``.
 spawn_context = multiprocessing.get_context("spawn")
 
 #: Exit status of a child that noticed its supervisor's process had died.
@@ -93,16 +97,20 @@ class ChildProcess:
         after the last beat; the bootstrap beats just before calling the
         target, and before that first beat the child has
         ``max(heartbeat_timeout, STARTUP_TIMEOUT)`` from its spawn.
+    start_method : str, optional
+        ``multiprocessing``'s start method: "spawn" (default) or "fork" (see the module
+        docstring).
     """
 
     def __init__(self, target: Callable[..., Any], args: tuple = (),
                  kwargs: Mapping[str, Any] | None = None, *, name: str | None = None,
-                 heartbeat_timeout: float | None = None) -> None:
+                 heartbeat_timeout: float | None = None, start_method: str = "spawn") -> None:
         self.target = target
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
         self.name = name
         self.heartbeat_timeout = heartbeat_timeout
+        self._context = multiprocessing.get_context(start_method)
         self._process = None
         self._link = None   # write end of the parent link; closing it tells the child to die
         self._cell = None
@@ -121,9 +129,9 @@ class ChildProcess:
             # Until the bootstrap's first beat the deadline is STARTUP_TIMEOUT away:
             # interpreter start-up and imports are not the target's to account for.
             allowance = max(STARTUP_TIMEOUT, self.heartbeat_timeout)
-            self._cell = spawn_context.RawValue("d", time.monotonic() + allowance)
-        link_read, link_write = spawn_context.Pipe(duplex=False)
-        process = spawn_context.Process(
+            self._cell = self._context.RawValue("d", time.monotonic() + allowance)
+        link_read, link_write = self._context.Pipe(duplex=False)
+        process = self._context.Process(
             target=_child_main, name=self.name, daemon=False,
             args=(self.target, self.args, self.kwargs, self._cell, link_read, os.getpid(),
                   self.heartbeat_timeout or 0.0))
@@ -178,6 +186,7 @@ def _child_main(target: Callable[..., Any], args: tuple, kwargs: dict, cell: Any
     """Bootstrap run in the child: watch the parent, arm the heartbeat, run the target."""
     global _heartbeat_cell, _heartbeat_timeout
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child inherits the parent's handler
     _die_with_parent(link, parent_pid)
     _heartbeat_cell, _heartbeat_timeout = cell, heartbeat_timeout
     heartbeat()

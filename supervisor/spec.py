@@ -14,6 +14,7 @@ function of an importable module, not a lambda or a closure.
 from __future__ import annotations
 
 import math
+import multiprocessing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Union
 
@@ -116,9 +117,14 @@ class ChildSpec:
     shutdown: Union[float, str] = 5.0
     heartbeat_timeout: float | None = None
     significant: bool = False
+    start_method: str = "spawn"
 
     def __post_init__(self) -> None:
         _check_common(self)
+        if self.start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(f"child {self.id!r}: start_method must be one of "
+                             f"{multiprocessing.get_all_start_methods()}, got "
+                             f"{self.start_method!r}")
         if not callable(self.target):
             raise TypeError(f"child {self.id!r}: target must be callable, got {self.target!r}")
         object.__setattr__(self, "args", tuple(self.args))

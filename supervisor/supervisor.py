@@ -577,7 +577,8 @@ class Supervisor:
             entry.events = events_read
         else:
             process = ChildProcess(spec.target, spec.args, spec.kwargs, name=name,
-                                   heartbeat_timeout=spec.heartbeat_timeout)
+                                   heartbeat_timeout=spec.heartbeat_timeout,
+                                   start_method=spec.start_method)
             process.start()
         entry.process = process
 

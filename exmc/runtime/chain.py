@@ -27,17 +27,26 @@ def make_settings(num_warmup, max_tree_depth=10, target_accept=0.8, fault_rate=0
                     bool(gradient_metric), int(0.3 * num_warmup), num_warmup - int(0.15 * num_warmup))
 
 
-def initial_point(compiled, init, rng):
-    """(position, logp, grad): ``init`` values where given, uniform(-2, 2) unconstrained elsewhere.
-
-    As Stan does, retries random starts until log density and gradient are finite.
-    """
+def check_init(compiled, init):
+    """``init`` as a dict, or ValueError naming the variable whose value is unknown, out of
+    its support or of the wrong shape (before any chain starts, wherever chains run)."""
     pm = compiled.pointmap
     init = dict(init or {})
     unknown = [k for k in init if k not in pm.names]
     if unknown:
         raise ValueError(f"init has values for {', '.join(map(repr, unknown))}, which are not "
                          f"sampled variables; sampled variables: {', '.join(pm.names)}")
+    pm.unconstrain(init, lambda slot: np.zeros(slot.shape))
+    return init
+
+
+def initial_point(compiled, init, rng):
+    """(position, logp, grad): ``init`` values where given, uniform(-2, 2) unconstrained elsewhere.
+
+    As Stan does, retries random starts until log density and gradient are finite.
+    """
+    pm = compiled.pointmap
+    init = check_init(compiled, init)
     for attempt in range(INIT_TRIES):
         x = pm.unconstrain(init, lambda slot: rng.uniform(-2.0, 2.0, slot.shape))
         logp, grad, status = compiled.logp_and_grad(x)

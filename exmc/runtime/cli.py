@@ -22,7 +22,12 @@ def _run_name(text):
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="exmc", description=__doc__.split(":")[0] + ".")
+    from exmc import __version__
+
+    top = argparse.ArgumentParser(
+        prog="exmc", description="Follow a streaming exmc run: in this terminal (watch) or "
+                                 "in a browser (dash).")
+    top.add_argument("--version", action="version", version=f"exmc {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     watch = commands.add_parser(
         "watch", help="show the chains and running diagnostics of a streaming run",

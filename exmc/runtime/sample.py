@@ -11,10 +11,12 @@ import numpy as np
 import exmc
 from exmc.compiler import compile_model
 from exmc.ir.builder import Model
-from exmc.runtime.chain import ChainResult, load_kernels, make_settings, run_chain, start_state
+from exmc.runtime.chain import (ChainResult, check_init, load_kernels, make_settings, run_chain,
+                                start_state)
 from exmc.runtime.notices import CompileNotice
 from exmc.runtime.progress import make_progress
 from exmc.runtime.stream import Publisher, make_sink, new_run_id
+from exmc.runtime.worker import WORKER_START_METHOD
 from exmc.samplers.nuts import DIVERGING, STAT_NAMES, STEP_SIZE
 
 FAULT_RATE_ENV = "EXMC_INJECT_FAULTS"
@@ -129,15 +131,19 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         A worker that crashes is restarted and resumes from its last delivered draw
         (draws are bit-for-bit those of the in-process chain); a chain that keeps
         failing (more than 3 restarts in 60 s) is reported and the others are returned.
-        By default chains run one after another in this process.
+        By default, all the CPUs this process may use; ``cores=1`` runs the chains one after
+        another in this process.
     executor : {"in-process", "processes", "pool"}, optional
-        Where chains run.  ``"in-process"`` (the default without ``cores``): one after
-        another in this process.  ``"processes"`` (the default with ``cores``): each chain in
-        a fresh supervised worker process, about a second to start each.  ``"pool"``: warm
-        supervised workers kept for the Python session and reused by later calls
-        (``exmc.runtime.pool``), ``min(chains, cores or cpu count)`` of them; the same
-        draws and the same crash-resume as ``"processes"`` without the start-up cost after
-        the first call.
+        Where chains run; the draws are the same, bit for bit, wherever they run.
+        ``"processes"`` (the default for more than one chain on Linux): each chain in its
+        own supervised worker process, ``min(chains, cores or cpu count)`` at once, started
+        by fork (milliseconds: it inherits the compiled sampler and model, never runs the
+        user's script), restarted from its last delivered draw if it crashes.  ``"pool"``
+        (the default elsewhere, where fork is unsafe or absent): warm supervised workers
+        kept for the Python session and reused by later calls (``exmc.runtime.pool``), with
+        the same crash-resume; the first call pays their start (about a second each).
+        ``"in-process"`` (the default for one chain, or with ``cores=1``): one after another
+        in this process, for debugging.
     device : {"cpu", "cuda"}
         ``"cuda"`` runs every chain on the GPU (one thread each, thousands at once: the
         same NUTS and Stan warmup with a diagonal metric), needs ``exmc[cuda]`` and a GPU,
@@ -219,6 +225,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         else:
             load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
+    check_init(compiled, init)
     folder, prior, seed, init = _open_checkpoint(
         checkpoint, model, compiled.dim, init, chains=chains, num_warmup=num_warmup,
         num_samples=num_samples, seed=seed, target_accept=target_accept,
@@ -306,8 +313,15 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
 
 def _choose_executor(executor, cores, chains):
     """(executor, cores) for the arguments given: see ``sample``'s ``executor``."""
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, (int, np.integer))
+                              or cores < 1):
+        raise ValueError(f"cores must be an integer >= 1, got {cores!r}")
     if executor is None:
-        executor = "in-process" if cores is None else "processes"
+        parallel = chains > 1 and (cores or available_cores()) > 1
+        executor = (("processes" if WORKER_START_METHOD == "fork" else "pool") if parallel
+                    else "in-process")
+        if executor == "in-process":
+            cores = None
     if executor not in ("in-process", "processes", "pool"):
         raise ValueError(f"executor must be 'in-process', 'processes' or 'pool', got "
                          f"{executor!r}")
@@ -315,8 +329,16 @@ def _choose_executor(executor, cores, chains):
         raise ValueError("executor='in-process' runs chains one after another here; "
                          "leave cores out or choose executor='pool' or 'processes'")
     if executor != "in-process" and cores is None:
-        cores = max(1, min(chains, os.cpu_count() or 1))
+        cores = max(1, min(chains, available_cores()))
     return executor, cores
+
+
+def available_cores():
+    """CPUs this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _start_pool_early(cores, heartbeat_timeout):
@@ -437,8 +459,6 @@ def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dens
 
     from exmc.runtime.worker import run_in_workers
 
-    if isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
-        raise ValueError(f"cores must be an integer >= 1, got {cores!r}")
     from exmc.runtime import spawning
     spawning.refuse_in_bootstrap()
     spawning.install()  # workers never re-run the user's script: no __main__ guard needed
@@ -612,7 +632,7 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
                       f"{n} draws each", RuntimeWarning, stacklevel=3)
     if not kept:
         raise KeyboardInterrupt("sampling interrupted before any post-warmup draw")
-    groups = {}
+    groups, built = {}, {}
     parts = {"": slice(num_warmup, num_warmup + n)}
     if save_warmup and num_warmup:
         parts["warmup_"] = slice(0, num_warmup)
@@ -625,14 +645,16 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
         groups[prefix + "sample_stats"] = {name: _stat(stats[..., i], name)
                                            for i, name in enumerate(STAT_NAMES) if name != "warmup"}
         if log_likelihood and compiled.observed:
-            from exmc.runtime.predictive import log_likelihood_group
-            groups[prefix + "log_likelihood"] = log_likelihood_group(compiled, draws)
+            from exmc.runtime.predictive import log_likelihood_dataset
+            built[prefix + "log_likelihood"] = log_likelihood_dataset(compiled, draws)
     import arviz as az  # imported here: it costs ~2 s, which a cached model's start should not pay
 
     observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
     constant = dict(getattr(compiled.model, "constant_data", {}))  # an @exmc.model's inputs
     idata = az.from_dict(**groups, observed_data=observed, constant_data=constant or None,
                          attrs=attrs, save_warmup="warmup_posterior" in groups)
+    if built:  # groups built as Datasets: from_dict's extra cost is felt on a small model
+        idata.add_groups(built, warn_on_custom_groups=False)
     for group in idata.groups():  # ArviZ's schema: each group names the library that made it
         idata[group].attrs.update(inference_library="exmc",
                                   inference_library_version=exmc.__version__)

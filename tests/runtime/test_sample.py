@@ -102,7 +102,7 @@ def test_interrupt_keeps_every_finished_draw(monkeypatch):
 
     monkeypatch.setattr(chain_module, "run_block", interrupted_in_second_chain)
     with pytest.warns(RuntimeWarning, match="sampling was interrupted: returning 1 of 3 chains with 200 "):
-        idata = run(chains=3, num_samples=200, num_warmup=50)
+        idata = run(chains=3, num_samples=200, num_warmup=50, cores=1)  # in this process
     assert (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]) == (1, 200)
     assert np.all(np.isfinite(idata.posterior["mu"]))
 

@@ -49,5 +49,5 @@ def test_a_script_without_the_guard_runs_with_cores(tmp_path):
 def test_starting_workers_while_being_bootstrapped_names_the_guard(monkeypatch):
     monkeypatch.setattr(spawning, "in_bootstrap", lambda: True)
     with pytest.raises(RuntimeError, match='if __name__ == "__main__":'):
-        exmc.sample(Builder().rv("a", Normal(0, 1)), chains=1, cores=1, num_samples=5,
+        exmc.sample(Builder().rv("a", Normal(0, 1)), chains=1, executor="processes", num_samples=5,
                     num_warmup=5, progressbar=False)

@@ -263,14 +263,18 @@ def test_a_chain_that_gives_up_mid_run_leaves_the_others_whole(monkeypatch):
 @pytest.mark.timeout(180)
 def test_every_chain_failing_raises_sampling_error_with_each_reason():
     from exmc.runtime.sample import SamplingError
-    bad_init = {"sigma": -1.0}  # refused in each worker, at every start
+    # No finite starting point: each worker fails at every start (a bad init= is refused
+    # by the parent before any worker starts).
+    impossible = Builder().rv("a", Normal(0, 1)).rv(
+        "b", exmc.Custom(logp=exmc.math.log(-exmc.math.exp("a"))))
     with pytest.raises(SamplingError) as caught:
-        exmc.sample(model(), cores=2, init=bad_init, **dict(RUN, chains=2))
+        exmc.sample(impossible, cores=2, **dict(RUN, chains=2))
     assert not isinstance(caught.value, KeyboardInterrupt)
     assert set(caught.value.reasons) == {0, 1}
     for chain in (0, 1):
         assert f"chain {chain}: gave up after 3 restarts" in str(caught.value)
-    assert "the worker's error: ValueError: init value for 'sigma'" in caught.value.reasons[0]
+    assert ("the worker's error: ValueError: no starting point with finite log density"
+            in caught.value.reasons[0])
 
 
 @pytest.mark.timeout(180)
@@ -295,6 +299,11 @@ def test_interrupt_warns_exactly_what_is_returned():
         f"{idata.posterior.sizes['draw']} draws each"], messages
 
 
+def _own_command():
+    with open("/proc/self/cmdline", "rb") as fh:
+        return fh.read()
+
+
 def _worker_pids():
     import subprocess
     import os
@@ -307,7 +316,9 @@ def _worker_pids():
                 command = fh.read()
         except OSError:
             continue
-        if b"spawn_main" in command and b"resource_tracker" not in command:
+        # Chain workers are forked (this process's command line) or spawned (spawn_main).
+        forked = command == _own_command()
+        if (forked or b"spawn_main" in command) and b"resource_tracker" not in command:
             pids.append(pid)
     return pids
 
@@ -318,7 +329,8 @@ def test_a_stopped_worker_is_detected_within_30_s():
     import os
     import signal
     import time
-    handle = exmc.sample(model(), blocking=False, cores=1, chains=1, num_samples=10**7,
+    handle = exmc.sample(model(), blocking=False, executor="processes", cores=1, chains=1,
+                         num_samples=10**7,
                          num_warmup=100, seed=2, progressbar=False)
     try:
         wait_for(handle.inspect)  # past warmup: blocks flow
