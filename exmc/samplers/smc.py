@@ -20,8 +20,9 @@ the unconstrained scale, the prior part carrying the transforms' Jacobian, so
    once it no longer falls).
 
 Each chain is an independent run with its own particles and evidence estimate.
-The log density and the log-likelihood come from the compiled model: the prior
-part is the total log density minus the summed pointwise log-likelihood.  Both
+Two compiled models give the two halves: the model itself (the whole log
+density) and ``prior_model`` (the same without observations and potentials, so
+its log density is the prior's); the log-likelihood is their difference.  Both
 are called through their C addresses, so the kernels here compile once for
 every model.
 
@@ -39,17 +40,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
-from numba import carray, cfunc, types
-
 from exmc.compiler.njit import call_model, njit
+from exmc.ir.builder import Model, Variable, _dependencies
 from exmc.ir.dists.base import Distribution
+from exmc.ir.expr import as_expr
 from exmc.ir.forward import forward_draws
 
 KERNELS = ("imh", "mh")
 RESAMPLING = ("systematic", "multinomial")
 MH_TARGET_ACCEPT = 0.234  # the random-walk kernel's scale is tuned towards this rate
-_ENTRY = types.int64(*[types.CPointer(types.float64)] * 4)
-_loglik_entries: dict = {}  # generated module name -> its log-likelihood C entry (this process)
 
 
 class Settings(NamedTuple):
@@ -90,94 +89,79 @@ class ChainResult(NamedTuple):
 
 # ---- the model's two halves ------------------------------------------------------------
 
-def _loglik_entry(module):
-    """C entry ``status = f(x*, data_and_work*, out*, total*)``: the summed log-likelihood.
+def prior_model(model):
+    """``model`` without its observations and potentials: its log density is the prior's.
 
-    The generated module has a C entry for the log density only; this wraps its
-    ``log_likelihood`` the same way, so the kernels call both by address.
+    An observed variable that another refers to (a covariate) stays as a constant
+    deterministic holding its data.  The sampled variables, hence the unconstrained
+    vector's layout, are the same.
     """
-    entry = _loglik_entries.get(module.__name__)
-    if entry is not None:
-        return entry
-    loglik = module.log_likelihood
-    dim, data_size, scratch, size = module.DIM, module.DATA_SIZE, module.SCRATCH, module.LOGLIK_SIZE
-
-    @cfunc(_ENTRY, error_model="numpy")
-    def entry(x_ptr, data_ptr, out_ptr, total_ptr):
-        x = carray(x_ptr, (dim,))
-        data_and_work = carray(data_ptr, (data_size + scratch,))
-        out = carray(out_ptr, (max(size, 1),))
-        status = loglik(x, data_and_work[:data_size], out, data_and_work[data_size:])
-        total = 0.0
-        for k in range(size):
-            total += out[k]
-        result = carray(total_ptr, (1,))
-        result[0] = total
-        return status
-
-    _loglik_entries[module.__name__] = entry
-    return entry
+    referenced = {name for v in model.variables if v.kind != "obs" for name in _dependencies(v)}
+    kept = [v if v.kind != "obs" else Variable(v.name, "det", expr=as_expr(np.asarray(v.data)))
+            for v in model.variables if v.kind != "obs" or v.name in referenced]
+    return Model(kept)
 
 
 class TemperedModel:
-    """A compiled model seen as prior and likelihood, evaluated by address from compiled code.
+    """A model seen as prior and likelihood, both evaluated by address from compiled code.
+
+    The compiled model gives the whole log density; the compiled ``prior_model``
+    gives the prior's, with the transforms' Jacobian.  The log-likelihood is their
+    difference, so a ``Potential`` is tempered with the likelihood (as in PyMC).
 
     Attributes
     ----------
-    logp_address, loglik_address : int
-        C entries of the log density (and its gradient) and of the summed log-likelihood.
-    data : ndarray
-        A copy of the compiled model's data argument with its work buffer, so that
+    logp_address, prior_address : int
+        C entries of the whole log density and of the prior's.
+    data, prior_data : ndarray
+        Copies of the two models' data arguments with their work buffers, so that
         one ``TemperedModel`` per thread can evaluate at the same time.
-    buffer_size : int
-        Length of the scratch each evaluation needs (gradient, pointwise log-likelihood).
     """
 
-    def __init__(self, compiled):
-        outside = sorted({v.name for v in compiled.model.variables if v.kind == "obs"}
-                         - {slot.name for slot in compiled.observed})
-        if outside:  # a Potential: neither in the prior draws nor in the log-likelihood
-            raise ValueError(f"sample_smc: {', '.join(map(repr, outside))} add to the log "
-                             f"density outside both the prior's draws and the pointwise "
-                             f"log-likelihood (a Potential), which SMC cannot temper yet; "
-                             f"write it as an observed density or use exmc.sample")
+    def __init__(self, compiled, prior_compiled):
+        if [(s.name, s.offset, s.size) for s in compiled.pointmap.free] != \
+                [(s.name, s.offset, s.size) for s in prior_compiled.pointmap.free]:
+            raise RuntimeError("the prior model's unconstrained layout differs from the model's")
         self.compiled = compiled
         self.dim = compiled.dim
-        self.logp_address = compiled.address
-        self.loglik_address = _loglik_entry(compiled.module).address
-        self.data = compiled.data.copy()  # its own work buffer: chains may run in threads
-        self.buffer_size = max(compiled.dim, compiled.module.LOGLIK_SIZE, 1)
+        self.logp_address, self.prior_address = compiled.address, prior_compiled.address
+        self.data, self.prior_data = compiled.data.copy(), prior_compiled.data.copy()
 
     def evaluate(self, position):
         """Particles at ``position`` (n, d): log prior and log-likelihood, -inf where undefined."""
         position = np.ascontiguousarray(position, dtype=np.float64)
         log_prior, log_likelihood = np.empty(len(position)), np.empty(len(position))
-        evaluate_particles(self.logp_address, self.loglik_address, self.data,
-                           np.empty(self.buffer_size), position, log_prior, log_likelihood)
+        evaluate_particles(self.logp_address, self.data, self.prior_address, self.prior_data,
+                           position, log_prior, log_likelihood)
         return Particles(position, log_prior, log_likelihood)
 
 
 @njit
-def evaluate_point(logp_address, loglik_address, data, buffer, x, value):
-    """(log prior, log-likelihood) at ``x``; both -inf when either is undefined or not finite."""
-    status = call_model(logp_address, x, data, buffer, value)
+def evaluate_point(logp_address, data, prior_address, prior_data, x, grad, value):
+    """(log prior, log-likelihood) at ``x``.
+
+    The log-likelihood is -inf where the whole density is zero or undefined but the
+    prior's is not (the data impossible there); both are -inf where the prior's is.
+    """
+    status = call_model(prior_address, x, prior_data, grad, value)
+    log_prior = value[0]
+    if status != 0 or not math.isfinite(log_prior):
+        return -math.inf, -math.inf
+    status = call_model(logp_address, x, data, grad, value)
     logp = value[0]
-    status += call_model(loglik_address, x, data, buffer, value)
-    loglik = value[0]
-    if status != 0 or not math.isfinite(logp) or math.isnan(loglik) or loglik == math.inf:
-        return -math.inf, -math.inf
-    if loglik == -math.inf:  # data impossible here: prior unknown, and never needed
-        return -math.inf, -math.inf
-    return logp - loglik, loglik
+    if status != 0 or math.isnan(logp) or logp == math.inf:
+        return log_prior, -math.inf
+    return log_prior, logp - log_prior
 
 
 @njit(nogil=True)
-def evaluate_particles(logp_address, loglik_address, data, buffer, position, log_prior,
+def evaluate_particles(logp_address, data, prior_address, prior_data, position, log_prior,
                        log_likelihood):
-    value = np.empty(1)
+    grad, value = np.empty(position.shape[1]), np.empty(1)
     for i in range(position.shape[0]):
         log_prior[i], log_likelihood[i] = evaluate_point(
-            logp_address, loglik_address, data, buffer, np.ascontiguousarray(position[i]), value)
+            logp_address, data, prior_address, prior_data, np.ascontiguousarray(position[i]),
+            grad, value)
 
 
 # ---- the prior, for the starting particles ---------------------------------------------
@@ -191,9 +175,10 @@ def prior_positions(compiled, n, rng):
     model, pointmap = compiled.model, compiled.pointmap
     for var in model.free_variables:
         if type(var.dist).random is Distribution.random:
-            raise ValueError(f"sample_smc starts from the prior, but variable {var.name!r} "
-                             f"({var.dist.family}) has no random-draw function; give it a "
-                             f"family with one (a Custom density has none)")
+            raise ValueError(f"sample_smc starts from prior draws, but variable {var.name!r} "
+                             f"({var.dist.family}) has no random-draw function: SMC needs a "
+                             f"proper prior with random draws for every sampled variable (a "
+                             f"Custom density or a Flat prior has none)")
     try:
         values = forward_draws(model, n, rng, wanted=pointmap.names)
     except NotImplementedError as err:  # an improper prior (Flat) says so when asked to draw
@@ -314,7 +299,7 @@ def whitened_norm2(x, mean, chol, scale):
 
 
 @njit(nogil=True)
-def mutate(logp_address, loglik_address, data, buffer, position, log_prior, log_likelihood,
+def mutate(logp_address, data, prior_address, prior_data, position, log_prior, log_likelihood,
            beta, mean, chol, scale, independent, rng, max_steps, correlation_threshold):
     """Metropolis-Hastings steps on every particle at inverse temperature ``beta``, in place.
 
@@ -334,7 +319,7 @@ def mutate(logp_address, loglik_address, data, buffer, position, log_prior, log_
     if independent:
         for i in range(n):
             half_norm2[i] = 0.5 * whitened_norm2(position[i], mean, chol, scale)
-    proposal, z, value = np.empty(d), np.empty(d), np.empty(1)
+    proposal, z, grad, value = np.empty(d), np.empty(d), np.empty(d), np.empty(1)
     accepted, steps = 0, 0
     for _ in range(max_steps):
         for i in range(n):
@@ -345,8 +330,8 @@ def mutate(logp_address, loglik_address, data, buffer, position, log_prior, log_
                 for k in range(j + 1):
                     acc += chol[j, k] * z[k]
                 proposal[j] = (mean[j] if independent else position[i, j]) + scale * acc
-            new_prior, new_loglik = evaluate_point(logp_address, loglik_address, data, buffer,
-                                                   proposal, value)
+            new_prior, new_loglik = evaluate_point(logp_address, data, prior_address,
+                                                   prior_data, proposal, grad, value)
             new_target = tempered(new_prior, new_loglik, beta)
             if new_target == -math.inf:
                 continue
@@ -379,7 +364,6 @@ def run_chain(tempered_model, settings, rng, on_stage=None):
     beta, log_evidence, stages = 0.0, 0.0, []
     dim = tempered_model.dim
     scale = 1.0 if settings.kernel == "imh" else 2.38 / math.sqrt(dim)
-    buffer = np.empty(tempered_model.buffer_size)
     while beta < 1.0:
         if len(stages) == settings.max_stages:
             raise RuntimeError(f"SMC did not reach beta = 1 in {settings.max_stages} stages "
@@ -396,8 +380,9 @@ def run_chain(tempered_model, settings, rng, on_stage=None):
         index = RESAMPLERS[settings.resampling](weights, rng)
         particles = Particles(*(np.ascontiguousarray(a[index]) for a in particles))
         beta = new_beta
-        rate, steps = mutate(tempered_model.logp_address, tempered_model.loglik_address,
-                             tempered_model.data, buffer, particles.position,
+        rate, steps = mutate(tempered_model.logp_address, tempered_model.data,
+                             tempered_model.prior_address, tempered_model.prior_data,
+                             particles.position,
                              particles.log_prior, particles.log_likelihood, beta, mean, chol,
                              scale, settings.kernel == "imh", rng, settings.max_steps,
                              settings.correlation_threshold)
@@ -493,11 +478,12 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
     elif isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
         raise ValueError(f"sample_smc: cores must be an integer >= 1, got {cores!r}")
     start = time.perf_counter()
-    compiled = compile_model(model)
+    compiled, prior_compiled = compile_model(model), compile_model(prior_model(model))
     seed_sequence = np.random.SeedSequence(seed)
     with _StageProgress(progressbar, chains) as progress:
         def chain_run(chain, child):
-            return run_chain(TemperedModel(compiled), settings, np.random.default_rng(child),
+            return run_chain(TemperedModel(compiled, prior_compiled), settings,
+                             np.random.default_rng(child),
                              lambda info: progress.update(chain, info))
         children = seed_sequence.spawn(chains)
         with ThreadPoolExecutor(max_workers=int(cores)) as pool:
