@@ -15,6 +15,7 @@ that same expression evaluated; only the inverse is written apart.
 | simplex    | (K-1,)     | softmax([z, 0])                                  | sum(z) - K logsumexp([z, 0]) (= sum log x) |
 | ordered    | (K,)       | cumsum([z[0], exp(z[1:])])                       | sum(z[1:])                       |
 | zerosum    | (K-1,)     | [z, f] - m, with s = sum z, m = s / (sqrt K + K), f = m - s / sqrt K | 0 (an isometry) |
+| corr_cholesky, corr | (n(n-1)/2,) | L from canonical partial correlations; corr: L L^T | see CholeskyCorr, CorrMatrix |
 
 The simplex's log-Jacobian is that of z -> x[:K-1] (the free coordinates of the
 simplex), the zero-sum one's that of z onto the zero-sum subspace (PyMC's
@@ -222,10 +223,38 @@ class CholeskyCorr(Transform):
         return np.array(z)
 
 
+class CorrMatrix(CholeskyCorr):
+    """A correlation matrix C = L L^T, with L from ``CholeskyCorr``.
+
+    The log-Jacobian adds that of L -> C over the strictly lower elements,
+    sum_i (n - i - 1) log L_ii for rows i >= 1 (the factor Stan's
+    ``lkj_corr_cholesky`` density carries).
+    """
+
+    name = "corr"
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        n = shape[0]
+        L, log_jacobian = super().constrain_exprs(z, lower, upper, shape)
+        weights = np.array([0.0] + [n - i - 1.0 for i in range(1, n)])
+        log_diagonal = em.log(em.sum(L * np.eye(n), axis=1))
+        return em.dot(L, em.transpose(L)), log_jacobian + em.sum(weights * log_diagonal)
+
+    def inverse(self, x, lower=None, upper=None):
+        C = np.asarray(x, dtype=float)
+        if C.ndim != 2 or not np.allclose(C, C.T) or not np.allclose(np.diag(C), 1.0):
+            raise ValueError("value is not a correlation matrix")
+        try:
+            L = np.linalg.cholesky(C)
+        except np.linalg.LinAlgError:
+            raise ValueError("value is not a positive definite correlation matrix") from None
+        return super().inverse(L)
+
+
 IDENTITY = Transform()
 BY_BOUNDS = {(False, False): IDENTITY, (True, False): Lower(), (False, True): Upper(),
              (True, True): Interval()}
-VECTOR = {t.name: t for t in (Simplex(), Ordered(), ZeroSum(), CholeskyCorr())}
+VECTOR = {t.name: t for t in (Simplex(), Ordered(), ZeroSum(), CholeskyCorr(), CorrMatrix())}
 TRANSFORMS = {**{t.name: t for t in BY_BOUNDS.values()}, **VECTOR}
 
 

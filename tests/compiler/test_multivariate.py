@@ -112,7 +112,7 @@ def test_gradient_matches_finite_differences(name, seed):
 @pytest.mark.parametrize("name", sorted(transforms.VECTOR))
 def test_vector_transform_round_trip_and_support(name):
     transform = transforms.VECTOR[name]
-    shape = (4, 4) if name == "corr_cholesky" else (4,)
+    shape = (4, 4) if name in ("corr_cholesky", "corr") else (4,)
     z = np.random.default_rng(4).normal(size=transform.free_shape(shape))
     x = transform.forward(z)
     assert x.shape == shape
@@ -125,6 +125,9 @@ def test_vector_transform_round_trip_and_support(name):
         assert abs(x.sum()) < 1e-12
     if name == "corr_cholesky":
         np.testing.assert_allclose(np.diag(x @ x.T), 1.0, rtol=1e-12)
+    if name == "corr":
+        np.testing.assert_allclose(np.diag(x), 1.0, rtol=1e-12)
+        assert np.all(np.linalg.eigvalsh(x) > 0)
 
 
 def test_lkj_log_density_is_the_kernel_plus_the_jacobian():

@@ -112,6 +112,129 @@ class ZeroSumNormal(Distribution):
         return x - x.mean(axis=-1, keepdims=True)
 
 
+class MvGaussianRandomWalk(Distribution):
+    """MvGaussianRandomWalk(mu, cov=... or chol=..., init_dist=Normal(0, 100), shape=(T, k)).
+
+    A random walk of vectors: ``x[0] ~ init_dist`` and ``x[t] - x[t-1] ~
+    MvNormal(mu, cov)`` (vector innovations) for t >= 1, as PyMC's.
+    """
+
+    family = "MvGaussianRandomWalk"
+    params = ("mu", "cov", "chol", "init_dist")
+    defaults = {"mu": 0.0, "cov": None, "chol": None, "init_dist": None}
+    dist_params = ("init_dist",)
+    event_ndim = 2
+    param_ndim = {"mu": 1, "cov": 2, "chol": 2}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "init_dist" not in self.param_exprs:
+            self.param_exprs["init_dist"] = Normal(0.0, 100.0)
+        if len([k for k in ("cov", "chol") if k in self.param_exprs]) != 1:
+            raise TypeError("MvGaussianRandomWalk needs exactly one of cov and chol")
+        if self.shape is None or len(self.shape) != 2:
+            raise TypeError("MvGaussianRandomWalk needs a shape (T, k), e.g. shape=(100, 3)")
+
+    def parts(self):
+        return (("init_dist", self.param_exprs["init_dist"]),)
+
+    def value_shape(self, param_shapes, shape, where):
+        from exmc.ir.dists.base import ModelError
+        k = self.shape[1]
+        matrix = param_shapes.get("cov", param_shapes.get("chol"))
+        if param_shapes["mu"] not in ((), (k,)) or matrix != (k, k):
+            raise ModelError(f"{where}: MvGaussianRandomWalk of shape {self.shape} needs mu of "
+                             f"shape ({k},) and a ({k}, {k}) matrix, got mu {param_shapes['mu']} "
+                             f"and {matrix}")
+        return self.shape
+
+    def expand(self, value):
+        from exmc.ir.dists.multivariate import MvNormal
+        given = {k: v for k, v in self.param_exprs.items() if k in ("cov", "chol")}
+        steps = MvNormal(self.param_exprs["mu"] + np.zeros(self.shape[1]), **given)
+        terms = [(self.param_exprs["init_dist"], value[0])]
+        if self.shape[0] > 1:
+            terms += steps.expand(value[1:] - value[:-1])
+        return terms
+
+    def random(self, rng, v, size):
+        from exmc.ir.dists.multivariate import MvNormal
+        size = tuple(size) if size is not None else self.shape
+        init = self.param_exprs["init_dist"]
+        start = np.broadcast_to(init.random(rng, v["init_dist"], size[:-2] + (1, size[-1])),
+                                size[:-2] + (1, size[-1]))
+        given = {k: v[k] for k in ("cov", "chol") if k in v}
+        steps = MvNormal.random(self, rng, {"mu": v["mu"], **given}, size[:-2] + (size[-2] - 1, size[-1]))
+        return np.cumsum(np.concatenate([start, steps], axis=-2), axis=-2)
+
+
+class AR(Distribution):
+    """AR(rho, sigma, constant=False, init_dist=Normal(0, 100), shape=T): autoregressive of order p.
+
+    x[t] = c + sum_{i=1..p} rho_i x[t-i] + eps_t, eps_t ~ Normal(0, sigma), for
+    t >= p, and ``x[:p] ~ init_dist``; as PyMC's AR, with ``constant=True`` the
+    first element of ``rho`` is c and p = len(rho) - 1.  ``rho`` is a vector
+    (constant or a variable).
+    """
+
+    family = "AR"
+    params = ("rho", "sigma", "init_dist", "constant")
+    defaults = {"sigma": 1.0, "init_dist": None, "constant": None}
+    dist_params = ("init_dist",)
+    param_ndim = {"rho": 1, "sigma": 0, "constant": 0}
+    checks = (("sigma", ">", 0.0),)
+
+    def __init__(self, rho, sigma=1.0, constant=False, init_dist=None, **kwargs):
+        from exmc.ir.expr import as_expr
+        if isinstance(constant, bool):  # PyMC's form: rho[0] is the constant
+            rho, constant = (as_expr(rho)[1:], as_expr(rho)[0]) if constant else (rho, None)
+        init_dist = Normal(0.0, 100.0) if init_dist is None else init_dist
+        super().__init__(rho, sigma, init_dist, constant, **kwargs)
+        if self.shape is None or len(self.shape) != 1:
+            raise TypeError("AR needs a 1-d shape, e.g. shape=100")
+
+    @classmethod
+    def from_params(cls, params, shape):
+        return cls(params["rho"], params.get("sigma", 1.0), params.get("constant"),
+                   params.get("init_dist"), shape=shape)
+
+    def parts(self):
+        return (("init_dist", self.param_exprs["init_dist"]),)
+
+    def value_shape(self, param_shapes, shape, where):
+        from exmc.ir.dists.base import ModelError
+        rho = param_shapes["rho"]
+        for key in ("sigma", "constant"):
+            if param_shapes.get(key, ()) != ():
+                raise ModelError(f"{where}: AR's {key} must be a scalar, got shape {param_shapes[key]}")
+        if len(rho) != 1 or not 1 <= rho[0] < self.shape[0]:
+            raise ModelError(f"{where}: AR's rho must be a vector of 1 to {self.shape[0] - 1} "
+                             f"coefficients (the order), got shape {rho}")
+        self.order = rho[0]  # from rho's shape, which the structure hash keeps
+        return self.shape
+
+    def expand(self, value):
+        p, n = self.order, self.shape[0]
+        rho = self.param_exprs["rho"]
+        mean = self.param_exprs.get("constant", 0.0)
+        for i in range(1, p + 1):
+            mean = mean + rho[i - 1] * value[p - i:n - i]
+        return [(self.param_exprs["init_dist"], value[:p]),
+                (Normal(mean, self.param_exprs["sigma"]), value[p:])]
+
+    def random(self, rng, v, size):
+        size = tuple(size) if size is not None else self.shape
+        rho = np.asarray(v["rho"], dtype=float)
+        p = rho.shape[-1]
+        x = np.zeros(size)
+        x[..., :p] = self.param_exprs["init_dist"].random(rng, v["init_dist"], size[:-1] + (p,))
+        c = 0.0 if v.get("constant") is None else v["constant"]
+        noise = rng.normal(0.0, 1.0, size) * v["sigma"]
+        for t in range(p, size[-1]):
+            x[..., t] = c + np.sum(rho[::-1] * x[..., t - p:t], axis=-1) + noise[..., t]
+        return x
+
+
 LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
 
-__all__ = ["GaussianRandomWalk", "Custom", "ZeroSumNormal"]
+__all__ = ["GaussianRandomWalk", "Custom", "ZeroSumNormal", "MvGaussianRandomWalk", "AR"]

@@ -164,7 +164,10 @@ class Censored(Distribution):
         self.lower = "lower" if lower is not None else dist.lower
         self.upper = "upper" if upper is not None else dist.upper
 
-    from_params = Truncated.from_params
+    @classmethod
+    def from_params(cls, params, shape):
+        return cls(params["dist"], params.get("lower"), params.get("upper"), shape=shape)
+
     support_exprs = Truncated.support_exprs
     parts = Truncated.parts
 
