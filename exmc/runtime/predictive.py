@@ -156,11 +156,28 @@ def compute_log_likelihood(model: Model, idata, extend_inferencedata=True):
               for v in model.free_variables}
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     points = compiled.pointmap.unconstrain_draws(values).reshape(chains, draws, compiled.dim)
-    group = log_likelihood_group(compiled, points)
     import arviz as az
-    result = az.from_dict(log_likelihood=group)
+    result = az.InferenceData(log_likelihood=log_likelihood_dataset(compiled, points))
     _label(result)
     return _extend(idata, result, ["log_likelihood"]) if extend_inferencedata else result
+
+
+def log_likelihood_dataset(compiled, points):
+    """The ``log_likelihood`` group as an xarray Dataset, in ArviZ's layout (dims
+    ``chain``, ``draw``, ``{name}_dim_{i}``), from unconstrained ``points`` (chain, draw, dim).
+
+    Built directly rather than through ``az.from_dict``, which costs about a millisecond
+    more: a few percent of a small model's sampling time.
+    """
+    import xarray as xr
+    from arviz.data.base import make_attrs
+
+    variables, coords = {}, {"chain": np.arange(points.shape[0]), "draw": np.arange(points.shape[1])}
+    for name, values in log_likelihood_group(compiled, points).items():
+        dims = tuple(f"{name}_dim_{i}" for i in range(values.ndim - 2))
+        coords.update({d: np.arange(size) for d, size in zip(dims, values.shape[2:])})
+        variables[name] = (("chain", "draw") + dims, values)
+    return xr.Dataset(variables, coords=coords, attrs=make_attrs())
 
 
 def log_likelihood_group(compiled, points):
