@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(300)
 def cluster():
     """A LocalCluster of two one-thread worker processes on loopback, and its client."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as local, \
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as local, \
             distributed.Client(local) as client:
         yield local, client
 

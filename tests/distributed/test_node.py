@@ -752,3 +752,60 @@ def test_pings_are_answered_while_a_64_mib_request_is_decoded(start_node, client
         reply = attacker.receive(timeout=0.05)
     assert reply is not None and "too many list and map items" in reply["message"], reply
     assert max(latencies) < 1.0, latencies
+
+
+# ---- launchers and embedding ---------------------------------------------------------------------
+def test_address_file_and_print_address_give_the_bound_port(tmp_path):
+    address_file = tmp_path / "sub" / "node.address"
+    command = [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*",
+               "--address-file", str(address_file), "--print-address", "--workers", "1"]
+    popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        printed = popen.stdout.readline().strip()  # bounded: the node exits or prints
+        assert re.fullmatch(r"tcp://127\.0\.0\.1:\d+", printed), printed
+        assert address_file.read_text() == printed + "\n"
+        c = Client(printed)
+        assert c.ask({"type": "hello"})["type"] == "welcome"  # it answers once announced
+        c.close()
+    finally:
+        popen.terminate()
+        assert popen.wait(timeout=30) == 0
+    assert not address_file.exists()  # a launcher must not find a stale address
+
+
+def test_a_node_without_signal_handling_serves_in_a_thread(tmp_path, monkeypatch):
+    import threading
+    import tempfile
+
+    from exmc.distributed.node import Node
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before = signal.getsignal(signal.SIGTERM)
+    node = Node("tcp://127.0.0.1:*", workers=1, handle_signals=False)
+    announced = []
+    thread = threading.Thread(target=node.serve, kwargs={"ready": announced.append})
+    thread.start()
+    try:
+        c = Client(node.address)
+        assert c.ask({"type": "hello"})["type"] == "welcome"
+        c.close()
+        assert announced == [node.address]
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        node.stop()
+        thread.join(10)
+    assert not thread.is_alive() and not node.directory.exists()
+    # one that handles signals cannot serve outside the main thread: said, and closed
+    other, errors = Node("tcp://127.0.0.1:*", workers=1), []
+    runner = threading.Thread(target=lambda: errors.append(_error_of(other.serve)))
+    runner.start()
+    runner.join(10)
+    assert "Node(..., handle_signals=False)" in str(errors[0]) and other.closed
+
+
+def _error_of(call):
+    try:
+        call()
+    except RuntimeError as err:
+        return err
+    return None
