@@ -1,0 +1,168 @@
+"""Recursion and ODE models (examples/arma.py, garch.py, hmm.py, lotka_volterra.py, pharmacokinetics.py)
+against posteriordb's reference posteriors, in units of Monte Carlo standard error.
+
+For each posterior: sample the example's model with exmc, then for every
+parameter z = (exmc mean - reference mean) / sqrt(MCSE_exmc^2 + MCSE_ref^2) and
+the ratio of posterior standard deviations.  The references are posteriordb's
+Stan draws (10 chains of 1,000 thinned draws each, ``reference_posteriors/draws``);
+their means, standard deviations and effective sample sizes, and the data, are
+kept in ``benchmarks/data/posteriordb_recursions.json``, made from a posteriordb
+checkout by ``--extract``.
+
+    python benchmarks/posteriordb_recursions.py [--draws 2000 --warmup 1000 --chains 4 --seed 1]
+    python benchmarks/posteriordb_recursions.py --extract /path/to/posteriordb   # refresh the data file
+
+Results: ``benchmarks/results/posteriordb_recursions.{json,md}``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+
+ROOT = Path(__file__).parent.parent
+DATA = ROOT / "benchmarks" / "data" / "posteriordb_recursions.json"
+RESULTS = ROOT / "benchmarks" / "results"
+# posterior name -> (example module, posteriordb data set)
+POSTERIORS = {
+    "arma-arma11": ("arma", "arma"),
+    "garch-garch11": ("garch", "garch"),
+    "hmm_example-hmm_example": ("hmm", "hmm_example"),
+    "hudson_lynx_hare-lotka_volterra": ("lotka_volterra", "hudson_lynx_hare"),
+    "one_comp_mm_elim_abs-one_comp_mm_elim_abs": ("pharmacokinetics", "one_comp_mm_elim_abs"),
+}
+
+
+def example(module):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.pop(0)
+
+
+# ---- the data file ---------------------------------------------------------------------------
+def _git_json(repo, path):
+    raw = subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{path}"], check=True,
+                         capture_output=True).stdout
+    if path.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            raw = z.read(z.namelist()[0])
+    return json.loads(raw)
+
+
+def extract(repo):
+    """Write the data file from a posteriordb git checkout at ``repo``."""
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    base = "posterior_database"
+    out = {"source": f"posteriordb (github.com/stan-dev/posteriordb) commit {commit}: "
+                     f"{base}/data/data/<data>.json.zip and "
+                     f"{base}/reference_posteriors/draws/draws/<posterior>.json.zip; "
+                     "reference summaries computed here from all reference draws "
+                     "(ess: ArviZ bulk ESS of the mean over the 10 chains)",
+           "posteriors": {}}
+    for name, (_, data_name) in POSTERIORS.items():
+        data = _git_json(repo, f"{base}/data/data/{data_name}.json.zip")
+        chains = _git_json(repo, f"{base}/reference_posteriors/draws/draws/{name}.json.zip")
+        reference = {}
+        for param in chains[0]:
+            draws = np.array([c[param] for c in chains], dtype=float)
+            reference[param] = {"mean": float(draws.mean()), "sd": float(draws.std(ddof=1)),
+                                "ess": float(az.ess(draws, method="mean"))}
+        out["posteriors"][name] = {"data": data, "reference": reference,
+                                   "stan_model": f"{base}/models/stan/{name.split('-', 1)[1]}.stan"}
+    DATA.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {DATA}")
+
+
+# ---- the comparison --------------------------------------------------------------------------
+def compare(values, reference):
+    """(z, sd ratio, exmc mean, exmc MCSE) of one parameter's draws (chains, draws) against its reference."""
+    mean, sd = float(values.mean()), float(values.std(ddof=1))
+    mcse = float(az.mcse(values, method="mean"))
+    ref_mcse = reference["sd"] / np.sqrt(reference["ess"])
+    return (mean - reference["mean"]) / np.hypot(mcse, ref_mcse), sd / reference["sd"], mean, mcse
+
+
+def run(name, draws, warmup, chains, seed):
+    import exmc
+    entry = json.loads(DATA.read_text())["posteriors"][name]
+    module = example(POSTERIORS[name][0])
+    model = module.model(entry["data"])
+    start = time.perf_counter()
+    idata = exmc.sample(model, num_samples=draws, num_warmup=warmup, chains=chains, seed=seed,
+                        progressbar=False)
+    seconds = time.perf_counter() - start
+    rows = {}
+    for label, values in module.parameters(idata).items():
+        z, ratio, mean, mcse = compare(np.asarray(values), entry["reference"][label])
+        rows[label] = {"z": z, "sd_ratio": ratio, "mean": mean, "mcse": mcse,
+                       "reference_mean": entry["reference"][label]["mean"],
+                       "reference_sd": entry["reference"][label]["sd"]}
+    stats = idata.sample_stats
+    return {"parameters": rows, "seconds": seconds,
+            "divergences": int(stats["diverging"].values.sum()),
+            "min_ess": float(min(az.ess(np.asarray(v)) for v in module.parameters(idata).values()))}
+
+
+def report(results, args):
+    lines = ["# Recursion and ODE models against posteriordb reference posteriors", "",
+             f"Command: `python benchmarks/posteriordb_recursions.py --draws {args.draws} "
+             f"--warmup {args.warmup} --chains {args.chains} --seed {args.seed}` "
+             "(shared 2-core machine; seconds include compiling).", "",
+             "z = (exmc mean - reference mean) / sqrt(MCSE_exmc^2 + MCSE_ref^2); "
+             "sd ratio = exmc sd / reference sd.", "",
+             "| posterior | worst abs z | worst sd ratio | divergences | min ESS | seconds |",
+             "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        zs = [p["z"] for p in r["parameters"].values()]
+        ratios = [p["sd_ratio"] for p in r["parameters"].values()]
+        worst = max(ratios, key=lambda x: abs(np.log(x)))
+        lines.append(f"| {name} | {max(abs(z) for z in zs):.2f} | {worst:.3f} | {r['divergences']} "
+                     f"| {r['min_ess']:.0f} | {r['seconds']:.0f} |")
+    lines += ["", "| posterior | parameter | exmc mean | MCSE | reference mean | reference sd | z | sd ratio |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        for label, p in r["parameters"].items():
+            lines.append(f"| {name} | {label} | {p['mean']:.4g} | {p['mcse']:.2g} | "
+                         f"{p['reference_mean']:.4g} | {p['reference_sd']:.3g} | {p['z']:.2f} | "
+                         f"{p['sd_ratio']:.3f} |")
+    source = json.loads(DATA.read_text())["source"]
+    lines += ["", f"Reference: {source}."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", nargs="*", default=list(POSTERIORS), help="posterior names")
+    parser.add_argument("--extract", metavar="POSTERIORDB", help="refresh the data file and stop")
+    args = parser.parse_args()
+    if args.extract:
+        return extract(Path(args.extract))
+    results = {}
+    for name in args.only:
+        results[name] = run(name, args.draws, args.warmup, args.chains, args.seed)
+        print(name, json.dumps({k: round(v["z"], 2) for k, v in results[name]["parameters"].items()}),
+              f"{results[name]['seconds']:.0f} s", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "" if args.only == list(POSTERIORS) else "_partial"
+    (RESULTS / f"posteriordb_recursions{suffix}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"posteriordb_recursions{suffix}.md").write_text(report(results, args))
+
+
+if __name__ == "__main__":
+    main()
