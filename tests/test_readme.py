@@ -13,3 +13,17 @@ def test_readme_python_blocks_run():
         exec(compile(block.replace("progressbar=True", "progressbar=False"), str(README), "exec"),
              namespace)
     assert namespace["idata"].posterior.sizes["chain"] == 4
+
+
+def _table_rows(text):
+    return set(re.findall(r"^\| `(\w+)` \|", text, flags=re.M))
+
+
+def test_every_scalar_family_has_a_readme_row_and_a_docs_row():
+    """Derived from the registry (the continuous and discrete modules; see docs/distributions.md)."""
+    from exmc.ir.dists import FAMILIES
+    scalar = {name for name, cls in FAMILIES.items()
+              if cls.__module__.rsplit(".", 1)[-1] in ("continuous", "discrete")}
+    assert scalar - _table_rows(README.read_text()) == set()
+    docs = README.parent / "docs" / "distributions.md"
+    assert scalar - _table_rows(docs.read_text()) == set()
