@@ -35,7 +35,7 @@ def kernel_of(dist: Distribution, need=(), role="wrapped"):
         raise TypeError(f"the {role} distribution must be a distribution such as Normal(0, 1), "
                         f"got {type(dist).__name__}")
     kernel = KERNELS.get((dist.family, tuple(dist.param_exprs)))
-    if kernel is None or kernel.event_ndim:
+    if kernel is None or kernel.has_array_args:  # Categorical: a scalar value, a vector p
         raise TypeError(f"{dist.family} cannot be {role}: only scalar families with compiled "
                         f"kernels can")
     missing = [fn for fn in need if getattr(kernel, fn) is None]
