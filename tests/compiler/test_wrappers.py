@@ -255,6 +255,27 @@ def test_multivariate_random_draws():
     np.testing.assert_allclose(np.cov(np.diff(walk, axis=1).reshape(-1, 3).T), S, rtol=0.05)
 
 
+def test_prior_predictive_draws_every_new_family():
+    """Ancestral sampling (parameters with a leading axis of draws) reaches each random()."""
+    model = (exmc.Builder().rv("s", exmc.HalfNormal(1.0))
+             .rv("t", exmc.Truncated(exmc.Normal(1.0, 2.0), 0.0, 3.0))
+             .rv("m", exmc.NormalMixture(np.array([0.3, 0.7]), np.array([-1.0, 1.0]), np.array([1.0, 1.0])))
+             .rv("rho", exmc.Uniform(-0.5, 0.5, shape=2)).rv("x", exmc.AR("rho", "s", shape=20))
+             .rv("walk", exmc.MvGaussianRandomWalk(np.zeros(2), cov=np.eye(2), shape=(6, 2)))
+             .rv("C", exmc.LKJCorr(3, 2.0)).rv("v", exmc.MvStudentT(5.0, np.zeros(3), scale=np.eye(3)))
+             .obs("y", exmc.Mixture(np.array([0.5, 0.5]), [exmc.Normal("m", 1.0), exmc.Laplace(0.0, "s")]),
+                  np.zeros(4))
+             .obs("c", exmc.Censored(exmc.Normal("t", 1.0), 0.0, 2.0), np.ones(3)))
+    idata = exmc.sample_prior_predictive(model, draws=4000, seed=1)
+    prior, predictive = idata.prior, idata.prior_predictive
+    assert prior["x"].shape == (1, 4000, 20) and prior["walk"].shape == (1, 4000, 6, 2)
+    assert prior["C"].shape == (1, 4000, 3, 3) and predictive["y"].shape == (1, 4000, 4)
+    t = stats.truncnorm(-0.5, 1.0, 1.0, 2.0)
+    assert abs(float(prior["t"].mean()) - t.mean()) < 5 * t.std() / np.sqrt(4000)
+    assert abs(float(prior["m"].mean()) - 0.4) < 5 * np.sqrt(1.84 / 4000)  # var = 2 - 0.4^2
+    assert float(predictive["c"].min()) >= 0.0 and float(predictive["c"].max()) <= 2.0
+
+
 # ---- missing data ----------------------------------------------------------------------------
 def test_missing_values_become_a_latent_variable_with_a_warning():
     data = np.array([1.0, np.nan, 2.0, np.nan])

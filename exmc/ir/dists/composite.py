@@ -163,8 +163,12 @@ class MvGaussianRandomWalk(Distribution):
         init = self.param_exprs["init_dist"]
         start = np.broadcast_to(init.random(rng, v["init_dist"], size[:-2] + (1, size[-1])),
                                 size[:-2] + (1, size[-1]))
-        given = {k: v[k] for k in ("cov", "chol") if k in v}
-        steps = MvNormal.random(self, rng, {"mu": v["mu"], **given}, size[:-2] + (size[-2] - 1, size[-1]))
+        # a parameter with a leading axis of draws (ancestral sampling) gains the step axis
+        mu = np.asarray(v["mu"], dtype=float)
+        given = {k: np.asarray(v[k], dtype=float) for k in ("cov", "chol") if k in v}
+        given = {k: m[..., None, :, :] if m.ndim > 2 else m for k, m in given.items()}
+        mu = mu[..., None, :] if mu.ndim > 1 else mu
+        steps = MvNormal.random(self, rng, {"mu": mu, **given}, size[:-2] + (size[-2] - 1, size[-1]))
         return np.cumsum(np.concatenate([start, steps], axis=-2), axis=-2)
 
 
@@ -181,6 +185,7 @@ class AR(Distribution):
     params = ("rho", "sigma", "init_dist", "constant")
     defaults = {"sigma": 1.0, "init_dist": None, "constant": None}
     dist_params = ("init_dist",)
+    event_ndim = 1
     param_ndim = {"rho": 1, "sigma": 0, "constant": 0}
     checks = (("sigma", ">", 0.0),)
 
@@ -228,10 +233,10 @@ class AR(Distribution):
         p = rho.shape[-1]
         x = np.zeros(size)
         x[..., :p] = self.param_exprs["init_dist"].random(rng, v["init_dist"], size[:-1] + (p,))
-        c = 0.0 if v.get("constant") is None else v["constant"]
-        noise = rng.normal(0.0, 1.0, size) * v["sigma"]
+        c = np.asarray(0.0 if v.get("constant") is None else v["constant"], dtype=float)
+        noise = rng.normal(0.0, 1.0, size) * np.asarray(v["sigma"], dtype=float)[..., None]
         for t in range(p, size[-1]):
-            x[..., t] = c + np.sum(rho[::-1] * x[..., t - p:t], axis=-1) + noise[..., t]
+            x[..., t] = c + np.sum(rho[..., ::-1] * x[..., t - p:t], axis=-1) + noise[..., t]
         return x
 
 

@@ -293,7 +293,11 @@ class Mixture(Distribution):
             draws = np.stack([np.broadcast_to(c.random(rng, _values(c, vc), size), size)
                               for c, vc in zip(comps, v["comp_dists"])], axis=-1)
         else:
-            values = {key: np.asarray(val, dtype=float) for key, val in v["comp_dists"].items()}
+            values = {}
+            for key, val in v["comp_dists"].items():
+                val = np.asarray(val, dtype=float)
+                # the components' axis is last: a parameter without it gains one before it
+                values[key] = val[..., None, :] if 0 < val.ndim <= len(size) else val
             draws = comps.random(rng, values, size + (k,))
         return np.take_along_axis(np.asarray(draws, dtype=float), choice[..., None], -1)[..., 0]
 
