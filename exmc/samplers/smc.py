@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+
 from exmc.compiler.njit import call_model, njit
 from exmc.ir.builder import Model, Variable, _dependencies
 from exmc.ir.dists.base import Distribution
@@ -215,7 +216,7 @@ def next_beta(beta, log_likelihood, threshold, tolerance=1e-12):
             low = middle
         else:
             high = middle
-    return beta + max(low, tolerance)
+    return min(beta + max(low, tolerance), 1.0)
 
 
 def systematic_resample(weights, rng):
