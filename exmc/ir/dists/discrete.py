@@ -292,7 +292,9 @@ def _probabilities_sum_to_one(dist, key):
         raise ValueError(f"{dist.family} needs {key} >= 0, got {key}={p!r}")
     total = p.sum(axis=-1, keepdims=True)
     if not np.allclose(total, 1.0):
-        warnings.warn(f"{dist.family}: {key} sums to {np.squeeze(total)!r}, not 1; it is rescaled",
+        shown = np.squeeze(total)
+        shown = f"{float(shown):g}" if shown.ndim == 0 else str(shown.tolist())
+        warnings.warn(f"{dist.family}: {key} sums to {shown}, not 1; it is rescaled",
                       UserWarning, stacklevel=3)
         dist.param_exprs[key] = as_expr(p / total)
 
