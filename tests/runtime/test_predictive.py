@@ -172,3 +172,19 @@ def test_plot_ppc_on_posterior_predictive(fitted):
     assert set(predictive.posterior_predictive) == {"obs", "hits"}
     az.plot_ppc(predictive, var_names=["obs"], num_pp_samples=50)
     matplotlib.pyplot.close("all")
+
+
+def test_warmup_log_likelihood_and_netcdf_round_trip(fitted, tmp_path):
+    model, _ = fitted["wide"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = exmc.sample(model, num_samples=20, num_warmup=30, chains=1, seed=8,
+                            progressbar=False, save_warmup=True, log_likelihood=True,
+                            diagnostics=False)
+    assert idata.log_likelihood["obs"].shape == (1, 20, len(Y))
+    assert idata.warmup_log_likelihood["hits"].shape == (1, 30, len(COUNTS))
+    assert idata.log_likelihood.attrs["inference_library"] == "exmc"
+    idata.to_netcdf(tmp_path / "trace.nc")
+    back = az.from_netcdf(tmp_path / "trace.nc")
+    np.testing.assert_array_equal(back.log_likelihood["obs"].values,
+                                  idata.log_likelihood["obs"].values)
