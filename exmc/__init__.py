@@ -53,3 +53,18 @@ from exmc.samplers.advi import fit  # noqa: E402
 from exmc.samplers.pathfinder import pathfinder  # noqa: E402
 
 __all__ += ["fit", "pathfinder", "distributed", "SamplingError", "SamplingWarning", "resume", "sample", "sample_stream"]
+
+
+def __getattr__(name):
+    """``exmc.NegBinomial`` and other names exmc lacks: an error naming the closest ones."""
+    import difflib
+
+    from exmc.ir.dists import FAMILIES
+
+    if name.startswith("_"):
+        raise AttributeError(f"module 'exmc' has no attribute {name!r}")
+    close = difflib.get_close_matches(name, list(dict.fromkeys([*FAMILIES, *__all__])), n=3,
+                                    cutoff=0.6)
+    hint = (f"; the closest: {', '.join(close)}" if close else
+            f"; exmc's families: {', '.join(sorted(FAMILIES))}" if name[:1].isupper() else "")
+    raise AttributeError(f"module 'exmc' has no attribute {name!r}{hint}")

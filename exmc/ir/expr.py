@@ -29,15 +29,54 @@ OPS = {**{name: op.arity for name, op in REGISTRY.items()}, **{op: 0 for op in L
        "dslvar": 0}
 
 
+# NumPy ufunc names that differ from the op registry's; others are the same (np.exp: "exp").
+UFUNC_OPS = {"absolute": "abs", "negative": "neg", "subtract": "sub", "multiply": "mul",
+             "divide": "div", "true_divide": "div", "power": "pow", "less": "lt",
+             "less_equal": "le", "greater": "gt", "greater_equal": "ge", "equal": "eq",
+             "not_equal": "ne", "fmax": "maximum", "fmin": "minimum"}
+# Ops a user calls by name from exmc.math (the operators +, -, *, ... are not listed there).
+MATH_NAMES = frozenset(REGISTRY) - {"add", "sub", "mul", "div", "pow", "neg", "index",
+                                     "family_fn", "scan", "ode_solve"}
+
+
+def _only_axis(name, axis, numpy_options):
+    """``axis``, or TypeError if NumPy passed an option other than its default (None/False)."""
+    other = [key for key, value in numpy_options.items() if value not in (None, False)
+             and value is not np._NoValue]
+    if other:
+        raise TypeError(f"{name} of a model expression takes only axis=, not "
+                        f"{', '.join(other)}")
+    return axis
+
+
 class ExprOps:
     """Operator overloading shared by expressions and by DSL variables.
 
-    Subclasses implement ``as_expr()``.  ``__array_ufunc__ = None`` makes numpy
-    hand ``ndarray @ expr`` and ``ndarray * expr`` over to our reflected operators.
+    Subclasses implement ``as_expr()``.  NumPy hands any ufunc call with an expression
+    among its operands to ``__array_ufunc__``: ``np.exp(mu)``, ``X @ beta`` and
+    ``ndarray * expr`` become the op of the same meaning, so PyMC habits keep working.
     """
 
     __slots__ = ()  # an Expr holds only its own slots: large models take less memory
-    __array_ufunc__ = None
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        op = UFUNC_OPS.get(ufunc.__name__, ufunc.__name__)
+        elementwise = op in REGISTRY and (REGISTRY[op].scalar is not None or op == "matmul")
+        if method != "__call__" or kwargs or not elementwise or REGISTRY[op].arity != len(inputs):
+            usage = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+            raise TypeError(f"{usage}{' with ' + ', '.join(kwargs) if kwargs else ''} cannot "
+                            f"take a model expression; use the exmc.math function (exmc.math "
+                            f"has {', '.join(sorted(n for n in REGISTRY if n in MATH_NAMES))})")
+        return Expr(op, tuple(as_expr(x) for x in inputs))
+
+    # np.sum(x) and np.mean(x) call these (x.sum(axis=..., out=None, ...) as for any array-like).
+    def sum(self, axis=None, **numpy_options):
+        from exmc import math
+        return math.sum(self, _only_axis("sum", axis, numpy_options))
+
+    def mean(self, axis=None, **numpy_options):
+        from exmc import math
+        return math.mean(self, _only_axis("mean", axis, numpy_options))
 
     def as_expr(self) -> "Expr":  # pragma: no cover - abstract
         raise NotImplementedError

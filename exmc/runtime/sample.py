@@ -1,7 +1,9 @@
 """``exmc.sample``: compile a model, run NUTS chains, return ArviZ InferenceData."""
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import threading
 import time
 import warnings
@@ -272,6 +274,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
                 results = _run_in_process(compiled, settings, chain_seeds, init, dense_mass,
                                           total, prior, report, publisher, folder)
             else:
+                _import_arviz_meanwhile()
                 results, restarts, failures = _run_in_workers(
                     model, compiled, settings, chain_seeds, cores, init,
                     dense_mass, total, report, publisher,
@@ -331,6 +334,16 @@ def _choose_executor(executor, cores, chains):
     if executor != "in-process" and cores is None:
         cores = max(1, min(chains, available_cores()))
     return executor, cores
+
+
+def _import_arviz_meanwhile():
+    """Import ArviZ (1 to 2 s) on a thread while the workers sample, so that assembling the
+    result does not wait for it afterwards: this process is idle meanwhile.  Forked workers
+    are safe from the half-done import: they import nothing this process has not finished
+    importing (the sampler and model are loaded before they start)."""
+    if "arviz" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("arviz",), daemon=True,
+                         name="exmc-import-arviz").start()
 
 
 def available_cores():

@@ -78,3 +78,38 @@ def test_dsl_errors_are_model_errors():
 
     with pytest.raises(ModelError, match="unknown variable 'nope'"):
         bad().validate()
+
+
+def test_numpy_functions_on_dsl_variables_build_the_same_model():
+    """PyMC habits: np.exp(sigma), np.sum(x) on DSL variables are exmc.math's ops."""
+    @exmc.model
+    def with_numpy(data):
+        log_sigma = Normal(0.0, 1.0)
+        mu = Normal(0.0, 1.0, shape=2)
+        y = Normal(np.sum(mu) + np.log1p(np.abs(mu[0])), np.exp(log_sigma), observed=data)  # noqa: F841
+
+    @exmc.model
+    def with_math(data):
+        log_sigma = Normal(0.0, 1.0)
+        mu = Normal(0.0, 1.0, shape=2)
+        mean = exmc.math.sum(mu) + exmc.math.log1p(exmc.math.abs(mu[0]))
+        y = Normal(mean, exmc.math.exp(log_sigma), observed=data)  # noqa: F841
+
+    assert with_numpy(Y) == with_math(Y)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: np.arctan2(x, 1.0), "np.arctan2 cannot take a model expression; use the exmc.math"),
+    (lambda x: np.sum(x, keepdims=True), "sum of a model expression takes only axis=, not keepdims"),
+    (lambda x: np.add.accumulate(x), "np.add.accumulate cannot take a model expression"),
+])
+def test_numpy_functions_exmc_lacks_say_what_to_write(call, message):
+    with pytest.raises(TypeError, match=message):
+        call(ref("a"))
+
+
+def test_a_missing_family_names_the_closest_ones():
+    with pytest.raises(AttributeError, match="no attribute 'NegBinomial'; the closest: .*NegativeBinomial"):
+        exmc.NegBinomial  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute 'Wishart'; exmc's families: .*MvNormal"):
+        exmc.Wishart  # noqa: B018

@@ -47,3 +47,17 @@ def test_math_functions_cover_the_documented_set():
         assert isinstance(getattr(exmc.math, name)("x"), Expr)
     assert exmc.math.dot("a", "b").op == "matmul"
     assert exmc.math.where(ref("a") > 0, "a", 0.0).op == "where"
+
+
+def test_numpy_ufuncs_map_to_registry_ops():
+    x = ref("x")
+    for ufunc, op in [(np.exp, "exp"), (np.log, "log"), (np.sqrt, "sqrt"), (np.tanh, "tanh"),
+                      (np.absolute, "abs"), (np.negative, "neg")]:
+        assert ufunc(x).op == op
+    for ufunc, op in [(np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"),
+                      (np.true_divide, "div"), (np.power, "pow"), (np.maximum, "maximum"),
+                      (np.less, "lt"), (np.equal, "eq")]:
+        built = ufunc(np.ones(2), x)
+        assert built.op == op and built.args[1] is x  # the array stays the first operand
+    assert (np.ones((3, 2)) @ x).op == "matmul"
+    assert np.mean(x, axis=0).op == "mean" and np.mean(x, axis=0).value == 0
