@@ -89,7 +89,7 @@ def extract(repo):
 def compare(values, reference):
     """(z, sd ratio, exmc mean, exmc MCSE) of one parameter's draws (chains, draws) against its reference."""
     mean, sd = float(values.mean()), float(values.std(ddof=1))
-    mcse = float(az.mcse(values, method="mean"))
+    mcse = sd / np.sqrt(float(az.ess(values, method="mean")))
     ref_mcse = reference["sd"] / np.sqrt(reference["ess"])
     return (mean - reference["mean"]) / np.hypot(mcse, ref_mcse), sd / reference["sd"], mean, mcse
 
