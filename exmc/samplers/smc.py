@@ -123,7 +123,7 @@ class TemperedModel:
         if [(s.name, s.offset, s.size) for s in compiled.pointmap.free] != \
                 [(s.name, s.offset, s.size) for s in prior_compiled.pointmap.free]:
             raise RuntimeError("the prior model's unconstrained layout differs from the model's")
-        self.compiled = compiled
+        self.compiled, self.prior_compiled = compiled, prior_compiled
         self.dim = compiled.dim
         self.logp_address, self.prior_address = compiled.address, prior_compiled.address
         self.data, self.prior_data = compiled.data.copy(), prior_compiled.data.copy()
@@ -172,6 +172,8 @@ def prior_positions(compiled, n, rng):
 
     Ancestral sampling with each family's random draws (``exmc.ir.forward``, as
     ``sample_prior_predictive``), then the inverse of each variable's transform.
+    ``compiled`` is the compiled ``prior_model``, whose observed variables that
+    others refer to are their data (the model's own would be drawn here).
     """
     model, pointmap = compiled.model, compiled.pointmap
     for var in model.free_variables:
@@ -358,7 +360,7 @@ def mutate(logp_address, data, prior_address, prior_data, position, log_prior, l
 def run_chain(tempered_model, settings, rng, on_stage=None):
     """One SMC run from prior draws to the posterior; ``on_stage(StageInfo)`` after each stage."""
     n = settings.num_particles
-    particles = tempered_model.evaluate(prior_positions(tempered_model.compiled, n, rng))
+    particles = tempered_model.evaluate(prior_positions(tempered_model.prior_compiled, n, rng))
     if not np.any(np.isfinite(particles.log_likelihood)):
         raise ValueError("no prior draw has a finite log-likelihood: the data are impossible "
                          "under every particle (check the observed values against the model)")

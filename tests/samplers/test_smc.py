@@ -207,6 +207,19 @@ def test_potential_is_tempered_with_the_likelihood():
     assert_moments_close(idata.posterior["mu"].values, 0.5 / 3.0, 1.0 / 3.0)
 
 
+def test_observed_variable_as_a_parameter():
+    """An observation another variable refers to: its data in the prior draws, its density
+    in the evidence.  x ~ N(0, 5) observed, mu ~ N(sum(x) = 6, 1), y ~ N(mu, 1) observed."""
+    x = np.array([1.0, 2.0, 3.0])
+    model = (Builder().obs("x", Normal(0.0, 5.0), x).rv("mu", Normal(exmc.math.sum(ref("x")), 1.0))
+             .obs("y", Normal("mu", 1.0), np.array([5.0])))
+    idata = smc(model, draws=500, chains=EVIDENCE_CHAINS)
+    exact = (scipy_stats.norm(0.0, 5.0).logpdf(x).sum()
+             + scipy_stats.norm(6.0, np.sqrt(2.0)).logpdf(5.0))
+    assert_evidence_close(idata, exact)
+    assert_moments_close(idata.posterior["mu"].values, 5.5, 0.5)
+
+
 # --- the result, reproducibility, errors ------------------------------------------------------
 
 def test_result_layout_and_reproducible():
