@@ -77,6 +77,37 @@ def _as_on_a_gpu(logp_grad):
     return guarded
 
 
+class AllChainsProgress:
+    """One progress line for every chain of a device run: a bar per chain is no use for thousands.
+
+    Wraps a display of ``exmc.runtime.progress`` (same interface); divergences are summed
+    over the chains, and the line moves when the last chain of a block is reported.
+    """
+
+    def __init__(self, display, chains):
+        self.display, self.chains = display, chains
+        self.divergences, self.total_divergences = {}, 0
+        self.task = None
+
+    def __enter__(self):
+        self.display.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.display.__exit__(*exc)
+
+    def add_chain(self, chain, total):
+        if self.task is None:
+            self.task = self.display.add_chain(f"0-{self.chains - 1}", total)
+        return chain
+
+    def update(self, task, done, divergences, step_size, warmup):
+        self.total_divergences += divergences - self.divergences.get(task, 0)
+        self.divergences[task] = divergences
+        if task == self.chains - 1:
+            self.display.update(self.task, done, self.total_divergences, step_size, warmup)
+
+
 class DeviceReport:
     """What the device did: launches, kernel time, and the lockstep cost of NUTS's branching."""
 
@@ -105,7 +136,7 @@ class DeviceReport:
         return self.lane_steps / (self.chains * self.launches) if self.launches else 0.0
 
     def attrs(self):
-        return {"device": "cuda", "device_launches": self.launches,
+        return {"executor": "device", "device": "cuda", "device_launches": self.launches,
                 "device_kernel_time": self.kernel_time,
                 "device_idle_lane_share": self.idle_lane_share,
                 "device_steps_per_chain_per_launch": self.steps_per_chain_per_launch}

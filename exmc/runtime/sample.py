@@ -251,6 +251,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
     sampling_start = time.perf_counter()
     display = make_progress(progressbar)
+    if device == "cuda":
+        display = gpu.AllChainsProgress(display, chains)
     tasks = {}
     restarts = failures = None
 

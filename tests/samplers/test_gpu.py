@@ -21,7 +21,8 @@ import pytest
 from scipy import integrate, stats
 
 import exmc
-from exmc.runtime.gpu import DeviceReport, check_options
+from exmc.runtime.gpu import AllChainsProgress, DeviceReport, check_options
+from exmc.runtime.progress import PlainProgress
 from tests.stats import assert_mean_close, assert_variance_close
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,6 +253,20 @@ def test_idle_lane_share_counts_each_warp_at_its_longest_lane():
     assert report.lane_steps == 38.0 and report.warp_steps == 32 * 5 + 2 * 1
     assert report.idle_lane_share == pytest.approx(1 - 38 / 162)
     assert report.steps_per_chain_per_launch == pytest.approx(38 / 34)
+
+
+def test_progress_is_one_line_for_all_chains(tmp_path):
+    with (tmp_path / "log").open("w+") as log:
+        display = AllChainsProgress(PlainProgress(log, interval=0.0), chains=3)
+        with display:
+            tasks = [display.add_chain(c, 10) for c in range(3)]
+            for done, divergences in ((5, 1), (10, 2)):
+                for task in tasks:
+                    display.update(task, done, divergences, 0.5, done < 10)
+        log.seek(0)
+        lines = log.read().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("chain 0-2: 5/10 draws (warmup), 3 divergences")
+    assert lines[1].startswith("chain 0-2: 10/10 draws (sampling), 6 divergences")
 
 
 def test_options_the_gpu_does_not_take_are_named():
