@@ -131,7 +131,10 @@ def pathfinder_states(compiled, seed_sequence, chain_seeds, dense):
     """
     from exmc.samplers.pathfinder import multi_path
 
-    result = multi_path(compiled, seed_sequence)
+    # A start needs far fewer draws than a posterior sample: the paper's 5 ELBO draws per
+    # iterate (Stan's 25 made Pathfinder cost as much as the warmup it saves) and 250 per path.
+    result = multi_path(compiled, seed_sequence, num_draws=max(250, len(chain_seeds)),
+                        num_elbo_draws=5)
     variance = result.variance
     if not np.all(np.isfinite(variance)) or np.any(variance <= 0):
         variance = np.ones(compiled.dim)  # a collapsed estimate: keep the unit metric

@@ -302,19 +302,16 @@ def fit(model, method="advi", n=10_000, seed=None, init=None, learning_rate=0.1,
     _whole("n", n, 1)
     _whole("grad_samples", grad_samples, 1)
     _whole("check_every", check_every, 1)
-    for name, value in (("learning_rate", learning_rate),
-                        ("relative_tolerance", relative_tolerance),
-                        ("absolute_tolerance", absolute_tolerance)):
-        if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value)
-                and value >= 0 and (value > 0 or name != "learning_rate")):
-            raise ValueError(f"{name} must be a finite number {'> 0' if name == 'learning_rate' else '>= 0'}, "
-                             f"got {value!r}")
+    _number("learning_rate", learning_rate, positive=True)
+    _number("relative_tolerance", relative_tolerance)
+    _number("absolute_tolerance", absolute_tolerance)
     fullrank = method == "fullrank_advi"
     settings = Settings(fullrank, float(learning_rate), 0.9, 0.999, 1e-8, int(grad_samples))
     with CompileNotice(enabled=progressbar):
         compiled = compile_model(model)
-        run_steps(compiled.address, compiled.data, settings, new_state(np.zeros(compiled.dim), fullrank),
-                  np.random.default_rng(0), 0, np.zeros(0))  # compile (or load) the loop here
+        run_steps(compiled.address, compiled.data, settings,  # compile (or load) the loop here
+                  new_state(np.zeros(compiled.dim), fullrank), np.random.default_rng(0), 0,
+                  np.zeros(0))
     seed_sequence = np.random.SeedSequence(seed)
     rng = np.random.Generator(np.random.PCG64(seed_sequence))
     start, _, _ = initial_point(compiled, init, rng)
@@ -342,6 +339,14 @@ METHODS = ("advi", "fullrank_advi")
 def _whole(name, value, low):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _number(name, value, positive=False):
+    ok = (isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+          and math.isfinite(value) and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, "
+                         f"got {value!r}")
 
 
 def _recent(elbo, window):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -246,7 +247,6 @@ def multi_path(compiled, seed_sequence, num_paths=4, num_draws=1000, history_siz
     which = np.concatenate([np.full(num_draws, i) for i in range(len(paths))])
     log_ratio = np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
     log_ratio = log_ratio - np.max(log_ratio)
-    import warnings
     with warnings.catch_warnings():  # arviz warns on k > 0.7; we report k instead
         warnings.simplefilter("ignore")
         smoothed, k = az.psislw(log_ratio, reff=1.0)
