@@ -2,24 +2,35 @@
 
     python benchmarks/smc.py                 # seeds 1..3, 4 chains of 2,000 particles
     python benchmarks/smc.py --seeds 1 --draws 1000
+    python benchmarks/smc.py --calibrate     # the error bars used by tests/samplers/test_smc.py
 
 Models with a known evidence: the conjugate normal-normal (closed form), the
 beta-binomial (closed form) and eight schools, centred, tau ~ HalfNormal(5)
 (mu and theta integrated out in closed form, tau by quadrature).  Both libraries
-run 4 chains one after the other in this process (PyMC with cores=1), the IMH
-kernel (both defaults), threshold 0.5.  exmc's first call includes compiling the
-model (its SMC kernels are loaded from Numba's cache, filled by a throwaway
-run first); "warm" is a second call with another seed.  PyMC's time is one call
+run 4 chains in this process, the IMH kernel (both defaults), threshold 0.5;
+PyMC with cores=1 (one chain after another), exmc with its default threads
+(min(chains, CPUs)).  exmc's first call includes compiling the model and its
+prior model into an empty model cache (EXMC_CACHE_DIR is a new folder; the SMC
+kernels are loaded from Numba's cache, filled by a throwaway run first); "warm"
+is a second call with another seed.  PyMC's time is one call
 (it compiles its log densities each call).  The log evidence is each library's
 combined estimate log(mean_c Z_c) over chains.
 
 Writes results/smc.json and results/smc.md.
+
+``--calibrate`` checks exmc's error bars instead (results/smc_calibration.md): over 40
+seeds of 4 chains x 1,000 particles of the normal-normal model, the z-scores of the
+posterior mean and variance with the duplication ESS of the tests (sd near 1 if the
+MCSE is right); and over 64 chains x 1,000 particles of each model, the mean and sd of
+the per-chain log evidence against the exact value.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,16 +127,72 @@ def run_pymc(name, draws, chains, seed):
     return {"seconds": seconds, "log_evidence": combined(per_chain)}
 
 
+def particle_ess(draws):
+    """tests/samplers/test_smc.py's duplication ESS: per chain N^2 / sum n_k^2, summed."""
+    total = 0.0
+    for chain in draws.reshape(draws.shape[0], draws.shape[1], -1):
+        _, counts = np.unique(chain, axis=0, return_counts=True)
+        total += len(chain) ** 2 / np.sum(counts.astype(float) ** 2)
+    return total
+
+
+def calibrate():
+    import exmc
+    lines = ["# SMC error bars (`python benchmarks/smc.py --calibrate`)", "",
+             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}, "
+             f"{platform.platform()}", "",
+             "Posterior moments of the normal-normal model, 40 seeds x 4 chains x 1,000 "
+             "particles; z = (estimate - exact) / (sd / sqrt(duplication ESS)):", "",
+             "| kernel | mean ESS | z(mean): mean, sd, max abs | z(variance): mean, sd, max abs |",
+             "|---|---|---|---|"]
+    precision = 1 / 4 + NN_Y.size / 1.5 ** 2
+    mean, var = (1 / 4 + NN_Y.sum() / 1.5 ** 2) / precision, 1 / precision
+    for kernel in ("imh", "mh"):
+        scores, sizes = [], []
+        for seed in range(40):
+            mu = exmc.sample_smc(exmc_model("normal_normal"), draws=1000, chains=4, seed=seed,
+                                 kernel=kernel, progressbar=False).posterior["mu"].values
+            ess = particle_ess(mu)
+            sizes.append(ess)
+            scores.append([(f.mean() - t) / (f.std() / np.sqrt(ess))
+                           for f, t in ((mu, mean), ((mu - mean) ** 2, var))])
+        z = np.array(scores)
+        lines.append(f"| {kernel} | {np.mean(sizes):.0f} | " + " | ".join(
+            f"{z[:, k].mean():.2f}, {z[:, k].std():.2f}, {np.abs(z[:, k]).max():.2f}"
+            for k in range(2)) + " |")
+    lines += ["", "Per-chain log evidence, 64 chains x 1,000 particles (seed 2):", "",
+              "| model | kernel | exact | mean - exact | sd | z of the mean |", "|---|---|---|---|---|---|"]
+    for name in ("normal_normal", "beta_binomial", "eight_schools"):
+        exact = exact_log_evidence(name)
+        for kernel in ("imh", "mh"):
+            idata = exmc.sample_smc(exmc_model(name), draws=1000, chains=64, seed=2,
+                                    kernel=kernel, progressbar=False)
+            values = idata.sample_stats["log_marginal_likelihood"].values
+            error, sd = values.mean() - exact, values.std(ddof=1)
+            lines.append(f"| {name} | {kernel} | {exact:.3f} | {error:+.4f} | {sd:.4f} | "
+                         f"{error / (sd / 8):+.2f} |")
+    (HERE / "results" / "smc_calibration.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--models", default="normal_normal,beta_binomial,eight_schools")
+    parser.add_argument("--calibrate", action="store_true")
     args = parser.parse_args()
+    if args.calibrate:
+        return calibrate()
     seeds = [int(s) for s in args.seeds.split(",")]
+    os.environ["EXMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="exmc_smc_bench_")
+    load = os.getloadavg()[0]
     import exmc
-    exmc.sample_smc(exmc_model("normal_normal"), draws=100, chains=1, progressbar=False)  # kernels
+    from exmc import Builder, HalfNormal, Normal  # a throwaway model, none of the measured ones,
+    throwaway = (Builder().rv("s", HalfNormal(1.0))  # loads the SMC kernels from Numba's cache
+                 .obs("z", Normal(0.0, "s"), np.zeros(3)))
+    exmc.sample_smc(throwaway, draws=100, chains=1, progressbar=False)
     rows = []
     for name in args.models.split(","):
         exact = exact_log_evidence(name)
@@ -136,14 +203,19 @@ def main():
             print(json.dumps(row), flush=True)
             rows.append(row)
     meta = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": platform.platform(), "draws": args.draws, "chains": args.chains,
+            "machine": platform.platform(), "cpus": os.cpu_count(), "draws": args.draws,
+            "chains": args.chains, "load_average_start": load,
+            "load_average_end": os.getloadavg()[0],
             "command": "python benchmarks/smc.py " + " ".join(
                 f"--{k} {v}" for k, v in vars(args).items())}
     out = HERE / "results"
     (out / "smc.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# SMC: exmc.sample_smc and pm.sample_smc ({args.chains} chains x {args.draws} "
              f"particles, IMH, one process)", "", f"`{meta['command']}`, {meta['when']}, "
-             f"{meta['machine']}", "",
+             f"{meta['machine']}, {meta['cpus']} CPUs, load average {load:.1f} at the start and "
+             f"{meta['load_average_end']:.1f} at the end (a shared machine: times are rough)", "",
+             "exmc's SE is the between-chain standard error of its 4 chains (3 degrees of "
+             "freedom: a crude error bar, see docs/inference.md).", "",
              "| model | seed | exact log Z | exmc log Z (SE) | PyMC log Z | exmc s first / warm "
              "| PyMC s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
