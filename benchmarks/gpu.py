@@ -169,8 +169,7 @@ def run_exmc_gpu(name, chains, warmup, draws, seed):
     compiled = compile_model(model)
     settings = make_settings(warmup)
     start = time.perf_counter()
-    sampler = DeviceSampler(model, compiled, settings)
-    run_on_device(sampler, np.random.SeedSequence(0).spawn(1), None, 1, _ignore, None)
+    sampler = DeviceSampler(model, compiled, settings)  # compiles the kernel
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     results, device = run_on_device(sampler, np.random.SeedSequence(seed).spawn(chains), None,

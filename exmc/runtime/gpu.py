@@ -179,6 +179,16 @@ class DeviceSampler:
         self.constants = [cuda.to_device(np.asarray(settings.collect, dtype=np.int8)),
                           cuda.to_device(np.asarray(settings.window_end, dtype=np.int8)),
                           cuda.to_device(values), cuda.to_device(data)]
+        self._compile(nuts.N_SCALARS)
+
+    def _compile(self, n_scalars):
+        """Compile the kernel now (a launch of no iterations), so it counts as compile time."""
+        dim, cuda = self.compiled.dim, self.cuda
+        self.state = [cuda.to_device(np.zeros((1, n))) for n in (dim, dim, dim, dim, dim,
+                                                                  n_scalars)]
+        self.state.append(cuda.to_device(np.zeros((1, 3), dtype=np.uint64)))
+        self.chains = 1
+        self.run(0, cuda.device_array((1, 1, dim)), cuda.device_array((1, 1, len(STAT_NAMES))))
 
     def start(self, chain_seeds, init):
         """Put every chain's starting state on the device (points drawn as on the CPU)."""
