@@ -917,6 +917,60 @@ def wald_logp_grad(x, mu, lam, alpha):
             0.5 / lam - d * d / (2.0 * y * mu * mu), -dy)
 
 
+# Wald: cdf = Phi(a) + exp(E) Phi(b), a = s (y/mu - 1), b = -s (y/mu + 1), s = sqrt(lam / y),
+# E = 2 lam / mu, y = x - alpha.  Each term is a log normal cdf, stable in both tails.
+@kernel
+def _wald_terms(x, mu, lam, alpha):
+    """a, b, E and their partials in (y, mu, lam): (a, da_y, da_mu, da_lam, b, db_..., E)."""
+    y = x - alpha
+    s = math.sqrt(lam / y)
+    a = s * (y / mu - 1.0)
+    b = -s * (y / mu + 1.0)
+    return (a, -a / (2.0 * y) + s / mu, -s * y / (mu * mu), a / (2.0 * lam),
+            b, -b / (2.0 * y) - s / mu, s * y / (mu * mu), b / (2.0 * lam), 2.0 * lam / mu)
+
+
+@kernel
+def wald_logcdf_grad(x, mu, lam, alpha):
+    if x <= alpha:
+        return -INF, 0.0, 0.0, 0.0, 0.0
+    a, da_y, da_mu, da_lam, b, db_y, db_mu, db_lam, e = _wald_terms(x, mu, lam, alpha)
+    first, second = log_normal_cdf(a), e + log_normal_cdf(b)
+    lp = logsumexp2(first, second)
+    wa = math.exp(first - lp) * log_normal_cdf_derivative(a)
+    wb = math.exp(second - lp)
+    mb = wb * log_normal_cdf_derivative(b)
+    dy = wa * da_y + mb * db_y
+    return (lp, dy, wa * da_mu + mb * db_mu - wb * 2.0 * lam / (mu * mu),
+            wa * da_lam + mb * db_lam + wb * 2.0 / mu, -dy)
+
+
+@kernel
+def wald_logcdf(x, mu, lam, alpha):
+    return wald_logcdf_grad(x, mu, lam, alpha)[0]
+
+
+@kernel
+def wald_logccdf_grad(x, mu, lam, alpha):
+    """log(Phi(-a) - exp(E) Phi(b)); the difference loses digits far in the upper tail."""
+    if x <= alpha:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    a, da_y, da_mu, da_lam, b, db_y, db_mu, db_lam, e = _wald_terms(x, mu, lam, alpha)
+    first, second = log_normal_cdf(-a), e + log_normal_cdf(b)
+    r = math.exp(second - first)
+    lp = first + math.log1p(-r)
+    ma, mb = -log_normal_cdf_derivative(-a) / (1.0 - r), r * log_normal_cdf_derivative(b) / (1.0 - r)
+    wb = r / (1.0 - r)
+    dy = ma * da_y - mb * db_y
+    return (lp, dy, ma * da_mu - mb * db_mu + wb * 2.0 * lam / (mu * mu),
+            ma * da_lam - mb * db_lam - wb * 2.0 / mu, -dy)
+
+
+@kernel
+def wald_logccdf(x, mu, lam, alpha):
+    return wald_logccdf_grad(x, mu, lam, alpha)[0]
+
+
 @kernel
 def exgaussian_logp(x, mu, sigma, nu):
     w = (x - mu) / sigma - sigma / nu
@@ -2020,8 +2074,8 @@ KERNELS = {
         constant_args=("x", "n")),
     ("Poisson", ("mu",)): _scalar(("mu",), poisson_logp, poisson_logp_grad, constant_args=("x",)),
     # PyMC's further scalar families; without a logcdf where the cdf is an incomplete gamma,
-    # beta or Bessel-type integral (HalfStudentT, SkewNormal, VonMises, Wald, Rice, ChiSquared,
-    # Chi).  Flat and HalfFlat are improper: logp 0 on their support.
+    # beta or Bessel-type integral or Owen's T (HalfStudentT, SkewNormal, VonMises, Rice,
+    # ChiSquared, Chi).  Flat and HalfFlat are improper: logp 0 on their support.
     ("Flat", ()): _scalar((), flat_logp, flat_logp_grad),
     ("HalfFlat", ()): _scalar((), flat_logp, flat_logp_grad),
     ("HalfStudentT", ("nu", "sigma")): _scalar(
@@ -2053,7 +2107,8 @@ KERNELS = {
         ("lower", "upper", "c"), triangular_logp, triangular_logp_grad,
         (triangular_logcdf, triangular_logcdf_grad, triangular_logccdf, triangular_logccdf_grad)),
     ("Wald", ("mu", "lam", "alpha")): _scalar(
-        ("mu", "lam", "alpha"), wald_logp, wald_logp_grad),
+        ("mu", "lam", "alpha"), wald_logp, wald_logp_grad,
+        (wald_logcdf, wald_logcdf_grad, wald_logccdf, wald_logccdf_grad)),
     ("ExGaussian", ("mu", "sigma", "nu")): _scalar(
         ("mu", "sigma", "nu"), exgaussian_logp, exgaussian_logp_grad,
         (exgaussian_logcdf, exgaussian_logcdf_grad, exgaussian_logccdf, exgaussian_logccdf_grad)),

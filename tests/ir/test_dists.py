@@ -24,6 +24,7 @@ from exmc.compiler import compile_model
     (lambda: exmc.AsymmetricLaplace(mu=0.0, b=1.0), TypeError, "AsymmetricLaplace needs kappa or q"),
     (lambda: exmc.AsymmetricLaplace(mu=0.0, b=1.0, q=1.5), ValueError, "0 < q < 1"),
     (lambda: exmc.Rice(nu=1.0, b=1.0), TypeError, "Rice needs exactly one of nu and b"),
+    (lambda: exmc.Beta(alpha=1.0, nu=2.0), TypeError, "Beta takes nu only with mu"),
     (lambda: exmc.NegativeBinomial(mu=3.0), TypeError, "needs mu and alpha, or n and p"),
     (lambda: exmc.NegativeBinomial(n=3.0, p=1.5), ValueError, "0 < p <= 1"),
     (lambda: exmc.Categorical(p=[0.5, 0.5], logit_p=[0.0, 0.0]), TypeError, "exactly one of p"),
@@ -64,6 +65,8 @@ def test_constant_alternatives_convert_at_build_time():
     nb = exmc.NegativeBinomial(n=3.0, p=0.25).param_exprs
     assert (float(nb["mu"].value), float(nb["alpha"].value)) == (9.0, 3.0)
     assert float(exmc.AsymmetricLaplace(mu=0, b=1, q=0.2).param_exprs["kappa"].value) == 0.5
+    beta = exmc.Beta(mu=0.25, nu=8.0).param_exprs
+    assert (float(beta["alpha"].value), float(beta["beta"].value)) == (2.0, 6.0)
     with pytest.warns(UserWarning, match="p sums to 2, not 1; it is rescaled"):
         p = exmc.Categorical(p=np.array([0.5, 1.5])).param_exprs["p"].value
     np.testing.assert_allclose(p, [0.25, 0.75])

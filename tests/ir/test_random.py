@@ -70,6 +70,7 @@ FAMILY_CASES = [
     dists.TruncatedNormal(0.0, tau=4.0, upper=0.2), dists.ChiSquared(4.0), dists.Chi(3.0),
     dists.Normal(1.0, tau=0.25), dists.Gamma(mu=2.0, sigma=0.5), dists.InverseGamma(mu=2.0, sigma=0.5),
     dists.Exponential(scale=2.0), dists.StudentT(6.0, 1.0, lam=0.5),
+    dists.Beta(mu=0.3, sigma=0.1), dists.Beta(mu=0.3, nu=5.0),
     dists.NegativeBinomial(mu=3.0, alpha=2.0), dists.NegativeBinomial(n=3.0, p=0.4),
     dists.BetaBinomial(2.0, 3.0, 10), dists.Geometric(0.3), dists.DiscreteUniform(-2.0, 5.0),
     dists.ZeroInflatedPoisson(0.7, 3.0), dists.ZeroInflatedBinomial(0.6, 10, 0.3),

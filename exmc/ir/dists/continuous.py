@@ -109,12 +109,26 @@ class InverseGamma(Distribution):
 
 
 class Beta(Distribution):
-    """Beta(alpha, beta) on (0, 1)."""
+    """Beta(alpha, beta) on (0, 1), or PyMC's (mu=mean, sigma=sd) or (mu, nu=alpha + beta)."""
 
     family = "Beta"
-    params = ("alpha", "beta")
+    params = ("alpha", "beta", "mu", "sigma", "nu")
+    defaults = {"alpha": None, "beta": None, "mu": None, "sigma": None, "nu": None}
     lower, upper = 0.0, 1.0
     checks = (("alpha", ">", 0.0), ("beta", ">", 0.0))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        p = self.param_exprs
+        if sorted(p) == ["mu", "nu"]:  # the concentration nu = alpha + beta
+            mu, nu = p.pop("mu"), p.pop("nu")
+            p["alpha"] = combine(lambda mu, nu: mu * nu, mu, nu)
+            p["beta"] = combine(lambda mu, nu: (1.0 - mu) * nu, mu, nu)
+        elif "nu" in p:
+            raise TypeError("Beta takes nu only with mu")
+        # else (mu, sigma): kappa = alpha + beta = mu (1 - mu) / sigma^2 - 1
+        mean_and_sd(self, lambda mu, sigma: (mu * (mu * (1.0 - mu) / (sigma * sigma) - 1.0),
+                                             (1.0 - mu) * (mu * (1.0 - mu) / (sigma * sigma) - 1.0)))
 
     def random(self, rng, v, size):
         return rng.beta(v["alpha"], v["beta"], size)
