@@ -3,6 +3,7 @@
     python benchmarks/gpu.py --out DIR         # on a GPU machine: the whole race, ~8 minutes
     python benchmarks/gpu.py --chains 64,1024 --models eight_schools_nc --out DIR
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu.py --smoke --out /tmp/g   # no GPU: the script's check
+    python benchmarks/gpu.py --ptx             # no GPU: the kernels compile for sm_90 (numba-cuda + NVVM)
 
 Models: the logistic race model (benchmarks.models.logistic, d = 21, X 500 x 20) and
 eight schools non-centred (d = 10).  Chains 4096, 1024, 64 and 1, each 1000 warmup +
@@ -286,6 +287,43 @@ def smoke(out):
     write(out, rows, {"smoke": True, "bulk_ess_vs_arviz": [ours, theirs]})
 
 
+def ptx(names, cc=(9, 0)):
+    """Compile each model's kernel to PTX for compute capability ``cc`` without a GPU.
+
+    Needs numba-cuda with NVVM (``pip install "numba-cuda[cu12]"``, best in its own
+    virtual environment): a check that the device code types and compiles for a real GPU
+    before device time is spent.  Prints each kernel's thread-local memory per chain.
+    """
+    import re
+
+    import numba.cuda.dispatcher as dispatcher
+    from numba import cuda, types
+
+    from exmc.compiler import _code_version, _load
+    from exmc.compiler.lower import lower_model
+    from exmc.ir.serialize import structure_hash
+    from exmc.samplers.gpu import nuts
+
+    class Target:  # device functions compile for "the current device"; there is none
+        compute_capability = cc
+    dispatcher.get_current_device = Target
+    f1, f2, f3 = types.float64[::1], types.float64[:, ::1], types.float64[:, :, ::1]
+    signature = (f2, f2, f2, f2, f2, f2, types.uint64[:, ::1], types.int8[::1], types.int8[::1],
+                 f1, f1, types.int64, f3, f3)
+    for name in names:
+        model = exmc_model(name)
+        model.validate()
+        program = lower_model(model)
+        digest = structure_hash(model)
+        module = _load(f"exmc_model_{_code_version()}_{digest[:24]}_cuda", program, digest, "cuda")
+        kernel = nuts.make_kernel(module.logp_grad, module.DIM, module.LOCAL_SCRATCH, 10)
+        start = time.perf_counter()
+        code, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
+        local = re.search(r"__local_depot0\[(\d+)\]", code)
+        print(f"{name}: PTX for sm_{cc[0]}{cc[1]} in {time.perf_counter() - start:.1f} s, "
+              f"{int(local.group(1)) if local else 0} bytes of thread-local memory per chain")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(HERE / "results"))
@@ -297,11 +335,14 @@ def main():
     parser.add_argument("--cpu-chains", type=int, default=128)
     parser.add_argument("--budget", type=float, default=420.0, help="seconds for all phases")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--ptx", action="store_true", help="compile the kernels to PTX, no GPU")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         return smoke(out)
+    if args.ptx:
+        return ptx(args.models.split(","))
     chain_counts = sorted({int(c) for c in args.chains.split(",")}, reverse=True)
     names = args.models.split(",")
     workers = os.cpu_count() or 1
