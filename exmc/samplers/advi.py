@@ -18,6 +18,7 @@ the log density there.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import NamedTuple
 
@@ -249,7 +250,7 @@ def optimise(compiled, settings, state, rng, max_iterations, convergence, check_
 
 def fit(model, method="advi", n=10_000, seed=None, init=None, learning_rate=0.1,
         grad_samples=1, relative_tolerance=1e-3, absolute_tolerance=1e-2, check_every=100,
-        progressbar=True, callback=None):
+        progressbar=True, callback=None, blocking=True):
     """Fit a Gaussian approximation to the posterior of ``model`` by ADVI.
 
     Parameters
@@ -282,12 +283,21 @@ def fit(model, method="advi", n=10_000, seed=None, init=None, learning_rate=0.1,
     callback : callable, optional
         ``callback(iteration, elbo)`` after each block, ``elbo`` the estimates so far;
         returning True stops the fit there.
+    blocking : bool
+        False returns at once a ``FitHandle`` (``wait()``, ``elbo()`` so far, ``abort()``)
+        while the fit runs in a background thread (the compiled loop releases the GIL).
 
     Returns
     -------
     Approximation
         ``.sample(draws, seed=)`` gives InferenceData; ``.elbo`` the ELBO history.
     """
+    if not blocking:
+        return FitHandle(model, dict(
+            method=method, n=n, seed=seed, init=init, learning_rate=learning_rate,
+            grad_samples=grad_samples, relative_tolerance=relative_tolerance,
+            absolute_tolerance=absolute_tolerance, check_every=check_every,
+            progressbar=progressbar), callback)
     from exmc.compiler import compile_model
     from exmc.ir.builder import Model
     from exmc.runtime.chain import initial_point
@@ -334,6 +344,53 @@ def fit(model, method="advi", n=10_000, seed=None, init=None, learning_rate=0.1,
 
 
 METHODS = ("advi", "fullrank_advi")
+
+
+class FitHandle:
+    """A fit started with ``exmc.fit(..., blocking=False)``, going on in a background thread."""
+
+    def __init__(self, model, options, callback=None):
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._elbo = np.zeros(0)
+        self._result = self._error = None
+
+        def watch(iteration, elbo):
+            with self._lock:
+                self._elbo = elbo.copy()
+            stop = bool(callback(iteration, elbo)) if callback is not None else False
+            return stop or self._stop.is_set()
+
+        def run():
+            try:
+                self._result = fit(model, **options, callback=watch)
+            except BaseException as err:  # handed to wait()
+                self._error = err
+
+        self._thread = threading.Thread(target=run, name="exmc-fit", daemon=True)
+        self._thread.start()
+
+    def done(self):
+        return not self._thread.is_alive()
+
+    def elbo(self):
+        """The ELBO estimates so far (up to the last finished block of iterations)."""
+        with self._lock:
+            return self._elbo.copy()
+
+    def wait(self, timeout=None):
+        """The Approximation, once the fit ends (TimeoutError if still running after ``timeout``)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("the fit is still running")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def abort(self, timeout=60.0):
+        """Stop after the current block and return the Approximation reached so far."""
+        self._stop.set()
+        return self.wait(timeout)
 
 
 def _whole(name, value, low):

@@ -97,3 +97,16 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_not_a_model():
     with pytest.raises(TypeError, match="exmc.fit needs a model"):
         exmc.fit("model")
+
+
+def test_fit_in_the_background():
+    handle = exmc.fit(conjugate(), n=200_000, seed=1, progressbar=False, blocking=False,
+                      relative_tolerance=0.0, absolute_tolerance=0.0)
+    import time
+    deadline = time.monotonic() + 30
+    while handle.elbo().size == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    approx = handle.abort()
+    assert handle.done() and 0 < approx.elbo.size < 200_000 and not approx.converged
+    with pytest.raises(ValueError, match="n must be"):
+        exmc.fit(conjugate(), n=-1, progressbar=False, blocking=False).wait(30)
