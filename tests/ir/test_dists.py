@@ -50,6 +50,12 @@ def test_bad_parameters_raise_at_once(build, error, message):
      "outside the support of Categorical"),
     (lambda: Builder().rv("a", exmc.Normal()).obs("y", exmc.BetaBinomial(1.0, 1.0, 3), np.array([1.5])), "must be integers"),
     (lambda: Builder().rv("a", exmc.Normal()).obs("y", exmc.Pareto(2.0, 1.0), np.array([0.5])), "outside the support of Pareto"),
+    (lambda: Builder().rv("a", exmc.Normal(shape=3)).obs(
+        "y", exmc.Multinomial(np.array([10, 9]), exmc.math.exp(ref("a"))),
+        np.array([[3.0, 5.0, 2.0], [3.0, 5.0, 2.0]])),
+     "'y': Multinomial counts must sum to n along the last axis; row 1 sums to 10, n = 9"),
+    (lambda: Builder().rv("a", exmc.Normal()).obs(
+        "y", exmc.DirichletMultinomial(4, np.ones(2)), np.array([1.0, 2.0])), "row 0 sums to 3, n = 4"),
 ])
 def test_bad_models_name_the_variable_and_the_problem(model, message):
     with pytest.raises(ModelError, match=message):

@@ -3,7 +3,7 @@ import warnings
 
 import numpy as np
 
-from exmc.ir.dists.base import Distribution
+from exmc.ir.dists.base import Distribution, ModelError
 from exmc.ir.expr import as_expr
 
 
@@ -387,6 +387,18 @@ class OrderedProbit(OrderedLogistic):
         return ndtr((np.asarray(v["cutpoints"], dtype=float) - eta) / sigma)
 
 
+def _counts_sum_to_n(dist, data, where):
+    """ModelError unless each row of counts (..., k) sums to its n (a batch of n broadcasts)."""
+    totals = np.asarray(data).sum(axis=-1)
+    n = np.asarray(dist.param_exprs["n"].value, dtype=float)
+    wrong = np.broadcast_to(totals != n, np.broadcast_shapes(totals.shape, n.shape))
+    if np.any(wrong):
+        row = int(np.flatnonzero(wrong.ravel())[0])
+        raise ModelError(f"{where}: {dist.family} counts must sum to n along the last axis; row "
+                         f"{row} sums to {np.broadcast_to(totals, wrong.shape).ravel()[row]:g}, "
+                         f"n = {np.broadcast_to(n, wrong.shape).ravel()[row]:g}")
+
+
 class Multinomial(Distribution):
     """Multinomial(n, p): counts (..., k) summing to ``n`` (data); ``p`` (..., k) is normalised."""
 
@@ -396,11 +408,14 @@ class Multinomial(Distribution):
     event_ndim = 1
     param_ndim = {"p": 1}
     discrete = True
-    lower, upper, open_support = 0.0, "n", False
+    lower, open_support = 0.0, False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _probabilities_sum_to_one(self, "p")
+
+    def check_observed(self, data, where):
+        _counts_sum_to_n(self, data, where)
 
     def random(self, rng, v, size):
         p = np.asarray(v["p"], dtype=float)
@@ -420,8 +435,11 @@ class DirichletMultinomial(Distribution):
     event_ndim = 1
     param_ndim = {"a": 1}
     discrete = True
-    lower, upper, open_support = 0.0, "n", False
+    lower, open_support = 0.0, False
     checks = (("a", ">", 0.0),)
+
+    def check_observed(self, data, where):
+        _counts_sum_to_n(self, data, where)
 
     def random(self, rng, v, size):
         a = np.asarray(v["a"], dtype=float)
