@@ -456,3 +456,6 @@ def _check_data(var: Variable, shapes):
             raise ModelError(f"{where}: data outside the support of {dist.family} "
                              f"({name} bound {_short(bound.value)}): element {bad} is "
                              f"{data.ravel()[bad]:g}")
+    check = getattr(dist, "check_observed", None)  # a family's own rule on its data
+    if check is not None:
+        check(data, where)
