@@ -136,7 +136,7 @@ class DeviceReport:
         return self.lane_steps / (self.chains * self.launches) if self.launches else 0.0
 
     def attrs(self):
-        return {"executor": "device", "device": "cuda", "device_launches": self.launches,
+        return {"device": "cuda", "device_launches": self.launches,
                 "device_kernel_time": self.kernel_time,
                 "device_idle_lane_share": self.idle_lane_share,
                 "device_steps_per_chain_per_launch": self.steps_per_chain_per_launch}

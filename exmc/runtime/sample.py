@@ -213,7 +213,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if pathfinder_init:
         _check_pathfinder_init(init, checkpoint, device)
         init = None
-    executor, cores = _choose_executor(executor, cores, chains)
+    if device == "cuda":
+        executor = "device"  # one process drives every chain on the GPU
+    else:
+        executor, cores = _choose_executor(executor, cores, chains)
     if executor == "pool":
         _start_pool_early(cores, heartbeat_timeout)
     fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
@@ -667,6 +670,8 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
     observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
     constant = dict(getattr(compiled.model, "constant_data", {}))  # an @exmc.model's inputs
     idata = az.from_dict(**groups, observed_data=observed, constant_data=constant or None,
+                         coords=compiled.model.coords or None,
+                         dims={k: list(v) for k, v in compiled.model.dims.items()} or None,
                          attrs=attrs, save_warmup="warmup_posterior" in groups)
     if built:  # groups built as Datasets: from_dict's extra cost is felt on a small model
         idata.add_groups(built, warn_on_custom_groups=False)
