@@ -47,9 +47,11 @@ from exmc.ir.dists.base import Distribution
 from exmc.ir.expr import as_expr
 from exmc.ir.forward import forward_draws
 
-KERNELS = ("imh", "mh")
+KERNELS = ("imh", "mh", "hmc")
 RESAMPLING = ("systematic", "multinomial")
 MH_TARGET_ACCEPT = 0.234  # the random-walk kernel's scale is tuned towards this rate
+HMC_TARGET_ACCEPT = 0.65  # and the HMC kernel's step size towards this one
+HMC_LEAPFROG_STEPS = 10
 
 
 class Settings(NamedTuple):
@@ -79,7 +81,7 @@ class StageInfo(NamedTuple):
     log_evidence_increment: float  # log mean incremental weight
     acceptance_rate: float  # of the mutation's proposals
     n_steps: int  # mutation steps run
-    scale: float  # proposal scale (1 for the independent kernel)
+    scale: float  # proposal scale (1 for the independent kernel), HMC's step size
 
 
 class ChainResult(NamedTuple):
@@ -355,6 +357,132 @@ def mutate(logp_address, data, prior_address, prior_data, position, log_prior, l
     return accepted / (steps * n), steps
 
 
+@njit
+def tempered_gradient(logp_address, data, prior_address, prior_data, x, beta, grad,
+                      grad_prior, value):
+    """(log prior, log-likelihood) at ``x``, and in ``grad`` the tempered target's gradient.
+
+    ``(1 - beta)`` times the prior model's gradient plus ``beta`` times the model's:
+    the log-likelihood's gradient is their difference.  Undefined values read as in
+    ``evaluate_point``.
+    """
+    status = call_model(prior_address, x, prior_data, grad_prior, value)
+    log_prior = value[0]
+    if status != 0 or not math.isfinite(log_prior):
+        return -math.inf, -math.inf
+    status = call_model(logp_address, x, data, grad, value)
+    logp = value[0]
+    if status != 0 or not math.isfinite(logp):
+        return log_prior, -math.inf
+    for j in range(x.shape[0]):
+        grad[j] = (1.0 - beta) * grad_prior[j] + beta * grad[j]
+        if not math.isfinite(grad[j]):
+            return log_prior, -math.inf
+    return log_prior, logp - log_prior
+
+
+@njit
+def lower_times(chol, x, out):
+    """out = L x for lower-triangular L."""
+    d = x.shape[0]
+    for j in range(d):
+        acc = 0.0
+        for k in range(j + 1):
+            acc += chol[j, k] * x[k]
+        out[j] = acc
+
+
+@njit
+def upper_times(chol, x, out):
+    """out = L^T x for lower-triangular L."""
+    d = x.shape[0]
+    for j in range(d):
+        acc = 0.0
+        for k in range(j, d):
+            acc += chol[k, j] * x[k]
+        out[j] = acc
+
+
+@njit
+def upper_solve(chol, z, out):
+    """out = L^{-T} z by back substitution."""
+    d = z.shape[0]
+    for j in range(d - 1, -1, -1):
+        acc = z[j]
+        for k in range(j + 1, d):
+            acc -= chol[k, j] * out[k]
+        out[j] = acc / chol[j, j]
+
+
+@njit(nogil=True)
+def mutate_hmc(logp_address, data, prior_address, prior_data, position, log_prior,
+               log_likelihood, beta, chol, step_size, num_leapfrog, rng, max_steps,
+               correlation_threshold):
+    """Hamiltonian Monte Carlo steps on every particle at inverse temperature ``beta``, in place.
+
+    The inverse mass matrix is the particles' covariance ``L L^T``, so momenta are
+    ``p = L^{-T} z`` and the kinetic energy ``|L^T p|^2 / 2``.  Each trajectory has
+    ``num_leapfrog`` steps of a step size jittered by +-20% (against periodic
+    trajectories); after each sweep over the particles the step size moves towards
+    an acceptance rate of ``HMC_TARGET_ACCEPT``.  Stops as ``mutate`` does.
+    Returns (acceptance rate, sweeps run, the step size reached).
+    """
+    n, d = position.shape
+    start = position.copy()
+    start_mean, start_sd = np.zeros(d), np.zeros(d)
+    for j in range(d):
+        start_mean[j] = start[:, j].mean()
+        start_sd[j] = start[:, j].std()
+    q, p, z, velocity = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    grad, grad_prior, value = np.empty(d), np.empty(d), np.empty(1)
+    accepted_total, steps = 0, 0
+    for _ in range(max_steps):
+        accepted = 0
+        for i in range(n):
+            q[:] = position[i]
+            lp, ll = tempered_gradient(logp_address, data, prior_address, prior_data, q, beta,
+                                       grad, grad_prior, value)
+            start_target = tempered(lp, ll, beta)
+            if start_target == -math.inf:
+                continue
+            for j in range(d):
+                z[j] = rng.standard_normal()
+            upper_solve(chol, z, p)
+            start_energy = 0.5 * np.dot(z, z) - start_target
+            eps = step_size * (0.8 + 0.4 * rng.random())
+            target = -math.inf
+            for _step in range(num_leapfrog):
+                for j in range(d):
+                    p[j] += 0.5 * eps * grad[j]
+                upper_times(chol, p, z)
+                lower_times(chol, z, velocity)
+                for j in range(d):
+                    q[j] += eps * velocity[j]
+                lp, ll = tempered_gradient(logp_address, data, prior_address, prior_data, q,
+                                           beta, grad, grad_prior, value)
+                target = tempered(lp, ll, beta)
+                if target == -math.inf:
+                    break
+                for j in range(d):
+                    p[j] += 0.5 * eps * grad[j]
+            if target == -math.inf:
+                continue
+            upper_times(chol, p, z)
+            log_ratio = start_energy - (0.5 * np.dot(z, z) - target)
+            if not math.isfinite(log_ratio):
+                continue
+            if log_ratio >= 0.0 or math.log(rng.random()) < log_ratio:
+                position[i, :] = q
+                log_prior[i], log_likelihood[i] = lp, ll
+                accepted += 1
+        accepted_total += accepted
+        steps += 1
+        step_size *= math.exp(accepted / n - HMC_TARGET_ACCEPT)
+        if max_correlation(start, position, start_mean, start_sd) < correlation_threshold:
+            break
+    return accepted_total / (steps * n), steps, step_size
+
+
 # ---- one chain -----------------------------------------------------------------------------
 
 def run_chain(tempered_model, settings, rng, on_stage=None):
@@ -366,7 +494,7 @@ def run_chain(tempered_model, settings, rng, on_stage=None):
                          "under every particle (check the observed values against the model)")
     beta, log_evidence, stages = 0.0, 0.0, []
     dim = tempered_model.dim
-    scale = 1.0 if settings.kernel == "imh" else 2.38 / math.sqrt(dim)
+    scale = {"imh": 1.0, "mh": 2.38 / math.sqrt(dim), "hmc": dim ** -0.25}[settings.kernel]
     while beta < 1.0:
         if len(stages) == settings.max_stages:
             raise RuntimeError(f"SMC did not reach beta = 1 in {settings.max_stages} stages "
@@ -383,12 +511,17 @@ def run_chain(tempered_model, settings, rng, on_stage=None):
         index = RESAMPLERS[settings.resampling](weights, rng)
         particles = Particles(*(np.ascontiguousarray(a[index]) for a in particles))
         beta = new_beta
-        rate, steps = mutate(tempered_model.logp_address, tempered_model.data,
-                             tempered_model.prior_address, tempered_model.prior_data,
-                             particles.position,
-                             particles.log_prior, particles.log_likelihood, beta, mean, chol,
-                             scale, settings.kernel == "imh", rng, settings.max_steps,
-                             settings.correlation_threshold)
+        model_arguments = (tempered_model.logp_address, tempered_model.data,
+                           tempered_model.prior_address, tempered_model.prior_data,
+                           particles.position, particles.log_prior, particles.log_likelihood,
+                           beta)
+        if settings.kernel == "hmc":
+            rate, steps, scale = mutate_hmc(*model_arguments, chol, scale, HMC_LEAPFROG_STEPS,
+                                            rng, settings.max_steps,
+                                            settings.correlation_threshold)
+        else:
+            rate, steps = mutate(*model_arguments, mean, chol, scale, settings.kernel == "imh",
+                                 rng, settings.max_steps, settings.correlation_threshold)
         stages.append(StageInfo(beta, increment, float(rate), int(steps), scale))
         if settings.kernel == "mh":
             scale *= math.exp(rate - MH_TARGET_ACCEPT)

@@ -103,7 +103,7 @@ def normal_normal_log_evidence(prior_sd=NN_PRIOR_SD):
     return scipy_stats.multivariate_normal(np.full(n, NN_PRIOR_MEAN), cov).logpdf(NN_Y)
 
 
-@pytest.fixture(scope="module", params=["imh", "mh"])
+@pytest.fixture(scope="module", params=["imh", "mh", "hmc"])
 def normal_normal_runs(request):
     """(posterior run, evidence run) of the normal-normal model with one kernel."""
     kernel = request.param
@@ -252,7 +252,7 @@ def test_no_observations_gives_the_prior():
     ("draws", 1, "draws must be an integer >= 2"),
     ("draws", 10.5, "draws must be an integer"),
     ("chains", 0, "chains must be an integer >= 1"),
-    ("kernel", "nuts", "kernel must be one of 'imh', 'mh'"),
+    ("kernel", "nuts", "kernel must be one of 'imh', 'mh', 'hmc'"),
     ("resampling", "stratified", "resampling must be one of"),
     ("threshold", 1.0, r"threshold must be a number in \(0, 1\)"),
     ("correlation_threshold", 0, "correlation_threshold must be"),
