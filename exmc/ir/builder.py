@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from exmc.ir import ops
-from exmc.ir.dists.base import Distribution, ModelError
+from exmc.ir.dists.base import Distribution, ModelError, normalize_dims
 from exmc.ir.expr import Expr, as_expr, postorder, walk
 
 KINDS = ("rv", "obs", "det")
@@ -48,9 +48,16 @@ class Variable(NamedTuple):
 class Model:
     """The model IR: ordered named variables.  Methods add a variable and return the model."""
 
-    def __init__(self, variables=()):
+    def __init__(self, variables=(), coords=None):
         self.variables: list[Variable] = []
         self._by_name: dict[str, Variable] = {}  # kept in step with ``variables`` by _add
+        # Labels for InferenceData, as PyMC's coords and dims: {dimension: labels} and
+        # {variable: dimension names}.  Like constant_data, not part of the model's structure
+        # or its serialised form (a model read back from msgpack has default dimension names).
+        self.coords: dict = {}
+        self.dims: dict = {}
+        for dim, labels in (coords or {}).items():
+            self.add_coord(dim, labels)
         # Named input arrays for InferenceData's constant_data (an @exmc.model function's
         # arguments); not part of the model's structure or its serialised form.
         self.constant_data: dict = {}
@@ -58,9 +65,21 @@ class Model:
             self._add(var)
 
     # ---- building -----------------------------------------------------------
+    def add_coord(self, dim: str, labels) -> "Model":
+        """Name a dimension and label its positions (PyMC's coords): ``dims=dim`` uses it."""
+        labels = np.asarray(labels)
+        if not isinstance(dim, str) or not dim or labels.ndim != 1 or labels.size == 0:
+            raise ModelError(f"coords {dim!r}: need a name and a non-empty 1-d list of labels, "
+                             f"got {labels.shape} labels")
+        self.coords[dim] = labels
+        return self
+
     def rv(self, name: str, dist: Distribution) -> "Model":
         """Add a random variable ``name`` with prior ``dist``."""
         self._check_dist(name, dist)
+        if dist.dims is not None:
+            shape = self._dims_shape(name, dist.dims)
+            dist.shape = shape if dist.shape is None else dist.shape  # validate compares them
         return self._add(Variable(name, "rv", dist=dist))
 
     def obs(self, name: str, dist: Distribution, data) -> "Model":
@@ -73,6 +92,8 @@ class Model:
                              f"got {type(data).__name__}") from None
         if np.isnan(arr).any() and dist.family != "Potential":
             return self._obs_with_missing(name, dist, arr)
+        if dist.dims is not None:
+            self._dims_shape(name, dist.dims, arr.shape)
         return self._add(Variable(name, "obs", dist=dist, data=arr))
 
     def potential(self, name: str, expr) -> "Model":
@@ -118,13 +139,36 @@ class Model:
         return self.det(name, em.concatenate([data[present], ref(f"{name}_unobserved")])[order]
                         if present.size else ref(f"{name}_unobserved")[order])
 
-    def det(self, name: str, expr) -> "Model":
-        """Add a deterministic ``name`` = ``expr``, recorded in the trace."""
+    def det(self, name: str, expr, dims=None) -> "Model":
+        """Add a deterministic ``name`` = ``expr``, recorded in the trace (``dims``: its
+        dimension names, as a distribution's)."""
         try:
             expr = as_expr(expr)
         except TypeError as err:
             raise ModelError(f"deterministic {name!r}: {err}") from None
+        if dims is not None:
+            self._dims_shape(name, normalize_dims(dims))
         return self._add(Variable(name, "det", expr=expr))
+
+    def _dims_shape(self, name, dims, data_shape=None):
+        """The shape ``dims`` give variable ``name`` (recorded in ``self.dims``).  A dimension
+        without coords takes its length from observed data, with labels 0, 1, ..."""
+        if data_shape is not None and len(data_shape) != len(dims):
+            raise ModelError(f"variable {name!r}: dims {dims} name {len(dims)} dimensions, but "
+                             f"its data have shape {data_shape}")
+        for axis, dim in enumerate(dims):
+            if dim not in self.coords:
+                if data_shape is None:
+                    raise ModelError(f"variable {name!r}: dimension {dim!r} has no coords; give "
+                                     f"them as Builder(coords={{{dim!r}: labels}}) or "
+                                     f"@exmc.model(coords=...); known: {sorted(self.coords)}")
+                self.add_coord(dim, np.arange(data_shape[axis]))
+        shape = tuple(len(self.coords[dim]) for dim in dims)
+        if data_shape is not None and tuple(data_shape) != shape:
+            raise ModelError(f"variable {name!r}: its data have shape {tuple(data_shape)}, but "
+                             f"its dims {dims} have lengths {shape} from coords")
+        self.dims[name] = dims
+        return shape
 
     def lkj_cholesky_cov(self, name: str, eta, n: int, sd_dist: Distribution) -> "Model":
         """Add a covariance's Cholesky factor with an LKJ(eta) correlation (PyMC's LKJCholeskyCov).
@@ -238,6 +282,11 @@ class Model:
             if total > MAX_TOTAL_ELEMENTS:
                 raise ModelError(f"variable {name!r}: the model's variables hold more than "
                                  f"{MAX_TOTAL_ELEMENTS} elements together")
+        for name, dims in self.dims.items():
+            lengths = tuple(len(self.coords[dim]) for dim in dims)
+            if name in shapes and tuple(shapes[name]) != lengths:
+                raise ModelError(f"variable {name!r} has shape {tuple(shapes[name])}, but its "
+                                 f"dims {dims} have lengths {lengths} from coords")
         self._checked = [(name, shapes[name]) for name in order]
         return self._checked
 

@@ -23,9 +23,10 @@ from exmc.ir.expr import Expr, ExprOps, as_expr, rewrite
 class Deterministic(ExprOps):
     """A deterministic quantity recorded in the trace: ``name = Deterministic(expr)`` in a model."""
 
-    def __init__(self, expr, name=None):
+    def __init__(self, expr, name=None, dims=None):
         self.expr = as_expr(expr)
         self.name = name
+        self.dims = dims
         self.serial = next(_serial)
         if _recordings:
             _recordings[-1].append(self)
@@ -34,8 +35,15 @@ class Deterministic(ExprOps):
         return Expr("dslvar", (), self)
 
 
-def model(fn):
-    """Decorator: calling ``fn(*args)`` builds and returns a ``Model``."""
+def model(fn=None, *, coords=None):
+    """Decorator: calling ``fn(*args)`` builds and returns a ``Model``.
+
+    ``@exmc.model(coords={"school": names})`` names dimensions for ``dims=`` as PyMC's
+    ``pm.Model(coords=...)``; ``coords`` may be a function of the same arguments as ``fn``
+    (the labels often come from the data).
+    """
+    if fn is None:
+        return functools.partial(model, coords=coords)
 
     @functools.wraps(fn)
     def build(*args, **kwargs):
@@ -54,7 +62,8 @@ def model(fn):
         finally:
             sys.setprofile(previous)
             _recordings.pop()
-        m = _to_model(fn.__name__, created, local_names)
+        m = _to_model(fn.__name__, created, local_names,
+                      coords(*args, **kwargs) if callable(coords) else coords)
         m.constant_data = _data_arguments(fn, args, kwargs, m)
         return m
 
@@ -86,7 +95,7 @@ def _data_arguments(fn, args, kwargs, m):
     return data
 
 
-def _to_model(model_name, created, local_names):
+def _to_model(model_name, created, local_names, coords=None):
     names = {}
     created_ids = {id(c) for c in created}
     for local, obj in local_names.items():
@@ -126,11 +135,11 @@ def _to_model(model_name, created, local_names):
         out.observed, out.name = None, None
         return out
 
-    m = Model()
+    m = Model(coords=coords)
     for obj in sorted((o for o in created if id(o) in names), key=lambda o: o.serial):
         name = names[id(obj)]
         if isinstance(obj, Deterministic):
-            m.det(name, resolve(obj.expr))
+            m.det(name, resolve(obj.expr), dims=obj.dims)
         elif obj.observed is not None:
             m.obs(name, resolved_dist(obj), obj.observed)
         else:

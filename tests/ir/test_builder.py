@@ -110,3 +110,29 @@ def test_models_compare_by_content():
 def test_repr_lists_variables():
     text = repr(simple())
     assert "mu [rv] ~ Normal(mu=0.0, sigma=10.0)" in text and "observed (3,)" in text
+
+
+def test_dims_take_their_lengths_from_coords():
+    m = (Builder(coords={"school": list("ABC")})
+         .rv("theta", Normal(0, 1, dims="school"))
+         .det("double", 2 * ref("theta"), dims="school")
+         .obs("y", Normal("theta", 1.0, dims=("rep", "school")), np.zeros((2, 3))))
+    assert m.shapes()["theta"] == (3,)
+    assert m.dims == {"theta": ("school",), "double": ("school",), "y": ("rep", "school")}
+    np.testing.assert_array_equal(m.coords["rep"], [0, 1])  # from the observed data
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Builder().rv("theta", Normal(0, 1, dims="school")),
+     "'theta': dimension 'school' has no coords; give them as Builder"),
+    (lambda: Builder(coords={"school": list("AB")}).rv("theta", Normal(0, 1, shape=3, dims="school"))
+     .validate(), "'theta' has shape \\(3,\\), but its dims \\('school',\\) have lengths \\(2,\\)"),
+    (lambda: Builder(coords={"school": list("AB")}).rv("mu", Normal(0, 1))
+     .obs("y", Normal("mu", 1.0, dims="school"), np.zeros(3)),
+     "'y': its data have shape \\(3,\\), but its dims \\('school',\\) have lengths \\(2,\\)"),
+    (lambda: Builder(coords={"school": []}), "coords 'school': need a name and a non-empty"),
+    (lambda: Normal(0, 1, dims=3), "dims must be a name or a tuple of names"),
+])
+def test_bad_dims_name_the_variable(build, message):
+    with pytest.raises((ModelError, TypeError), match=message):
+        build()

@@ -143,3 +143,20 @@ def test_pymc_names_get_exmc_names():
         exmc.sample(model(), return_inferencedata=True)
     with pytest.raises(TypeError, match=r"num_sample= \(did you mean num_samples=\?\)"):
         exmc.sample(model(), num_sample=10)
+
+
+def test_dims_and_coords_label_the_inference_data():
+    schools = ["Choate", "Deerfield", "Phillips"]
+
+    @exmc.model(coords=lambda y: {"school": schools[:len(y)]})
+    def hierarchy(y):
+        mu = Normal(0, 5)
+        z = Normal(0, 1, dims="school")
+        theta = exmc.Deterministic(mu + z, dims="school")
+        obs = Normal(theta, 1.0, observed=y, dims="school")  # noqa: F841
+
+    idata = exmc.sample(hierarchy(np.array([1.0, 2.0, 3.0])), chains=1, num_samples=20,
+                        num_warmup=20, progressbar=False, diagnostics=False)
+    assert idata.posterior["theta"].dims == ("chain", "draw", "school")
+    assert list(idata.posterior["z"].coords["school"].values) == schools
+    assert idata.observed_data["obs"].dims == ("school",)

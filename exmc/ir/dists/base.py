@@ -45,7 +45,10 @@ class Distribution(ExprOps):
         name.  Each may be a number, an array, a variable name (a reference),
         an expression, or (inside ``@exmc.model``) another variable.
     shape : int or tuple of int, optional
-        Shape of the variable; inferred from the parameters when omitted.
+        Shape of the variable; inferred from the parameters (or from ``dims``) when omitted.
+    dims : str or tuple of str, optional
+        Names of the variable's dimensions, one per axis, as in PyMC: the model's
+        ``coords`` give their lengths and labels, and InferenceData uses them.
     observed : array-like, optional
         Only inside ``@exmc.model``: declares an observation with this data.
     name : str, optional
@@ -68,7 +71,7 @@ class Distribution(ExprOps):
     param_ndim: ClassVar[dict] = {}
     checks: ClassVar[tuple] = ()  # (parameter, op, parameter or number)
 
-    def __init__(self, *args, shape=None, observed=None, name=None, **kwargs):
+    def __init__(self, *args, shape=None, dims=None, observed=None, name=None, **kwargs):
         names = self.params
         if len(args) > len(names):
             raise TypeError(f"{self.family} takes at most {len(names)} positional parameters "
@@ -90,6 +93,7 @@ class Distribution(ExprOps):
                 continue
             self.param_exprs[key] = self._convert(key, val)
         self.shape = normalize_shape(shape)
+        self.dims = normalize_dims(dims)
         self.observed = None if observed is None else np.asarray(observed)
         self.name = name
         self.serial = next(_serial)  # creation order, used by the DSL
@@ -217,6 +221,16 @@ COMPARE = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_
 def _short(value):
     arr = np.asarray(value)
     return repr(float(arr)) if arr.ndim == 0 else f"array{arr.shape} (min {arr.min():g})"
+
+
+def normalize_dims(dims):
+    """``dims`` as a tuple of names (a single name is one dimension), or None."""
+    if dims is None:
+        return None
+    dims = (dims,) if isinstance(dims, str) else dims
+    if not isinstance(dims, (tuple, list)) or not all(isinstance(d, str) and d for d in dims):
+        raise TypeError(f"dims must be a name or a tuple of names, got {dims!r}")
+    return tuple(dims)
 
 
 def normalize_shape(shape):
