@@ -1322,6 +1322,132 @@ def poisson_logp_grad(x, mu):
     return poisson_logp(x, mu), 0.0, x / mu - 1.0
 
 
+# Poisson and Binomial cdfs as sums of the pmf (k + 1 terms, or the upper tail's until they
+# vanish), so each tail is summed directly and never found as 1 minus the other.  Their
+# parameter derivatives are exact: dF(k; mu)/dmu = -pmf(k; mu) and
+# dF(k; n, p)/dp = -n pmf(k; n - 1, p).
+@kernel
+def _poisson_log_tail(k, mu, upper):
+    """log P(X <= k) (upper False) or log P(X > k) (upper True) for whole k >= 0."""
+    acc = -INF
+    if not upper:
+        for j in range(int(k) + 1):
+            acc = logsumexp2(acc, poisson_logp(float(j), mu))
+        return acc
+    j = k + 1.0
+    while True:
+        term = poisson_logp(j, mu)
+        acc = logsumexp2(acc, term)
+        if j > mu and term < acc - 40.0:  # past the mode, the rest is below e^-40 of the sum
+            return acc
+        j += 1.0
+
+
+@kernel
+def _poisson_tails(k, mu):
+    """(log cdf, log ccdf) at whole k >= 0, each from the smaller tail's sum."""
+    if k < mu:
+        low = _poisson_log_tail(k, mu, False)
+        return low, log1mexp(-low)
+    high = _poisson_log_tail(k, mu, True)
+    return log1mexp(-high), high
+
+
+@kernel
+def poisson_logcdf_grad(x, mu):
+    k = math.floor(x)
+    if k < 0.0:
+        return -INF, 0.0, 0.0
+    low, _ = _poisson_tails(k, mu)
+    return low, 0.0, -math.exp(poisson_logp(k, mu) - low)
+
+
+@kernel
+def poisson_logccdf_grad(x, mu):
+    k = math.floor(x)
+    if k < 0.0:
+        return 0.0, 0.0, 0.0
+    _, high = _poisson_tails(k, mu)
+    return high, 0.0, math.exp(poisson_logp(k, mu) - high)
+
+
+@kernel
+def poisson_logcdf(x, mu):
+    return poisson_logcdf_grad(x, mu)[0]
+
+
+@kernel
+def poisson_logccdf(x, mu):
+    return poisson_logccdf_grad(x, mu)[0]
+
+
+@kernel
+def _binomial_tails(k, n, p):
+    """(log cdf, log ccdf) at whole 0 <= k < n: the tail on the smaller side summed."""
+    acc = -INF
+    if k < n * p:
+        for j in range(int(k) + 1):
+            acc = logsumexp2(acc, binomial_p_logp(float(j), n, p))
+        return acc, log1mexp(-acc)
+    for j in range(int(k) + 1, int(n) + 1):
+        acc = logsumexp2(acc, binomial_p_logp(float(j), n, p))
+    return log1mexp(-acc), acc
+
+
+@kernel
+def binomial_p_logcdf_grad(x, n, p):
+    k = math.floor(x)
+    if k < 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    if k >= n:
+        return 0.0, 0.0, 0.0, 0.0
+    low, _ = _binomial_tails(k, n, p)
+    return low, 0.0, 0.0, -n * math.exp(binomial_p_logp(k, n - 1.0, p) - low)
+
+
+@kernel
+def binomial_p_logccdf_grad(x, n, p):
+    k = math.floor(x)
+    if k < 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    if k >= n:
+        return -INF, 0.0, 0.0, 0.0
+    _, high = _binomial_tails(k, n, p)
+    return high, 0.0, 0.0, n * math.exp(binomial_p_logp(k, n - 1.0, p) - high)
+
+
+@kernel
+def binomial_p_logcdf(x, n, p):
+    return binomial_p_logcdf_grad(x, n, p)[0]
+
+
+@kernel
+def binomial_p_logccdf(x, n, p):
+    return binomial_p_logccdf_grad(x, n, p)[0]
+
+
+@kernel
+def binomial_logit_logcdf_grad(x, n, logit_p):
+    lp, dx, dn, dp = binomial_p_logcdf_grad(x, n, sigmoid(logit_p))
+    return lp, dx, dn, dp * sigmoid(logit_p) * sigmoid(-logit_p)
+
+
+@kernel
+def binomial_logit_logccdf_grad(x, n, logit_p):
+    lp, dx, dn, dp = binomial_p_logccdf_grad(x, n, sigmoid(logit_p))
+    return lp, dx, dn, dp * sigmoid(logit_p) * sigmoid(-logit_p)
+
+
+@kernel
+def binomial_logit_logcdf(x, n, logit_p):
+    return binomial_logit_logcdf_grad(x, n, logit_p)[0]
+
+
+@kernel
+def binomial_logit_logccdf(x, n, logit_p):
+    return binomial_logit_logccdf_grad(x, n, logit_p)[0]
+
+
 # ---- discrete families of PyMC beyond the first three (observed only) -----------------------
 @kernel
 def negativebinomial_logp(x, mu, alpha):
@@ -2062,17 +2188,23 @@ KERNELS = {
     ("Laplace", ("mu", "b")): _scalar(
         ("mu", "b"), laplace_logp, laplace_logp_grad,
         (laplace_logcdf, laplace_logcdf_grad, laplace_logccdf, laplace_logccdf_grad)),
-    # Discrete families: no logcdf (Poisson's and Binomial's need incomplete gamma / beta).
+    # Discrete families: Poisson's and Binomial's cdfs are sums of their pmf.
     ("Bernoulli", ("p",)): _scalar(
         ("p",), bernoulli_p_logp, bernoulli_p_logp_grad, constant_args=("x",)),
     ("Bernoulli", ("logit_p",)): _scalar(
         ("logit_p",), bernoulli_logit_logp, bernoulli_logit_logp_grad, constant_args=("x",)),
     ("Binomial", ("n", "p")): _scalar(
-        ("n", "p"), binomial_p_logp, binomial_p_logp_grad, constant_args=("x", "n")),
+        ("n", "p"), binomial_p_logp, binomial_p_logp_grad,
+        (binomial_p_logcdf, binomial_p_logcdf_grad, binomial_p_logccdf, binomial_p_logccdf_grad),
+        constant_args=("x", "n")),
     ("Binomial", ("n", "logit_p")): _scalar(
         ("n", "logit_p"), binomial_logit_logp, binomial_logit_logp_grad,
-        constant_args=("x", "n")),
-    ("Poisson", ("mu",)): _scalar(("mu",), poisson_logp, poisson_logp_grad, constant_args=("x",)),
+        (binomial_logit_logcdf, binomial_logit_logcdf_grad, binomial_logit_logccdf,
+         binomial_logit_logccdf_grad), constant_args=("x", "n")),
+    ("Poisson", ("mu",)): _scalar(
+        ("mu",), poisson_logp, poisson_logp_grad,
+        (poisson_logcdf, poisson_logcdf_grad, poisson_logccdf, poisson_logccdf_grad),
+        constant_args=("x",)),
     # PyMC's further scalar families; without a logcdf where the cdf is an incomplete gamma,
     # beta or Bessel-type integral or Owen's T (HalfStudentT, SkewNormal, VonMises, Rice,
     # ChiSquared, Chi).  Flat and HalfFlat are improper: logp 0 on their support.
