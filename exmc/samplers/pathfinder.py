@@ -126,6 +126,7 @@ def lbfgs_path(compiled, start, history_size, max_iterations):
             _, grad, status = compiled.logp_and_grad(x)
         positions.append(np.array(x))
         grads.append(np.array(grad))
+        seen.clear()  # the next iterate is one of the evaluations still to come
 
     keep(start)
     minimize(objective, start, jac=True, method="L-BFGS-B", callback=keep,
