@@ -230,6 +230,10 @@ class _Lowering:
         for name, shape in model.validate():
             var = model[name]
             where = f"variable {name!r}"
+            # Subexpressions are shared within a variable only, as in the wire form (one node
+            # table per variable): the code, cached by the structure hash of that form, must
+            # not depend on Python objects two variables happen to share.
+            self.memo = {}
             if var.kind == "det":
                 self.env[name] = self.lower(var.expr, self.env, f"deterministic {name!r}")
                 continue

@@ -301,6 +301,17 @@ def test_missing_values_become_a_latent_variable_with_a_warning():
                                + stats.norm(0.5, 1).logpdf([1.0, 0.1, 2.0, -0.3]).sum(), rtol=1e-12)
 
 
+def test_an_expression_shared_by_two_variables_compiles_as_its_wire_form():
+    """Imputation shares parameter expressions between y_observed and y_unobserved; the
+    code (cached by the wire form's structure hash) must not depend on that sharing."""
+    scale = exmc.math.exp(ref("a")) * 2.0 + 0.5  # constants: data whose layout would shift
+    model = (exmc.Builder().rv("a", exmc.Normal(0, 1)).rv("b", exmc.Normal(0.25, scale))
+             .obs("y", exmc.Normal("b", scale), np.array([0.5, -0.2])).rv("c", exmc.Normal(3.0, 1.5)))
+    again = exmc.Model.from_msgpack(model.to_msgpack())
+    z = np.array([0.3, -0.4, 0.1])
+    assert compile_model(model).logp_and_grad(z)[0] == compile_model(again).logp_and_grad(z)[0]
+
+
 def test_missing_values_in_the_dsl_keep_the_names():
     @exmc.model
     def imputed():
@@ -318,8 +329,15 @@ def sample(model, **kwargs):
     return exmc.sample(model, **{**options, **kwargs}).posterior
 
 
+RATE_DATA = np.random.default_rng(8).exponential(1 / 1.5, size=30)
+CENSOR_AT = 1.0
+MIXED = np.where(np.random.default_rng(9).uniform(size=40) < 0.3, -3.0, 3.0) \
+    + np.random.default_rng(10).normal(size=40)
+
+
 @pytest.fixture(scope="module")
 def posterior():
+    """One model of independent parts, each with a known posterior (one compile, one run)."""
     y = np.array([0.4, -1.2, 2.0, 0.7, np.nan])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", exmc.ImputationWarning)
@@ -327,7 +345,13 @@ def posterior():
                  .rv("t", exmc.Truncated(exmc.Normal(1.0, 2.0), 0.0, 3.0))
                  .rv("m", exmc.NormalMixture(np.array([0.3, 0.7]), np.array([-1.0, 1.0]), np.array([1.0, 1.0])))
                  .rv("mu", exmc.Normal(0.0, 10.0))
-                 .obs("y", exmc.Normal("mu", 1.0), y))
+                 .obs("y", exmc.Normal("mu", 1.0), y)
+                 .rv("lam", exmc.Gamma(2.0, 1.0))
+                 .obs("c", exmc.Censored(exmc.Exponential("lam"), upper=CENSOR_AT),
+                      np.minimum(RATE_DATA, CENSOR_AT))
+                 .rv("w", exmc.Beta(2.0, 2.0))
+                 .obs("z", exmc.Mixture(exmc.math.stack([ref("w"), 1.0 - ref("w")]),
+                                        exmc.Normal(np.array([-3.0, 3.0]), 1.0)), MIXED))
     return sample(model)
 
 
@@ -336,18 +360,29 @@ def truths():
     m_mean, m_second = 0.3 * -1.0 + 0.7 * 1.0, 2.0
     v = 1 / (1 / 100 + 4)  # conjugate posterior of mu, then y_missing = mu + N(0, 1)
     y_mean = v * (0.4 - 1.2 + 2.0 + 0.7)
-    return np.array([t.mean(), t.var() + t.mean() ** 2, m_mean, m_second, y_mean, v + 1 + y_mean ** 2])
+    # censored exponential: Gamma(2 + uncensored count, 1 + sum of min(y, U)), exactly
+    a = 2.0 + np.sum(RATE_DATA < CENSOR_AT)
+    b = 1.0 + np.minimum(RATE_DATA, CENSOR_AT).sum()
+    # the mixture weight by quadrature of Beta(2, 2) times the likelihood
+    grid = np.linspace(1e-6, 1 - 1e-6, 20001)
+    log_post = stats.beta(2, 2).logpdf(grid) + np.log(
+        grid[:, None] * stats.norm(-3, 1).pdf(MIXED) + (1 - grid[:, None]) * stats.norm(3, 1).pdf(MIXED)).sum(1)
+    density = np.exp(log_post - log_post.max())
+    density /= density.sum()
+    return np.array([t.mean(), t.var() + t.mean() ** 2, m_mean, m_second, y_mean, v + 1 + y_mean ** 2,
+                     a / b, a * (a + 1) / b ** 2, (density * grid).sum(), (density * grid ** 2).sum()])
 
 
 def moments(post):
-    t, m, y = (post[k].values for k in ("t", "m", "y_unobserved"))
-    return np.stack([t, t * t, m, m * m, y[..., 0], y[..., 0] ** 2], axis=-1)
+    t, m, y, lam, w = (post[k].values for k in ("t", "m", "y_unobserved", "lam", "w"))
+    return np.stack([t, t * t, m, m * m, y[..., 0], y[..., 0] ** 2, lam, lam * lam, w, w * w], axis=-1)
 
 
-LABELS = ["E[t]", "E[t^2]", "E[m]", "E[m^2]", "E[y_missing]", "E[y_missing^2]"]
+LABELS = ["E[t]", "E[t^2]", "E[m]", "E[m^2]", "E[y_missing]", "E[y_missing^2]", "E[lam]", "E[lam^2]",
+          "E[w]", "E[w^2]"]
 
 
-def test_truncated_mixture_and_imputed_posteriors_match_their_truths(posterior):
+def test_truncated_mixture_censored_and_imputed_posteriors_match_their_truths(posterior):
     assert_expectations_close(moments(posterior), truths(), LABELS)
 
 
@@ -355,4 +390,12 @@ def test_negative_control_untruncated_moments_fail(posterior):
     wrong = truths()
     wrong[:2] = [1.0, 5.0]  # Normal(1, 2) without the truncation
     with pytest.raises(AssertionError, match=r"E\[t\]"):
+        assert_expectations_close(moments(posterior), wrong, LABELS)
+
+
+def test_negative_control_censored_data_taken_as_exact_fail(posterior):
+    wrong = truths()
+    a, b = 2.0 + RATE_DATA.size, 1.0 + np.minimum(RATE_DATA, CENSOR_AT).sum()  # no censoring
+    wrong[6:8] = [a / b, a * (a + 1) / b ** 2]
+    with pytest.raises(AssertionError, match=r"E\[lam\]"):
         assert_expectations_close(moments(posterior), wrong, LABELS)
