@@ -236,7 +236,8 @@ def _chosen(var_names, known, default):
 def _inference_data(model, groups, attrs, data_group="constant_data"):
     import arviz as az
 
-    observed = {v.name: v.data for v in model.variables if v.kind == "obs"}
+    observed = {v.name: v.data for v in model.variables  # a Potential is no data
+                if v.kind == "obs" and v.dist.family != "Potential"}
     data = {data_group: dict(model.constant_data)}
     idata = az.from_dict(**{k: v for k, v in groups.items() if v}, observed_data=observed,
                          **{k: v for k, v in data.items() if v},

@@ -667,7 +667,8 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
             built[prefix + "log_likelihood"] = log_likelihood_dataset(compiled, draws)
     import arviz as az  # imported here: it costs ~2 s, which a cached model's start should not pay
 
-    observed = {v.name: v.data for v in compiled.model.variables if v.kind == "obs"}
+    observed = {v.name: v.data for v in compiled.model.variables  # a Potential is no data
+                if v.kind == "obs" and v.dist.family != "Potential"}
     constant = dict(getattr(compiled.model, "constant_data", {}))  # an @exmc.model's inputs
     idata = az.from_dict(**groups, observed_data=observed, constant_data=constant or None,
                          coords=compiled.model.coords or None,
