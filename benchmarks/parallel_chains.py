@@ -1,12 +1,18 @@
-"""Warm 4-chain runs: in-process, one fresh worker process per chain, and the warm pool.
+"""4-chain runs by executor: in-process, the default, forked processes, and the warm pool.
 
-    python benchmarks/parallel_chains.py [--model linear|logistic] [--rounds 5]
+    python benchmarks/parallel_chains.py [--model simple|linear|logistic] [--rounds 5]
+    python benchmarks/parallel_chains.py --first-call [--model ...] [--rounds 5]
 
-Every configuration first runs once untimed in this process (the model compiled and
-cached; for the pool, its workers started: that first call is printed apart, as a
-session's first call), then ``--rounds`` times interleaved, so that drift in the
-machine's load is shared.  Printed: the median wall time of ``exmc.sample`` (4 chains,
-1000 warmup + 1000 draws, progress and diagnostics off) and its ratio to in-process.
+Warm runs: every configuration first runs once untimed in this process (the model compiled
+and cached; for the pool, its workers started), then ``--rounds`` times interleaved, so
+that drift in the machine's load is shared.  Printed: the median wall time of
+``exmc.sample`` (4 chains, 1000 warmup + 1000 draws, progress and diagnostics off) and its
+ratio to in-process.
+
+``--first-call``: a session's first call, each in a fresh Python process (the model and
+the sampler already in the on-disk caches, as on any run after the machine's first):
+``exmc.sample`` from the call to the returned InferenceData, ArviZ's import and any worker
+start included, configurations interleaved round by round.
 """
 import argparse
 import statistics
@@ -21,7 +27,8 @@ from exmc import Builder, HalfNormal, Normal, ref
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for benchmarks.models
 
-CONFIGS = {"in-process": {}, "processes-2": dict(executor="processes", cores=2),
+CONFIGS = {"in-process": dict(executor="in-process"), "default": {},
+           "processes-2": dict(executor="processes", cores=2),
            "processes-4": dict(executor="processes", cores=4),
            "pool-2": dict(executor="pool", cores=2),
            "pool-4": dict(executor="pool", cores=4)}
@@ -40,6 +47,39 @@ def logistic():
     return MODELS["logistic"]()
 
 
+def simple():
+    from benchmarks.models import MODELS
+    return MODELS["simple"]()
+
+
+FIRST_CALL = """
+import sys, time
+sys.path.insert(0, {root!r})
+import exmc
+from benchmarks.parallel_chains import MODEL_BUILDERS
+model = MODEL_BUILDERS[{model!r}]()
+start = time.perf_counter()
+exmc.sample(model, chains=4, num_samples=1000, num_warmup=1000, seed=1, progressbar=False,
+            diagnostics=False, **{options!r})
+print(time.perf_counter() - start)
+"""
+
+
+def first_calls(model, names, rounds):
+    """{config: [seconds of a fresh process's first exmc.sample call]}, rounds interleaved."""
+    import subprocess
+    root = str(Path(__file__).resolve().parent.parent)
+    times = {name: [] for name in names}
+    for round_ in range(rounds + 1):  # round 0 fills the caches and is not counted
+        for name in names:
+            script = FIRST_CALL.format(root=root, model=model, options=CONFIGS[name])
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                  text=True, timeout=600, check=True)
+            if round_:
+                times[name].append(float(done.stdout.split()[-1]))
+    return times
+
+
 def timed(model, options):
     start = time.perf_counter()
     exmc.sample(model, chains=4, num_samples=1000, num_warmup=1000, seed=1, progressbar=False,
@@ -47,15 +87,29 @@ def timed(model, options):
     return time.perf_counter() - start
 
 
+MODEL_BUILDERS = {"simple": simple, "linear": linear, "logistic": logistic}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="linear", choices=["linear", "logistic"])
+    parser.add_argument("--model", default="linear", choices=sorted(MODEL_BUILDERS))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--first-call", action="store_true",
+                        help="time a fresh process's first call instead of warm calls")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help="comma-separated, from: " + ",".join(CONFIGS) + " (executor-cores)")
     args = parser.parse_args()
-    model = linear() if args.model == "linear" else logistic()
     names = args.configs.split(",")
+    if args.first_call:
+        times = first_calls(args.model, names, args.rounds)
+        base = statistics.median(times[names[0]])
+        for name in names:
+            median = statistics.median(times[name])
+            print(f"{args.model}, first call of a session, 4 chains x (1000 + 1000), {name}: "
+                  f"median {median:.3f} s ({median / base:.2f}x {names[0]}) over {args.rounds}; "
+                  f"all {', '.join(f'{t:.3f}' for t in times[name])}")
+        return
+    model = MODEL_BUILDERS[args.model]()
     first = {}
     for name in names:
         if name.startswith("pool"):
