@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,7 @@ class NodePlugin(WorkerPlugin):
         self.scheduler_address = getattr(worker.scheduler, "address", "")
         self.address = self.error = None
         self.restarts = 0
+        self.gave_up = False  # a node that cannot start here: the error says why
         self.popen = self.lifeline = self.lock = None
         self.folder = Path(tempfile.mkdtemp(prefix="exmc-dask-node-"))
         self.stopping = threading.Event()
@@ -106,26 +108,37 @@ class NodePlugin(WorkerPlugin):
         self._stop_node()
         if self.lock is not None:
             self.lock.close()  # lets another worker of this host take over
-        for path in self.folder.glob("*"):
-            path.unlink(missing_ok=True)
-        self.folder.rmdir()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def status(self):
-        """What the coordinator's side sees: {"address", "error", "restarts", "host"}."""
-        return {"address": self.address, "error": self.error, "restarts": self.restarts,
-                "host": os.uname().nodename}
+        """What the coordinator's side sees: {"address", "error", "gave_up", "restarts",
+        "host", "pid"}."""
+        running = self.popen is not None and self.popen.poll() is None
+        return {"address": self.address, "error": self.error, "gave_up": self.gave_up,
+                "restarts": self.restarts, "host": os.uname().nodename,
+                "pid": self.popen.pid if running else None}
 
     def _keep_running(self):
         """Take the host's lock if need be, run the node, restart it when it dies."""
+        from exmc.distributed.node import is_loopback
+
+        host = self._bind_host()
+        if not is_loopback(f"tcp://{host}:0") and self.secret_key is None:
+            self.error = (f"the node would listen on {host}, not a loopback address: pass "
+                          f"secret_key= and allow= (CURVE key paths on the workers' hosts) "
+                          f"or bind_host='127.0.0.1'")
+            self.gave_up = True
+            log.error("exmc-node beside worker %s: %s", self.worker_address, self.error)
+            return
         started = []
         while not self.stopping.is_set():
             if self.per_host and self.lock is None and not self._take_host_lock():
                 self.stopping.wait(1.0)
                 continue
             try:
-                self._start_node()
-            except NodeError as err:
-                self.error = str(err)
+                self._start_node(host)
+            except Exception as err:  # noqa: BLE001 -- said in the status, then tried again
+                self.error = str(err) if isinstance(err, NodeError) else repr(err)
                 log.error("exmc-node beside worker %s: %s", self.worker_address, err)
             else:
                 self.error = None
@@ -143,6 +156,7 @@ class NodePlugin(WorkerPlugin):
             if len(started) > RESTART_INTENSITY[0]:
                 self.error = (f"gave up after {RESTART_INTENSITY[0]} restarts within "
                               f"{RESTART_INTENSITY[1]:g} s: {self.error}")
+                self.gave_up = True
                 log.error("exmc-node beside worker %s: %s", self.worker_address, self.error)
                 return
             self.restarts += 1
@@ -162,10 +176,11 @@ class NodePlugin(WorkerPlugin):
         self.lock = handle
         return True
 
-    def _start_node(self):
+    def _bind_host(self):
         host = self.bind_host or urlsplit(self.worker_address).hostname or "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
+        return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+    def _start_node(self, host):
         workers = self.workers_per_node or (len(os.sched_getaffinity(0)) if self.per_host
                                             else self.nthreads)
         address_file = self.folder / "address"
@@ -276,10 +291,13 @@ class DaskNodes:
                 log.debug("asking the Dask workers for their nodes failed: %r", err)
             if len(self.addresses()) >= count:
                 return self
-            if time.monotonic() > deadline:
+            with self.lock:
+                hopeless = self.statuses and all(s and s["gave_up"]
+                                                 for s in self.statuses.values())
+            if hopeless or time.monotonic() > deadline:
                 errors = "; ".join(f"{w}: {e}" for w, e in self.errors().items())
-                raise NodeError(f"{len(self.addresses())} exmc-node(s) up on the Dask cluster "
-                                f"after {timeout:g} s, {count} wanted"
+                raise NodeError(f"{len(self.addresses())} exmc-node(s) up on the Dask cluster, "
+                                f"{count} wanted"
                                 f"{': ' + errors if errors else ''}")
             time.sleep(0.2)
 

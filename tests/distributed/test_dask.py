@@ -11,13 +11,12 @@ import time
 import pytest
 
 import exmc
-from exmc.distributed import sample_chains
+from exmc.distributed import NodeError, keygen, sample_chains
 from tests.distributed.test_coordinator import LONG, LONG_RUN, RUN, SMALL, assert_same_draws
 
 distributed = pytest.importorskip("distributed")
 from exmc.distributed.on_dask import dask_nodes  # noqa: E402  (needs distributed)
 
-pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +45,36 @@ def in_background(action):
     return thread
 
 
-def test_one_node_per_host_gives_the_draws_of_exmc_sample(cluster):
+def test_one_node_per_host_with_curve_gives_the_draws_of_exmc_sample(cluster, tmp_path):
+    node_key, node_secret = keygen(tmp_path / "node", "node")
+    alice_key, alice_secret = keygen(tmp_path / "alice", "alice")
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "clients" / "alice.key").write_bytes(alice_key.read_bytes())
     workers(cluster, 2)
-    with dask_nodes(cluster[1], workers_per_node=2) as nodes:
+    with dask_nodes(cluster[1], workers_per_node=2, secret_key=node_secret,
+                    allow=tmp_path / "clients") as nodes:
         [address] = nodes.addresses()  # two workers on one host: one node, one lock
         assert sorted(map(str, nodes.workers().values())) == sorted([address, "None"])
-        idata = sample_chains(SMALL, nodes=nodes, chains=3, **RUN)
+        idata = sample_chains(SMALL, nodes=nodes, chains=3, **RUN,
+                              client_key=alice_secret, node_key=node_key)
+        assert not answers_plaintext(address)  # the keys did reach the node
     assert idata.attrs["nodes"] == [address] * 3 and idata.attrs["moves"] == []
     assert_same_draws(idata, exmc.sample(SMALL, chains=3, **RUN))
+
+
+def answers_plaintext(address, wait=2.0):
+    import zmq
+
+    from exmc.distributed import wire
+
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    try:
+        socket.connect(address)
+        socket.send(wire.pack({"type": "hello"}))
+        return bool(socket.poll(int(wait * 1000)))
+    finally:
+        socket.close()
 
 
 def test_a_worker_closed_mid_run_has_its_chains_moved_with_nothing_lost(cluster):
@@ -102,3 +123,40 @@ def test_a_worker_added_mid_run_receives_the_chains_of_the_workers_gone(cluster)
     assert len(idata.attrs["moves"]) == 2 and all(
         f"{first} -> {second}" in move for move in idata.attrs["moves"])
     assert_same_draws(idata, exmc.sample(LONG, chains=2, **LONG_RUN))
+
+
+def test_a_node_off_loopback_without_keys_is_refused_naming_the_fix(cluster):
+    workers(cluster, 2)
+    started = time.monotonic()
+    with pytest.raises(NodeError, match=r"0\.0\.0\.0, not a loopback address: pass secret_key="):
+        dask_nodes(cluster[1], bind_host="0.0.0.0", per_host=False)
+    assert time.monotonic() - started < 60  # said at once, not after the start timeout
+
+
+def test_a_dead_node_is_restarted_and_another_worker_of_the_host_takes_over(cluster):
+    """Last in this file: it retires a worker behind the LocalCluster's back."""
+    import os
+    import signal
+
+    workers(cluster, 2)
+    client = cluster[1]
+    with dask_nodes(client, workers_per_node=1) as nodes:
+        [first] = nodes.addresses()
+        [(holder, status)] = [(w, s) for w, s in nodes.refresh().items() if s["address"]]
+        os.kill(status["pid"], signal.SIGKILL)  # the plugin starts it again, on a new port
+        second = wait_for_node(nodes, lambda found: found and found != [first])
+        assert nodes.refresh()[holder]["restarts"] == 1
+        client.retire_workers([holder])  # its lock goes with it: the other worker takes over
+        third = wait_for_node(nodes, lambda found: found and found != second)
+        [(taker, _)] = [(w, s) for w, s in nodes.refresh().items() if s["address"]]
+        assert taker != holder and len(third) == 1
+
+
+def wait_for_node(nodes, done, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = nodes.addresses()
+        if done(found):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no such node set within {timeout} s: {nodes.workers()}")
