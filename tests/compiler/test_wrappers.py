@@ -324,11 +324,6 @@ def test_missing_values_in_the_dsl_keep_the_names():
 
 
 # ---- sampled posteriors against known truths ---------------------------------------------------
-def sample(model, **kwargs):
-    options = dict(chains=2, num_warmup=400, num_samples=1000, seed=5, progressbar=False)
-    return exmc.sample(model, **{**options, **kwargs}).posterior
-
-
 RATE_DATA = np.random.default_rng(8).exponential(1 / 1.5, size=30)
 CENSOR_AT = 1.0
 MIXED = np.where(np.random.default_rng(9).uniform(size=40) < 0.3, -3.0, 3.0) \
@@ -351,8 +346,11 @@ def posterior():
                       np.minimum(RATE_DATA, CENSOR_AT))
                  .rv("w", exmc.Beta(2.0, 2.0))
                  .obs("z", exmc.Mixture(exmc.math.stack([ref("w"), 1.0 - ref("w")]),
-                                        exmc.Normal(np.array([-3.0, 3.0]), 1.0)), MIXED))
-    return sample(model)
+                                        exmc.Normal(np.array([-3.0, 3.0]), 1.0)), MIXED)
+                 .rv("p", exmc.Normal(0.0, 10.0)).potential("pull", -0.5 * (ref("p") - 1.0) ** 2))
+    idata = exmc.sample(model, chains=2, num_warmup=400, num_samples=1000, seed=5, progressbar=False)
+    assert set(idata.observed_data.data_vars) == {"y_observed", "c", "z"}  # no Potential
+    return idata.posterior
 
 
 def truths():
@@ -369,17 +367,20 @@ def truths():
         grid[:, None] * stats.norm(-3, 1).pdf(MIXED) + (1 - grid[:, None]) * stats.norm(3, 1).pdf(MIXED)).sum(1)
     density = np.exp(log_post - log_post.max())
     density /= density.sum()
+    p_var = 1 / (1 / 100 + 1)  # Normal(0, 10) prior times the potential's N(1, 1) kernel
     return np.array([t.mean(), t.var() + t.mean() ** 2, m_mean, m_second, y_mean, v + 1 + y_mean ** 2,
-                     a / b, a * (a + 1) / b ** 2, (density * grid).sum(), (density * grid ** 2).sum()])
+                     a / b, a * (a + 1) / b ** 2, (density * grid).sum(), (density * grid ** 2).sum(),
+                     p_var, p_var + p_var ** 2])
 
 
 def moments(post):
-    t, m, y, lam, w = (post[k].values for k in ("t", "m", "y_unobserved", "lam", "w"))
-    return np.stack([t, t * t, m, m * m, y[..., 0], y[..., 0] ** 2, lam, lam * lam, w, w * w], axis=-1)
+    t, m, y, lam, w, p = (post[k].values for k in ("t", "m", "y_unobserved", "lam", "w", "p"))
+    return np.stack([t, t * t, m, m * m, y[..., 0], y[..., 0] ** 2, lam, lam * lam, w, w * w, p, p * p],
+                    axis=-1)
 
 
 LABELS = ["E[t]", "E[t^2]", "E[m]", "E[m^2]", "E[y_missing]", "E[y_missing^2]", "E[lam]", "E[lam^2]",
-          "E[w]", "E[w^2]"]
+          "E[w]", "E[w^2]", "E[p]", "E[p^2]"]
 
 
 def test_truncated_mixture_censored_and_imputed_posteriors_match_their_truths(posterior):
