@@ -175,8 +175,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         as ``trace.nc`` (``arviz.from_netcdf``).
     log_likelihood : bool
         Also return the ``log_likelihood`` group (each observation's log density at each
-        draw, for ``az.loo``, ``az.waic`` and ``az.compare``), computed after sampling from
-        the draws themselves; ``exmc.compute_log_likelihood`` adds it later instead.
+        draw, for ``az.loo``, ``az.waic`` and ``az.compare``), computed from the draws
+        themselves as they arrive (with worker processes, while they sample);
+        ``exmc.compute_log_likelihood`` adds it later instead.
 
     Returns
     -------
@@ -258,10 +259,16 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         display = gpu.AllChainsProgress(display, chains)
     tasks = {}
     restarts = failures = None
+    pointwise = None
+    if log_likelihood and compiled.observed:  # as blocks arrive: while workers still sample
+        from exmc.runtime.predictive import RunningLogLikelihood
+        pointwise = RunningLogLikelihood(compiled, num_warmup)
 
     def report(chain, draws, stats, done):
         display.update(tasks[chain], done, int(stats[:done, DIVERGING].sum()),
                        stats[done - 1, STEP_SIZE] if done else 1.0, done < num_warmup)
+        if pointwise is not None:
+            pointwise.update(chain, draws, done)
         if _live is not None:
             _live.update(compiled, chain, draws, stats, done)
             if _live.aborted.is_set():
@@ -310,7 +317,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if folder is not None:
         attrs["checkpoint"] = str(folder.path)
     idata = to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
-                              chains=chains, log_likelihood=log_likelihood)
+                              chains=chains, log_likelihood=pointwise or log_likelihood)
     if folder is not None and all(r.done >= total for r in results) and len(results) == chains:
         folder.save_trace(idata)
     if diagnostics:
@@ -624,7 +631,8 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
                       chains=None, log_likelihood=False):
     """Assemble InferenceData from chain results (of ``chains`` asked for, by default as many).
 
-    ``log_likelihood``: add that group, the pointwise log-likelihood of the kept draws.
+    ``log_likelihood``: add that group, the pointwise log-likelihood of the kept draws
+    (a ``RunningLogLikelihood``: with the rows it has computed already).
 
     A chain that failed is left out unless it finished (each is named in a warning); the
     others keep every draw.  An interrupt (Ctrl-C, an abort) returns the chains with
@@ -636,7 +644,8 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
     total = num_warmup + num_samples
     failed = {c: r.failure for c, r in enumerate(results)
               if r.failure is not None and r.done < total}
-    kept = [r for c, r in enumerate(results) if c not in failed and r.done > num_warmup]
+    kept_chains = [c for c, r in enumerate(results) if c not in failed and r.done > num_warmup]
+    kept = [results[c] for c in kept_chains]
     n = min(num_samples, min((r.done - num_warmup for r in kept), default=0))
     interrupted = any(r.interrupted for r in results) or len(results) < chains
     if not kept and not interrupted:
@@ -663,8 +672,11 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
         groups[prefix + "sample_stats"] = {name: _stat(stats[..., i], name)
                                            for i, name in enumerate(STAT_NAMES) if name != "warmup"}
         if log_likelihood and compiled.observed:
-            from exmc.runtime.predictive import log_likelihood_dataset
-            built[prefix + "log_likelihood"] = log_likelihood_dataset(compiled, draws)
+            from exmc.runtime.predictive import RunningLogLikelihood, log_likelihood_dataset
+            running = log_likelihood if isinstance(log_likelihood, RunningLogLikelihood) and \
+                not prefix else RunningLogLikelihood(compiled, rows.start)
+            built[prefix + "log_likelihood"] = log_likelihood_dataset(
+                running.values(kept_chains, draws))
     import arviz as az  # imported here: it costs ~2 s, which a cached model's start should not pay
 
     observed = {v.name: v.data for v in compiled.model.variables  # a Potential is no data
