@@ -46,8 +46,8 @@ def prediction_shapes(model: Model) -> dict:
     return shapes
 
 
-def needed_variables(model: Model, wanted, given) -> list:
-    """Names that must be computed to get ``wanted``, in dependency order; the parents of a
+def needed_variables(model: Model, wanted, given) -> set:
+    """The names that must be computed (or given) to get ``wanted``; the parents of a
     ``given`` variable are not needed for it."""
     needed, stack = set(), list(wanted)
     while stack:
