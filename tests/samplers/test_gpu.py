@@ -35,7 +35,7 @@ SCHOOLS_Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SCHOOLS_SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 
 CHILD = textwrap.dedent("""
-    import json, os, sys, warnings
+    import json, os, sys, time, warnings
     import numpy as np
     sys.path.insert(0, {root!r})
     warnings.simplefilter("ignore")  # uint64 hashing overflows by design; short-run diagnostics
@@ -66,6 +66,7 @@ CHILD = textwrap.dedent("""
                                               if m["type"] == "exmc_sample"])
     saved["done_messages"] = np.array(sum(m["type"] == "exmc_done" for m in messages))
     saved["idle_lane_share"] = np.array(idata.attrs["device_idle_lane_share"])
+    saved["executor"] = np.array(idata.attrs["executor"])
     saved["gamma_poisson"] = run(gamma_poisson).posterior["lam"].values
     idata = run(schools, num_samples=500)
     for name in ("mu", "tau", "z", "theta"):
@@ -79,6 +80,28 @@ CHILD = textwrap.dedent("""
     idata = run(edge)
     saved["edge"] = idata.posterior["x"].values
     saved["edge_diverging"] = idata.sample_stats["diverging"].values
+    handle = run(normal_normal, chains=2, num_warmup=20, num_samples=100_000, blocking=False)
+    for _ in range(600):  # poll for the first post-warmup draws, then stop the run
+        if handle.inspect() is not None:
+            break
+        time.sleep(0.1)
+    saved["aborted"] = handle.abort().posterior["mu"].values
+
+    from numba import cuda
+    from exmc.samplers.gpu.random import chain_keys, standard_normal, uniform
+
+    @cuda.jit
+    def draw(keys, uniforms, normals):
+        lane = cuda.grid(1)
+        if lane < keys.shape[0]:
+            for k in range(uniforms.shape[1]):
+                uniforms[lane, k] = uniform(keys[lane])
+                normals[lane, k] = standard_normal(keys[lane])
+
+    keys = chain_keys(np.random.SeedSequence(seed).spawn(2))
+    uniforms, normals = np.zeros((2, 4000)), np.zeros((2, 4000))
+    draw[1, 2](keys, uniforms, normals)
+    saved["uniforms"], saved["normals"] = uniforms, normals
     os.environ["EXMC_INJECT_FAULTS"] = "0.01"
     idata = run(normal_normal)
     saved["faults"] = idata.posterior["mu"].values
@@ -207,6 +230,22 @@ def test_blocking_false_gives_the_same_draws(runs):
     assert np.array_equal(runs["not_blocking"], runs["two_chains"])
 
 
+def test_abort_returns_what_was_drawn(runs):
+    assert 0 < runs["aborted"].shape[1] < 100_000
+
+
+def test_random_streams_are_uniform_normal_and_independent(runs):
+    # Kolmogorov-Smirnov at a 1e-4 level: a wrong transform or a biased hash fails by far.
+    for chain in range(2):
+        assert stats.kstest(runs["uniforms"][chain], "uniform").pvalue > 1e-4
+        assert stats.kstest(runs["normals"][chain], "norm").pvalue > 1e-4
+    # Two chains' streams are uncorrelated (|r| < 5 / sqrt(n)), and not shifted copies.
+    assert abs(np.corrcoef(runs["normals"])[0, 1]) < 5 / np.sqrt(4000)
+    assert not np.isin(runs["uniforms"][0], runs["uniforms"][1]).any()
+    with pytest.raises(AssertionError):  # negative control: a skewed sample fails the check
+        assert stats.kstest(runs["uniforms"][0] ** 1.3, "uniform").pvalue > 1e-4
+
+
 # --- failures ------------------------------------------------------------------------------
 
 def edge_truth():
@@ -243,6 +282,7 @@ def test_every_draw_is_streamed(runs):
     assert runs["messages_per_chain"].tolist() == [1300] * 4
     assert int(runs["done_messages"]) == 4
     assert 0.0 <= float(runs["idle_lane_share"]) < 1.0
+    assert str(runs["executor"]) == "device"
 
 
 def test_idle_lane_share_counts_each_warp_at_its_longest_lane():
