@@ -117,21 +117,23 @@ def _placeholders(start, count):
     return [Expr("arg", (), start + n) for n in range(count)]
 
 
-def _body(result, first_free, what):
+def _body(result, placeholders, what):
     """``result`` as a body over placeholders, and the outside values it uses (hoisted).
 
     Every largest subexpression that uses no placeholder but refers to something
     outside (a model variable, a DSL variable) becomes one more placeholder,
-    numbered from ``first_free``; constants stay in the body.  So a body may close
-    over the model's variables and still be plain data.
+    numbered after ``placeholders`` (this body's own, told apart by identity from an
+    enclosing body's); constants stay in the body.  So a body may close over the
+    model's variables, or an enclosing recursion's values, and still be plain data.
     """
+    own, first_free = {id(p) for p in placeholders}, len(placeholders)
     try:
         root = as_expr(result)
     except TypeError as err:
         raise TypeError(f"{what} must return an expression: {err}") from None
     inner, closed = set(), set()  # ids: uses a placeholder; only constants below
     for node in postorder(root):
-        if node.op == "arg" or any(id(a) in inner for a in node.args):
+        if id(node) in own or any(id(a) in inner for a in node.args):
             inner.add(id(node))
         elif node.op == "const" or (node.args and all(id(a) in closed for a in node.args)):
             closed.add(id(node))
@@ -186,7 +188,8 @@ def scan(fn, init, sequences=(), non_sequences=(), n_steps=None):
     """
     sequences, non_sequences = list(sequences), list(non_sequences)
     count = 1 + len(sequences) + len(non_sequences)
-    body, hoisted = _body(fn(*_placeholders(0, count)), count, "scan's fn")
+    placeholders = _placeholders(0, count)
+    body, hoisted = _body(fn(*placeholders), placeholders, "scan's fn")
     if n_steps is not None and (not isinstance(n_steps, int) or isinstance(n_steps, bool)):
         raise TypeError(f"n_steps must be an int, got {n_steps!r}")
     args = [as_expr(init)] + [as_expr(x) for x in sequences + non_sequences + hoisted]
@@ -233,7 +236,8 @@ def ode_solve(rhs, y0, times, params=(), t0=0.0, method="rk45", rtol=1e-6, atol=
                                   f"Dormand-Prince) is available; stiff solvers are not yet")
     params = list(params)
     count = 2 + len(params)
-    body, hoisted = _body(rhs(*_placeholders(0, count)), count, "ode_solve's rhs")
+    placeholders = _placeholders(0, count)
+    body, hoisted = _body(rhs(*placeholders), placeholders, "ode_solve's rhs")
     if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
         raise TypeError(f"max_steps must be a positive int, got {max_steps!r}")
     spec = OdeSpec(body, float(rtol), float(atol), max_steps)

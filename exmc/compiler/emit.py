@@ -715,9 +715,10 @@ class Emitter:
                 continue
             if self.is_local(j):
                 lines.append(f"g{j} = 0.0")
-            else:
-                size = size_of(self.nodes[j].shape)
-                lines += [f"for k in range({size}):", f"    w[{self.adjoint_at[j]} + k] = 0.0"]
+            else:  # a nested scan's adjoint starts with its initial state's
+                first, size = self.state_size(j), size_of(self.nodes[j].shape)
+                lines += [f"for k in range({first + size}):",
+                          f"    w[{self.adjoint_at[j] - first} + k] = 0.0"]
         out = attr.output
         if self.nodes[out].active:
             size = size_of(self.nodes[out].shape)

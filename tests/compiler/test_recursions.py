@@ -73,6 +73,44 @@ def test_compiled_scan_equals_a_python_loop_and_its_gradient_finite_differences(
     np.testing.assert_allclose(grad, finite_differences(cm, z), rtol=1e-6, atol=1e-6)
 
 
+def test_a_scan_inside_a_scan_closing_over_the_outer_state():
+    """The inner body uses the outer state (hoisted into an inner non-sequence) and a variable."""
+    a, rows = ref("a"), RNG.normal(size=(4, 3))
+
+    def outer(s, row):
+        inner = em.scan(lambda c, x: 0.5 * c + em.tanh(x * a) + s[0] * 0.1, s[1], sequences=[row])
+        return em.stack([inner[-1], s[0] * a])
+
+    out = em.scan(outer, em.stack([a, 1.0]), sequences=[rows])
+    cm = compile_model(exmc.Builder().rv("a", exmc.Normal(0, 1)).det("out", out)
+                       .potential("p", -0.1 * em.sum(out * out)))
+    state, value = np.array([0.3, 1.0]), []
+    for row in rows:
+        c = state[1]
+        for x in row:
+            c = 0.5 * c + np.tanh(x * 0.3) + state[0] * 0.1
+        state = np.array([c, state[0] * 0.3])
+        value.append(state)
+    np.testing.assert_allclose(cm.constrain(np.array([[0.3]]))["out"][0], value, rtol=1e-12)
+    z = np.array([0.3])
+    np.testing.assert_allclose(cm.logp_and_grad(z)[1], finite_differences(cm, z), rtol=1e-6)
+
+
+def test_a_scan_in_a_large_model_is_emitted_in_chunks_with_the_same_gradient():
+    """Over 400 nodes the emitter keeps scalars in the work buffer and writes chunks."""
+    builder = exmc.Builder()
+    for k in range(150):
+        builder.rv(f"x{k}", exmc.Normal(0.0 if k == 0 else ref(f"x{k - 1}"), 1.0))
+    err = em.scan(lambda e, y, p: y - p * e, 0.0, sequences=[Y[:20]],
+                  non_sequences=[em.tanh(ref("x3"))])
+    builder.det("err", err).potential("p", -0.5 * em.sum(err * err))
+    from exmc.compiler.lower import LARGE_MODEL_NODES, lower_model
+    assert len(lower_model(builder).nodes) > LARGE_MODEL_NODES
+    cm = compile_model(builder)
+    z = RNG.normal(size=cm.dim) * 0.5
+    np.testing.assert_allclose(cm.logp_and_grad(z)[1], finite_differences(cm, z), rtol=1e-6, atol=1e-6)
+
+
 def test_hmm_forward_algorithm_equals_the_likelihood_summed_over_paths():
     """logsumexp of the log-semiring recursion = log sum over all 4^5 state paths."""
     y = RNG.normal(size=5)
