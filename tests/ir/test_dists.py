@@ -130,3 +130,23 @@ def test_alternatives_of_variables_match_scipy_with_exact_gradients():
     pointwise = compiled.log_likelihood(z[None, :])
     for name, value in terms.items():
         np.testing.assert_allclose(pointwise[name][0], value, rtol=1e-10, err_msg=name)
+
+
+def test_discrete_cdfs_in_censored_and_truncated_counts():
+    """A count censored at ``upper`` has P(X >= upper); one truncated below at ``lower`` is
+    normalised by P(X >= lower) (PyMC's rules for discrete families)."""
+    y = np.array([0.0, 3.0, 5.0, 5.0])
+    z = np.array([1.0, 2.0, 6.0])
+    model = (Builder().rv("mu", exmc.Gamma(2.0, 0.5))
+             .obs("c", exmc.Censored(exmc.Poisson(ref("mu")), upper=5.0), y)
+             .obs("t", exmc.Truncated(exmc.Poisson(ref("mu")), lower=1.0), z)
+             .obs("g", exmc.Censored(exmc.Geometric(0.3), lower=2.0, upper=4.0), np.array([2.0, 3.0, 4.0])))
+    compiled = compile_model(model)
+    mu = 3.5
+    pointwise = compiled.log_likelihood(np.array([[math.log(mu)]]))
+    poisson, geometric = stats.poisson(mu), stats.geom(0.3)
+    np.testing.assert_allclose(pointwise["c"][0], [poisson.logpmf(0), poisson.logpmf(3),
+                                                   poisson.logsf(4), poisson.logsf(4)], rtol=1e-10)
+    np.testing.assert_allclose(pointwise["t"][0], poisson.logpmf(z) - poisson.logsf(0), rtol=1e-10)
+    np.testing.assert_allclose(pointwise["g"][0], [geometric.logcdf(2), geometric.logpmf(3),
+                                                   geometric.logsf(3)], rtol=1e-10)

@@ -107,6 +107,8 @@ class Truncated(Distribution):
     def log_normalizer(self):
         """log(F(upper) - F(lower)) as an expression of the bounds and the parameters."""
         dist, lower, upper = (self.param_exprs.get(k) for k in self.params)
+        if dist.discrete and lower is not None:  # P(X >= lower) = P(X > lower - 1), as PyMC
+            lower = lower - 1.0
         if upper is None:
             return family_fn(dist, "logccdf", lower)
         if lower is None:
@@ -174,8 +176,9 @@ class Censored(Distribution):
     def expand(self, value):
         dist, lower, upper = (self.param_exprs.get(k) for k in self.params)
         logp = family_fn(dist, "logp", value)
-        if upper is not None:
-            logp = em.where(em.ge(value, upper), family_fn(dist, "logccdf", upper), logp)
+        if upper is not None:  # the mass at or above upper: for counts, above upper - 1
+            above = family_fn(dist, "logccdf", upper - 1.0 if dist.discrete else upper)
+            logp = em.where(em.ge(value, upper), above, logp)
         if lower is not None:
             logp = em.where(em.le(value, lower), family_fn(dist, "logcdf", lower), logp)
         return [("loglik", logp)]
