@@ -112,6 +112,14 @@ def logdet(a):
     return Expr("logdet", (as_expr(a),))
 
 
+def reshape(x, shape):
+    """The elements of ``x`` in row-major order, in ``shape`` (an int or a tuple of ints)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
+        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}")
+    return Expr("reshape", (as_expr(x),), shape)
+
+
 # ---- recursions and ODEs ----------------------------------------------------------------------
 def _placeholders(start, count):
     return [Expr("arg", (), start + n) for n in range(count)]
@@ -248,4 +256,4 @@ def ode_solve(rhs, y0, times, params=(), t0=0.0, method="rk45", rtol=1e-6, atol=
 __all__ = [*_ELEMENTWISE_UNARY, "invlogit", "gammaln", "sum", "mean", "logsumexp", "cumsum",
            "concatenate", "stack", "transpose", "dot", "where", "switch", "clip", "maximum",
            "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
-           "cholesky", "solve_triangular", "logdet", "scan", "ode_solve"]
+           "cholesky", "solve_triangular", "logdet", "scan", "ode_solve", "reshape"]

@@ -137,7 +137,7 @@ class Emitter:
         self.fail = ""
 
     def is_view(self, i):
-        return self.nodes[i].op in ("index", "transpose", "arg")
+        return self.nodes[i].op in ("index", "transpose", "arg", "reshape")
 
     def state_size(self, i):
         """Elements of a scan's state (stored, with its adjoint, just before its steps), else 0."""
@@ -198,6 +198,8 @@ class Emitter:
         """(source node, flat index code in the source) of element ``k`` of view ``i``."""
         node = self.nodes[i]
         src = node.inputs[0]
+        if node.op == "reshape":  # row-major order is kept: element k is element k
+            return src, k
         if node.op == "transpose":
             shape = node.shape
             in_strides = strides(self.nodes[src].shape)

@@ -108,24 +108,25 @@ class Model:
         """Observed data with NaNs, as PyMC does it: ``{name}_observed`` (the values present),
         ``{name}_unobserved`` (a latent variable, one value per NaN) and the deterministic
         ``name`` (both, in the data's order)."""
+        from exmc import math as em
         from exmc.ir.expr import ref
         where = f"observed variable {name!r}"
         missing = np.isnan(data)
         count = int(missing.sum())
-        if data.ndim != 1:
-            raise ModelError(f"{where}: missing values (NaN) are imputed in 1-d data only, got "
-                             f"shape {data.shape}")
         if dist.discrete or dist.event_ndim or dist.param_ndim or dist.dist_params \
                 or "logp" in dist.params:
             raise ModelError(f"{where}: {count} missing values (NaN) cannot be imputed for "
                              f"{dist.family}: only continuous scalar families can be")
         if dist.shape is not None and tuple(dist.shape) != data.shape:
             raise ModelError(f"{where}: shape={dist.shape} but the data have shape {data.shape}")
-        present, absent = np.flatnonzero(~missing), np.flatnonzero(missing)
+        present, absent = np.flatnonzero(~missing.ravel()), np.flatnonzero(missing.ravel())
         zeros = np.zeros(data.shape)
 
-        def subset(index):
-            params = {k: (v + zeros)[index] for k, v in dist.param_exprs.items()}
+        def flat(expr):  # the elements in row-major order
+            return expr if data.ndim == 1 else em.reshape(expr, (data.size,))
+
+        def subset(index):  # each parameter broadcast to the data, at these positions
+            params = {k: flat(v + zeros)[index] for k, v in dist.param_exprs.items()}
             return type(dist).from_params(params, (index.size,))
         warnings.warn(f"{where}: {count} of {data.size} values are missing (NaN); they are "
                       f"sampled as the latent variable {name}_unobserved", ImputationWarning,
@@ -133,11 +134,11 @@ class Model:
         order = np.empty(data.size, dtype=np.int64)
         order[present], order[absent] = np.arange(present.size), present.size + np.arange(count)
         if present.size:
-            self.obs(f"{name}_observed", subset(present), data[present])
+            self.obs(f"{name}_observed", subset(present), data.ravel()[present])
         self.rv(f"{name}_unobserved", subset(absent))
-        from exmc import math as em
-        return self.det(name, em.concatenate([data[present], ref(f"{name}_unobserved")])[order]
-                        if present.size else ref(f"{name}_unobserved")[order])
+        values = (em.concatenate([data.ravel()[present], ref(f"{name}_unobserved")])
+                  if present.size else ref(f"{name}_unobserved"))[order]
+        return self.det(name, values if data.ndim == 1 else em.reshape(values, data.shape))
 
     def det(self, name: str, expr, dims=None) -> "Model":
         """Add a deterministic ``name`` = ``expr``, recorded in the trace (``dims``: its

@@ -336,6 +336,18 @@ declare(Op("corr_cholesky", 1, _corr_cholesky_shape,
                "correlations in (-1, 1)."))
 
 
+def _reshape_shape(shapes, shape, where):
+    (source,) = shapes
+    if not (isinstance(shape, tuple) and all(isinstance(s, int) and s >= 1 for s in shape)
+            and size_of(shape) == size_of(source)):
+        raise OpError(f"{where}: cannot reshape {source} ({size_of(source)} elements) to {shape!r}")
+    return shape
+
+
+declare(Op("reshape", 1, _reshape_shape, lambda args, shape: np.reshape(args[0], shape),
+           layout="reshape", doc="The elements in row-major order, in another shape (a view)."))
+
+
 def _family_fn_numpy(args, attr):
     """The value of a family's logp / logcdf / logccdf kernel at every broadcast element.
 

@@ -248,6 +248,10 @@ def _read_value(op, v, nodes=()):
     if op == "ref":
         _need(isinstance(v, str) and v.isidentifier(), "bad reference")
         return v
+    if op == "reshape":
+        _need(isinstance(v, list) and len(v) <= MAX_NDIM and all(_int64(s) and s > 0 for s in v),
+              "reshape takes a shape")
+        return tuple(v)
     if op == "index":
         if isinstance(v, dict):
             v = _read_array(v, "index").astype(np.int64)

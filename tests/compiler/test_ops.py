@@ -58,6 +58,8 @@ CASES.update({
                          em.solve_triangular(em.transpose(lower), v, lower=False)],
     "logdet": [em.logdet(spd)],
     "corr_cholesky": [exmc.ir.expr.Expr("corr_cholesky", (em.tanh(v),), 3)],
+    "reshape": [em.reshape(a, 6), em.reshape(a, (2, 3)) * v,
+                em.reshape(a.T, (6,))[np.array([5, 0, 2])], em.reshape(em.exp(a), (1, 6))],
     # a vector state over the rows of a (closing over b), an HMM-like log-semiring step, and
     # a scalar state with n_steps and no sequence
     "scan": [em.scan(lambda s, row: 0.6 * s + em.tanh(row) * b, b, sequences=[a]),
