@@ -312,6 +312,19 @@ def test_an_expression_shared_by_two_variables_compiles_as_its_wire_form():
     assert compile_model(model).logp_and_grad(z)[0] == compile_model(again).logp_and_grad(z)[0]
 
 
+def test_missing_values_in_a_matrix_take_their_column_parameters():
+    data = np.array([[1.0, np.nan], [np.nan, 2.0], [0.5, -1.0]])
+    with pytest.warns(exmc.ImputationWarning, match="2 of 6 values"):
+        model = exmc.Builder().rv("mu", exmc.Normal(0, 5, shape=2)).obs("y", exmc.Normal("mu", 1.0), data)
+    again = exmc.Model.from_msgpack(model.to_msgpack())
+    cm = compile_model(again)
+    z = np.array([0.5, -0.5, 0.1, -0.3])  # mu, then y_unobserved in row-major order
+    y = cm.constrain(z[None])["y"][0]
+    np.testing.assert_array_equal(y, [[1.0, 0.1], [-0.3, 2.0], [0.5, -1.0]])
+    expected = stats.norm(0, 5).logpdf([0.5, -0.5]).sum() + stats.norm([0.5, -0.5], 1).logpdf(y).sum()
+    np.testing.assert_allclose(cm.logp_and_grad(z)[0], expected, rtol=1e-12)
+
+
 def test_missing_values_in_the_dsl_keep_the_names():
     @exmc.model
     def imputed():
