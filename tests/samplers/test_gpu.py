@@ -6,7 +6,9 @@ here check them.  Posteriors are checked in units of Monte Carlo standard error
 (tests/stats.py) against exact answers: two conjugate models, eight schools
 (non-centred) by quadrature over (mu, tau), and a density that is NaN beyond a
 boundary (evaluations there fail) by quadrature.  Each harness has a negative
-control.  The simulator runs one Python thread per chain, so runs are short:
+control.  Also: same seed same draws, a chain's draws whatever the number of chains,
+``blocking=False`` and its abort, every draw streamed, and the counter-based random
+streams themselves.  The simulator runs one Python thread per chain, so runs are short:
 4 chains, a few hundred warmup and draws (the ESS floor of tests/stats.py holds).
 """
 import json
