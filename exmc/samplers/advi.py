@@ -208,44 +208,65 @@ def optimise(compiled, settings, state, rng, max_iterations, convergence, check_
     ``sqrt(learning_rate * sd / 2)`` in a coordinate whose posterior sd is ``sd``.  So
     each time ``convergence`` (a fresh one per phase, from the factory) says the ELBO
     has settled, the step is cut tenfold, at most ``decays`` times; the fit ends when it
-    settles after the last cut.  A phase lasts at least ``2 / learning_rate`` iterations,
-    a few times the iterates' relaxation time at that step, so that the average of the
-    last phase's iterates (Polyak-Ruppert averaging), which is what is returned, is not
-    still the previous phase's jitter.  With no cut made, the last block is averaged.
-    ``on_block(done, elbo_so_far)`` runs after each block; returning True stops.
+    settles after the last cut.  Each cut restarts Adam from the best block so far (the
+    average of its iterates): a step too large can throw the fit far off, and the smaller
+    step should not have to climb back.  A phase lasts at least ``2 / learning_rate``
+    iterations, a few times the iterates' relaxation time at that step, so that the
+    average of the last phase's iterates (Polyak-Ruppert averaging), which is what is
+    returned, is not still the previous phase's jitter.  With no cut made, the last
+    block is averaged.  ``on_block(done, elbo_so_far)`` runs after each block;
+    returning True stops.
 
     Returns (elbo estimates (iterations,), converged).
     """
     elbo = np.full(max_iterations, np.nan)
-    done, converged, phase, steps_summed, phase_start = 0, False, 0, 0.0, 0
+    done, converged, phase, phase_start = 0, False, 0, 0
     settled = convergence()
-    for part in state.iterate_sum:
-        part[...] = 0.0
+    best_elbo, best = -np.inf, None
+    phase_sum, phase_steps = zeros_like(state.params), 0.0
     while done < max_iterations:
         n = min(check_every, max_iterations - done)
-        if phase == 0:  # before any cut, only the last block is averaged
-            for part in state.iterate_sum:
-                part[...] = 0.0
-            steps_summed = 0.0
+        for part in state.iterate_sum:
+            part[...] = 0.0
         steps_before = state.counters[STEPS]
         run_steps(compiled.address, compiled.data, settings, state, rng, n, elbo[done:done + n])
-        steps_summed += state.counters[STEPS] - steps_before
+        steps = state.counters[STEPS] - steps_before
+        block = elbo[done:done + n]
         done += n
-        converged = settled.update(elbo[done - n:done]) and (
-            done - phase_start >= 2.0 / settings.learning_rate)
+        if steps > 0:
+            block_mean = float(np.mean(block[np.isfinite(block)]))
+            if block_mean > best_elbo:
+                best_elbo = block_mean
+                best = Gaussian(*(total / steps for total in state.iterate_sum))
+            for into, total in zip(phase_sum, state.iterate_sum):
+                into += total
+            phase_steps += steps
+        converged = settled.update(block) and done - phase_start >= 2.0 / settings.learning_rate
         stop = on_block(done, elbo[:done]) if on_block is not None else False
         if converged and phase < decays and not stop:
             phase, converged, settled, phase_start = phase + 1, False, convergence(), done
             settings = settings._replace(learning_rate=settings.learning_rate * 0.1)
-            for part in state.iterate_sum:
-                part[...] = 0.0
-            steps_summed = 0.0
+            if best is not None:
+                restart(state, best)
+            phase_sum, phase_steps = zeros_like(state.params), 0.0
         elif converged or stop:
             break
-    if steps_summed > 0:
-        for value, total in zip(state.params, state.iterate_sum):
-            value[...] = total / steps_summed
+    if phase == 0 and steps > 0:  # no cut: the last block's average
+        phase_sum, phase_steps = state.iterate_sum, steps
+    if phase_steps > 0:
+        for value, total in zip(state.params, phase_sum):
+            value[...] = total / phase_steps
     return elbo[:done], converged
+
+
+def restart(state, params):
+    """Set ``state`` to ``params`` with fresh Adam moments (their bias correction restarts)."""
+    for value, new in zip(state.params, params):
+        value[...] = new
+    for moments in (state.first_moment, state.second_moment):
+        for part in moments:
+            part[...] = 0.0
+    state.counters[STEPS] = 0.0
 
 
 def fit(model, method="advi", n=10_000, seed=None, init=None, learning_rate=0.1,
@@ -335,7 +356,7 @@ def fit(model, method="advi", n=10_000, seed=None, init=None, learning_rate=0.1,
         elbo, converged = optimise(compiled, settings, state, rng, int(n),
                                    lambda: Convergence(relative_tolerance, absolute_tolerance),
                                    int(check_every), on_block=on_block)
-    if state.counters[STEPS] == 0:
+    if not np.any(np.isfinite(elbo)):
         raise ValueError("ADVI made no step: the log density was not finite at any draw "
                          "from the starting approximation; pass init= with plausible values")
     return Approximation(compiled, method, state.params, elbo, converged,

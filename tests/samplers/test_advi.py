@@ -110,3 +110,15 @@ def test_fit_in_the_background():
     assert handle.done() and 0 < approx.elbo.size < 200_000 and not approx.converged
     with pytest.raises(ValueError, match="n must be"):
         exmc.fit(conjugate(), n=-1, progressbar=False, blocking=False).wait(30)
+
+
+def test_a_blown_up_phase_restarts_from_the_best_block():
+    """Seed 2 of full-rank ADVI on the race's stress model blows up at the first step size
+    (block ELBO -115 to -32,000); the cut must restart from the best block, not from there
+    (before that fix the fit ended at ELBO -350)."""
+    import benchmarks.models as models
+
+    approx = exmc.fit(models.stress(), method="fullrank_advi", seed=2, progressbar=False)
+    blocks = [np.nanmean(approx.elbo[i:i + 100]) for i in range(0, approx.elbo.size, 100)]
+    assert min(blocks) < -1000  # the blow-up happened
+    assert np.mean(blocks[-3:]) > max(blocks) - 5.0
