@@ -231,7 +231,7 @@ def combine(fn, *exprs):
 
 
 def positive(dist, name):
-    """TypeError if constant parameter ``name`` has an entry that is not > 0 (before a conversion)."""
+    """ValueError if constant parameter ``name`` has an entry that is not > 0 (before a conversion)."""
     value = dist.param_exprs.get(name)
     if value is not None and value.op == "const" and not np.all(np.asarray(value.value) > 0):
         raise ValueError(f"{dist.family} needs {name} > 0, got {name}={value.value!r}")

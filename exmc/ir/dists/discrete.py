@@ -216,7 +216,7 @@ class HurdlePoisson(_ZeroModel):
 
     family = "HurdlePoisson"
     params = ("psi", "mu")
-    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("mu", ">", 0.0))
+    checks = (("psi", ">=", 0.0), ("psi", "<=", 1.0), ("mu", ">", 0.0))
 
     def random(self, rng, v, size):
         draws = _nonzero_draws(lambda: rng.poisson(v["mu"], size), size)
@@ -230,7 +230,7 @@ class HurdleNegativeBinomial(_ZeroModel):
     family = "HurdleNegativeBinomial"
     params = ("psi", "mu", "alpha", "p", "n")
     defaults = {"mu": None, "alpha": None, "p": None, "n": None}
-    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("mu", ">", 0.0), ("alpha", ">", 0.0))
+    checks = (("psi", ">=", 0.0), ("psi", "<=", 1.0), ("mu", ">", 0.0), ("alpha", ">", 0.0))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -249,7 +249,7 @@ class HurdleGamma(_ZeroModel):
     params = ("psi", "alpha", "beta", "mu", "sigma")
     defaults = {"alpha": None, "beta": None, "mu": None, "sigma": None}
     discrete, observed_only = False, True
-    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("alpha", ">", 0.0), ("beta", ">", 0.0))
+    checks = (("psi", ">=", 0.0), ("psi", "<=", 1.0), ("alpha", ">", 0.0), ("beta", ">", 0.0))
 
     def __init__(self, *args, **kwargs):
         from exmc.ir.dists.continuous import mean_and_sd
@@ -269,7 +269,7 @@ class HurdleLogNormal(_ZeroModel):
     params = ("psi", "mu", "sigma", "tau")
     defaults = {"mu": 0.0, "sigma": None, "tau": None}
     discrete, observed_only = False, True
-    checks = (("psi", ">=", 0.0), ("psi", "<", 1.0), ("sigma", ">", 0.0))
+    checks = (("psi", ">=", 0.0), ("psi", "<=", 1.0), ("sigma", ">", 0.0))
 
     def __init__(self, *args, **kwargs):
         from exmc.ir.dists.continuous import scale_or_precision
