@@ -13,7 +13,9 @@ the unconstrained scale, the prior part carrying the transforms' Jacobian, so
 4. ``mutate``: compiled Metropolis-Hastings steps that leave the tempered target
    invariant, either independent proposals from a Gaussian fitted to the
    particles (``"imh"``, PyMC's default SMC kernel) or random-walk proposals
-   with the particles' covariance (``"mh"``).  Steps continue until every
+   with the particles' covariance (``"mh"``); or ``mutate_hmc``, Hamiltonian
+   Monte Carlo with the particles' covariance as inverse mass matrix
+   (``"hmc"``, as in Buchholz, Chopin and Jacob 2021).  Steps continue until every
    coordinate's correlation between the stage's start and the current particles
    is below ``correlation_threshold``, so a low acceptance rate buys more steps,
    up to ``max_steps`` (PyMC's kernels watch the same correlation, but stop
@@ -29,7 +31,9 @@ every model.
 References: Del Moral, Doucet and Jasra (2006), "Sequential Monte Carlo samplers",
 JRSS B 68(3); Jasra, Stephens, Doucet and Tsagaris (2011), "Inference for Lévy-driven
 stochastic volatility models via adaptive sequential Monte Carlo", Scand. J. Stat.;
-Ching and Chen (2007), "Transitional Markov chain Monte Carlo" (PyMC's SMC).
+Ching and Chen (2007), "Transitional Markov chain Monte Carlo" (PyMC's SMC);
+Buchholz, Chopin and Jacob (2021), "Adaptive tuning of Hamiltonian Monte Carlo within
+sequential Monte Carlo", Bayesian Analysis 16(3).
 """
 from __future__ import annotations
 
@@ -572,10 +576,12 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
         Independent SMC runs, each with its own particles and evidence estimate.
     seed : int, optional
         Same seed, same draws, bit for bit (one ``SeedSequence(seed)`` child per chain).
-    kernel : {"imh", "mh"}
+    kernel : {"imh", "mh", "hmc"}
         Mutation: independent Metropolis-Hastings with a Gaussian fitted to the
-        particles (PyMC's default), or random-walk Metropolis with the particles'
-        covariance and a scale tuned towards a 0.234 acceptance rate.
+        particles (PyMC's default), random-walk Metropolis with the particles'
+        covariance and a scale tuned towards a 0.234 acceptance rate, or HMC (10
+        leapfrog steps, the particles' covariance as inverse mass matrix, the step
+        size tuned towards a 0.65 acceptance rate); HMC scales best with dimension.
     threshold : float in (0, 1)
         Each stage's inverse temperature keeps the incremental weights' effective
         sample size at ``threshold * draws``; higher means more, smaller stages.
