@@ -29,15 +29,34 @@ def log_densities(compiled, points):
     return logps, grads
 
 
-def pareto_k(log_ratios):
-    """Pareto k of the importance ratios exp(log_ratios) (PSIS, arviz.psislw); inf if none finite."""
+def psis_weights(log_ratios):
+    """(normalised Pareto-smoothed importance weights, Pareto k) for ``log p - log q``.
+
+    PSIS (Vehtari et al. 2024) through arviz's ``psislw``; non-finite ratios get weight 0.
+    k above 0.7 says the weights, and estimates from them, are unreliable; ``-inf`` when
+    the ratios are all equal (q is p up to a constant), NaN weights when none is finite.
+    """
+    import warnings
+
     import arviz as az
 
-    finite = np.where(np.isfinite(log_ratios), log_ratios, -np.inf)
-    if not np.any(np.isfinite(finite)):
-        return float("inf")
-    _, k = az.psislw(finite - finite.max(), reff=1.0)
-    return float(k)
+    log_ratios = np.where(np.isfinite(log_ratios), log_ratios, -np.inf)
+    finite = np.isfinite(log_ratios)
+    if not np.any(finite):
+        return np.full(log_ratios.shape, np.nan), float("inf")
+    if np.ptp(log_ratios[finite]) < 1e-12 * max(1.0, np.max(np.abs(log_ratios[finite]))):
+        # q equals p up to a constant: even weights (psislw cannot fit a tail and says inf)
+        return finite / finite.sum(), -float("inf")
+    with warnings.catch_warnings():  # arviz warns on k > 0.7; callers report k instead
+        warnings.simplefilter("ignore")
+        smoothed, k = az.psislw(log_ratios - np.max(log_ratios), reff=1.0)
+    weights = np.exp(smoothed - np.max(smoothed))
+    return weights / weights.sum(), float(k)
+
+
+def pareto_k(log_ratios):
+    """Pareto k of the importance ratios exp(log_ratios); inf if none is finite."""
+    return psis_weights(log_ratios)[1]
 
 
 def approximation_idata(compiled, points, stats, attrs):

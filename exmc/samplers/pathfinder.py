@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-from exmc.samplers.approximation import approximation_idata, log_densities
+from exmc.samplers.approximation import approximation_idata, log_densities, psis_weights
 
 LOG_2PI = math.log(2.0 * math.pi)
 CURVATURE_EPSILON = 1e-12  # a pair (s, y) enters the history only if s.y > eps |y|^2
@@ -225,8 +224,6 @@ def multi_path(compiled, seed_sequence, num_paths=4, num_draws=1000, history_siz
     Paths start uniformly in (-2, 2) on the unconstrained scale (``init`` values where
     given), each with its own child of ``seed_sequence``.
     """
-    import arviz as az
-
     from exmc.runtime.chain import initial_point
 
     children = seed_sequence.spawn(num_paths + 1)
@@ -246,13 +243,10 @@ def multi_path(compiled, seed_sequence, num_paths=4, num_draws=1000, history_siz
     log_p = np.concatenate([p.log_p for p in paths])
     log_q = np.concatenate([p.log_q for p in paths])
     which = np.concatenate([np.full(num_draws, i) for i in range(len(paths))])
-    log_ratio = np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
-    log_ratio = log_ratio - np.max(log_ratio)
-    with warnings.catch_warnings():  # arviz warns on k > 0.7; we report k instead
-        warnings.simplefilter("ignore")
-        smoothed, k = az.psislw(log_ratio, reff=1.0)
-    weights = np.exp(smoothed - np.max(smoothed))
-    weights /= weights.sum()
+    weights, k = psis_weights(log_p - log_q)
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("Pathfinder: no draw of the chosen approximations has a finite log "
+                         "density; pass init= with plausible values")
     rng = np.random.Generator(np.random.PCG64(children[-1]))
     pick = rng.choice(draws.shape[0], size=num_draws, replace=True, p=weights)
     mean = weights @ draws
