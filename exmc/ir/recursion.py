@@ -48,6 +48,9 @@ class OdeSpec(NamedTuple):
 
 
 BODY_OPS = ("scan", "ode_solve")
+# Most elements of one value inside a body, and of an ODE's stored trajectory
+# ((max_steps + 1) * len(y0)): a model read from the wire cannot ask for more scratch.
+MAX_BODY_ELEMENTS = 2**28
 
 
 def body_shape(body, arg_shapes, where):
@@ -68,6 +71,9 @@ def body_shape(body, arg_shapes, where):
                           f"only (found {node!r}); pass other values as non-sequences")
         else:
             shape = op_shape(node.op, [memo[id(a)] for a in node.args], node.value, where)
+        if math.prod(shape) > MAX_BODY_ELEMENTS:
+            raise OpError(f"{where}: a value of the body has shape {tuple(shape)}, more than "
+                          f"{MAX_BODY_ELEMENTS} elements")
         memo[id(node)] = shape
     return memo[id(body)]
 
@@ -177,6 +183,11 @@ def ode_shape(shapes, spec, where):
     if not (spec.rtol > 0.0 and spec.atol > 0.0 and isinstance(spec.max_steps, int)
             and spec.max_steps >= 1):
         raise OpError(f"{where}: ode_solve needs rtol > 0, atol > 0 and max_steps >= 1")
+    if not times[0] >= 1:
+        raise OpError(f"{where}: ode_solve needs at least one output time")
+    if (spec.max_steps + 1) * max(y0[0], 1) > MAX_BODY_ELEMENTS:
+        raise OpError(f"{where}: max_steps={spec.max_steps} would store more than "
+                      f"{MAX_BODY_ELEMENTS} values of the trajectory")
     out = body_shape(spec.body, [(), y0] + list(shapes[3:]), where)
     if tuple(out) != tuple(y0):
         raise OpError(f"{where}: the ODE right-hand side returns shape {tuple(out)} but the state "

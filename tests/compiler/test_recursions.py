@@ -222,6 +222,11 @@ def test_a_body_that_points_forward_or_refers_to_a_variable_is_refused():
     (lambda: em.ode_solve(lambda t, y: y[0], np.ones(2), np.array([1.0])), "returns shape"),
     (lambda: em.ode_solve(lambda t, y: -y, np.ones(2), np.array([2.0, 1.0])), "non-decreasing"),
     (lambda: em.ode_solve(lambda t, y: -y, np.ones(2), ref("a") * np.ones(2)), "must be constants"),
+    (lambda: em.ode_solve(lambda t, y: -y * ref("a"), np.ones(2), np.zeros(0)), "at least one output"),
+    (lambda: em.ode_solve(lambda t, y: -y * ref("a"), np.ones(2), np.ones(1), max_steps=2**30),
+     "would store more than"),
+    (lambda: em.scan(lambda s, x: s + em.sum(em.dot(x, x.T) * ref("a")), 0.0,
+                     sequences=[np.ones((2, 20000, 1))]), "more than"),
 ])
 def test_bad_recursions_get_clear_errors(build, message):
     model = exmc.Builder().rv("a", exmc.Normal(0, 1)).det("bad", build())
