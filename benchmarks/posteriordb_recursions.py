@@ -110,6 +110,20 @@ def compare_quantiles(values, reference):
     return out
 
 
+def gradient_microseconds(model, repeats=2000):
+    """Median time of one log density and gradient at a random point (a ctypes call: ~1 us of it)."""
+    from exmc.compiler import compile_model
+    cm = compile_model(model)
+    x = np.random.default_rng(0).normal(scale=0.1, size=cm.dim)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            cm.logp_and_grad(x)
+        times.append((time.perf_counter() - start) / repeats * 1e6)
+    return float(np.median(times))
+
+
 def run(name, draws, warmup, chains, seed):
     import exmc
     entry = json.loads(DATA.read_text())["posteriors"][name]
@@ -127,7 +141,7 @@ def run(name, draws, warmup, chains, seed):
                        "reference_mean": entry["reference"][label]["mean"],
                        "reference_sd": entry["reference"][label]["sd"]}
     stats = idata.sample_stats
-    return {"parameters": rows, "seconds": seconds,
+    return {"parameters": rows, "seconds": seconds, "gradient_us": gradient_microseconds(model),
             "divergences": int(stats["diverging"].values.sum()),
             "min_ess": float(min(az.ess(np.asarray(v)) for v in module.parameters(idata).values()))}
 
@@ -140,16 +154,18 @@ def report(results, args):
              "z = (exmc mean - reference mean) / sqrt(MCSE_exmc^2 + MCSE_ref^2); "
              "sd ratio = exmc sd / reference sd.", "",
              "z of the 5%, 50% and 95% quantiles: the same with each run's quantile MCSE.", "",
+             "Gradient: median microseconds of one log density and gradient (a ctypes call).", "",
              "| posterior | worst abs z (mean) | worst abs z (quantiles) | worst sd ratio "
-             "| divergences | min ESS | seconds |",
-             "|---|---|---|---|---|---|---|"]
+             "| divergences | min ESS | seconds | gradient (us) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         zs = [p["z"] for p in r["parameters"].values()]
         qs = [z for p in r["parameters"].values() for z in p["quantile_z"].values()]
         ratios = [p["sd_ratio"] for p in r["parameters"].values()]
         worst = max(ratios, key=lambda x: abs(np.log(x)))
         lines.append(f"| {name} | {max(abs(z) for z in zs):.2f} | {max(abs(z) for z in qs):.2f} "
-                     f"| {worst:.3f} | {r['divergences']} | {r['min_ess']:.0f} | {r['seconds']:.0f} |")
+                     f"| {worst:.3f} | {r['divergences']} | {r['min_ess']:.0f} | {r['seconds']:.0f} "
+                     f"| {r['gradient_us']:.1f} |")
     lines += ["", "| posterior | parameter | exmc mean | MCSE | reference mean | reference sd | z "
               "| sd ratio | z of 5%, 50%, 95% |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
