@@ -15,11 +15,13 @@ the unconstrained scale, the prior part carrying the transforms' Jacobian, so
    particles (``"imh"``, PyMC's default SMC kernel) or random-walk proposals
    with the particles' covariance (``"mh"``); or ``mutate_hmc``, Hamiltonian
    Monte Carlo with the particles' covariance as inverse mass matrix
-   (``"hmc"``, as in Buchholz, Chopin and Jacob 2021).  Steps continue until every
-   coordinate's correlation between the stage's start and the current particles
-   is below ``correlation_threshold``, so a low acceptance rate buys more steps,
-   up to ``max_steps`` (PyMC's kernels watch the same correlation, but stop
-   once it no longer falls).
+   (``"hmc"``, as in Buchholz, Chopin and Jacob 2021).  The number of steps
+   adapts, up to ``max_steps``: the independent kernel steps until all but a
+   fraction ``correlation_threshold`` of the particles have moved, so a low
+   acceptance rate buys more steps; the others until every coordinate's
+   correlation between the stage's start and the current particles is below
+   ``correlation_threshold`` or within the noise of a sample correlation
+   (PyMC's kernels watch the same correlation, but stop once it no longer falls).
 
 Each chain is an independent run with its own particles and evidence estimate.
 Two compiled models give the two halves: the model itself (the whole log
@@ -293,6 +295,15 @@ def max_correlation(start, position, start_mean, start_sd):
 
 
 @njit
+def decorrelated(start, position, start_mean, start_sd, correlation_threshold):
+    """True when no coordinate's correlation with the stage's start is above the threshold
+    or, for few particles, above 3 / sqrt(n): three standard errors of the sample
+    correlation of independent draws, below which it cannot be told from zero."""
+    bound = max(correlation_threshold, 3.0 / math.sqrt(position.shape[0]))
+    return max_correlation(start, position, start_mean, start_sd) < bound
+
+
+@njit
 def whitened_norm2(x, mean, chol, scale):
     """||(scale L)^{-1} (x - mean)||^2 by forward substitution."""
     d = x.shape[0]
@@ -314,8 +325,10 @@ def mutate(logp_address, data, prior_address, prior_data, position, log_prior, l
 
     ``independent``: proposals ``mean + scale L z`` (an independence sampler,
     with the Gaussian's density in the acceptance ratio); otherwise random-walk
-    proposals ``x + scale L z``.  Stops once every coordinate's correlation with
-    the stage's start is below ``correlation_threshold``, or after ``max_steps``.
+    proposals ``x + scale L z``.  Stops after ``max_steps``, or once all but a
+    fraction ``correlation_threshold`` of the particles have moved (independent:
+    a particle that moved sits at an independent draw, and the unmoved fraction is
+    its correlation with the start), or once ``decorrelated`` (random walk).
     Returns (acceptance rate, steps run).
     """
     n, d = position.shape
@@ -324,6 +337,7 @@ def mutate(logp_address, data, prior_address, prior_data, position, log_prior, l
     for j in range(d):
         start_mean[j] = start[:, j].mean()
         start_sd[j] = start[:, j].std()
+    moved = np.zeros(n, dtype=np.bool_)
     half_norm2 = np.zeros(n)  # IMH: -log q(x) + const of each current particle
     if independent:
         for i in range(n):
@@ -354,9 +368,13 @@ def mutate(logp_address, data, prior_address, prior_data, position, log_prior, l
                 position[i, :] = proposal
                 log_prior[i], log_likelihood[i] = new_prior, new_loglik
                 half_norm2[i] = new_half
+                moved[i] = True
                 accepted += 1
         steps += 1
-        if max_correlation(start, position, start_mean, start_sd) < correlation_threshold:
+        if independent:  # a particle that moved sits at an independent draw: count them
+            if 1.0 - moved.mean() < correlation_threshold:
+                break
+        elif decorrelated(start, position, start_mean, start_sd, correlation_threshold):
             break
     return accepted / (steps * n), steps
 
@@ -482,7 +500,7 @@ def mutate_hmc(logp_address, data, prior_address, prior_data, position, log_prio
         accepted_total += accepted
         steps += 1
         step_size *= math.exp(accepted / n - HMC_TARGET_ACCEPT)
-        if max_correlation(start, position, start_mean, start_sd) < correlation_threshold:
+        if decorrelated(start, position, start_mean, start_sd, correlation_threshold):
             break
     return accepted_total / (steps * n), steps, step_size
 
@@ -587,8 +605,11 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
         sample size at ``threshold * draws``; higher means more, smaller stages.
     resampling : {"systematic", "multinomial"}
     correlation_threshold : float in (0, 1)
-        Mutation steps continue until every coordinate's correlation between the
-        stage's starting particles and the current ones is below this.
+        Mutation steps continue until the particles are this close to independent
+        of the stage's start: for ``"imh"``, all but this fraction have moved; for
+        the others, every coordinate's correlation between the starting and the
+        current particles is below this, or below 3 / sqrt(draws) (the noise of a
+        sample correlation).
     max_steps : int
         At most this many mutation steps per stage.
     max_stages : int
