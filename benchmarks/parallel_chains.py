@@ -101,13 +101,7 @@ def main():
     args = parser.parse_args()
     names = args.configs.split(",")
     if args.first_call:
-        times = first_calls(args.model, names, args.rounds)
-        base = statistics.median(times[names[0]])
-        for name in names:
-            median = statistics.median(times[name])
-            print(f"{args.model}, first call of a session, 4 chains x (1000 + 1000), {name}: "
-                  f"median {median:.3f} s ({median / base:.2f}x {names[0]}) over {args.rounds}; "
-                  f"all {', '.join(f'{t:.3f}' for t in times[name])}")
+        report(f"{args.model}, first call of a session", first_calls(args.model, names, args.rounds))
         return
     model = MODEL_BUILDERS[args.model]()
     first = {}
@@ -125,12 +119,19 @@ def main():
                     pool.shutdown()
                     timed(model, CONFIGS[name])
             times[name].append(timed(model, CONFIGS[name]))
+    report(args.model, times, first)
+
+
+def report(what, times, first=None):
+    """One line per configuration: median wall time and its ratio to the first configuration."""
+    names = list(times)
     base = statistics.median(times[names[0]])
     for name in names:
         median = statistics.median(times[name])
-        print(f"{args.model}, 4 chains x (1000 + 1000), {name}: median {median:.3f} s "
-              f"({median / base:.2f}x {names[0]}) over {args.rounds}; first call "
-              f"{first[name]:.2f} s; all {', '.join(f'{t:.3f}' for t in times[name])}")
+        extra = f"; first call {first[name]:.2f} s" if first else ""
+        print(f"{what}, 4 chains x (1000 + 1000), {name}: median {median:.3f} s "
+              f"({median / base:.2f}x {names[0]}) over {len(times[name])}{extra}; "
+              f"all {', '.join(f'{t:.3f}' for t in times[name])}")
 
 
 if __name__ == "__main__":
