@@ -122,3 +122,20 @@ def test_a_blown_up_phase_restarts_from_the_best_block():
     blocks = [np.nanmean(approx.elbo[i:i + 100]) for i in range(0, approx.elbo.size, 100)]
     assert min(blocks) < -1000  # the blow-up happened
     assert np.mean(blocks[-3:]) > max(blocks) - 5.0
+
+
+def test_plain_progress_lines():
+    """Where output is not a terminal, the ELBO progress is plain lines, the last one at the end."""
+    import io
+
+    from exmc.runtime.progress import FitProgress
+
+    out = io.StringIO()
+    with FitProgress(1000, "advi", live=False, stream=out, interval=60.0) as display:
+        display.update(100, -12.5)   # the first update is written
+        display.update(200, -11.25)  # within the interval: held back
+        display.update(300, -11.0)   # ... and written when the display closes
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("advi: 100/1000 iterations, ELBO -12.5, ")
+    assert lines[1].startswith("advi: 300/1000 iterations, ELBO -11, ")
