@@ -95,6 +95,10 @@ MODELS = {
     "ar": (lambda: exmc.Builder().rv("rho", exmc.Normal(0, 1, shape=2))
            .det("r", exmc.math.concatenate([np.array([0.3]), ref("rho")]))
            .rv("x", exmc.AR("r", 0.5, constant=True, shape=6)), _ar, []),
+    "grw-per-step-sigma": (lambda: exmc.Builder().rv("x", exmc.GaussianRandomWalk(0.1, np.array([0.5, 1.0, 2.0, 0.3]),
+                                                                                  shape=5)),
+                           lambda v: stats.norm(0, 100).logpdf(v["x"][0])
+                           + stats.norm(0.1, [0.5, 1.0, 2.0, 0.3]).logpdf(np.diff(v["x"])).sum(), []),
     "mvgrw": (lambda: exmc.Builder().rv("x", exmc.MvGaussianRandomWalk(0.1, cov=S, shape=(5, 3))),
               lambda v: stats.norm(0, 100).logpdf(v["x"][0]).sum()
               + stats.multivariate_normal(np.full(3, 0.1), S).logpdf(np.diff(v["x"], axis=0)).sum(), []),
@@ -186,6 +190,8 @@ def test_errors_name_the_problem():
         exmc.Builder().rv("c", exmc.Censored(exmc.Normal(0, 1), 0.0, 1.0)).validate()
     with pytest.raises(exmc.ModelError, match="Mixture has 2 components but w has 3 weights"):
         exmc.Builder().rv("x", exmc.Mixture(np.ones(3) / 3, [exmc.Normal(0, 1), exmc.Normal(1, 1)])).validate()
+    with pytest.raises(exmc.ModelError, match="sigma must be a scalar or one value per step, shape \\(4,\\)"):
+        exmc.Builder().rv("x", exmc.GaussianRandomWalk(0.0, np.ones(5), shape=5)).validate()
     with pytest.raises(TypeError, match="AR needs a 1-d shape"):
         exmc.AR(np.array([0.5]), 1.0)
     with pytest.raises(exmc.ModelError, match="missing values .* cannot be imputed for Poisson"):

@@ -10,13 +10,15 @@ class GaussianRandomWalk(Distribution):
     """GaussianRandomWalk(mu=0, sigma=1, init=Normal(0, 100), shape=T).
 
     ``x[0] ~ init`` and ``x[t] - x[t-1] ~ Normal(mu, sigma)`` for t >= 1; the
-    drift ``mu`` and ``sigma`` are scalars (or expressions) shared by all steps.
+    drift ``mu`` and ``sigma`` are scalars shared by all steps or vectors of one
+    value per step, shape (T - 1,), as PyMC broadcasts them against the innovations.
     """
 
     family = "GaussianRandomWalk"
     params = ("mu", "sigma", "init")
     defaults = {"mu": 0.0, "sigma": 1.0, "init": None}
     dist_params = ("init",)
+    param_ndim = {"mu": 0, "sigma": 0}  # shapes checked by value_shape: per step, not per value
     checks = (("sigma", ">", 0.0),)
 
     def __init__(self, *args, **kwargs):
@@ -25,6 +27,20 @@ class GaussianRandomWalk(Distribution):
             self.param_exprs["init"] = Normal(0.0, 100.0)
         if self.shape is None or len(self.shape) != 1:
             raise TypeError("GaussianRandomWalk needs a 1-d shape, e.g. shape=100")
+
+    def parts(self):
+        return (("init", self.param_exprs["init"]),)
+
+    def value_shape(self, param_shapes, shape, where):
+        from exmc.ir.dists.base import ModelError
+        steps = (self.shape[0] - 1,)
+        for key, s in param_shapes.items():
+            allowed = ((), (1,)) if key.startswith("init.") else ((), (1,), steps)
+            if s not in allowed:
+                raise ModelError(f"{where}: GaussianRandomWalk's {key} must be a scalar"
+                                 f"{'' if key.startswith('init.') else f' or one value per step, shape {steps}'}"
+                                 f", got shape {s}")
+        return self.shape
 
     def expand(self, value):
         steps = Normal(self.param_exprs["mu"], self.param_exprs["sigma"])
