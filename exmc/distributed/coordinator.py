@@ -635,11 +635,16 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
     if not run_id.isidentifier():
         raise ValueError(f"run_id must be an identifier, got {run_id!r}")
 
-    links, failed = ([], {}) if source else connect(list(nodes), client_key, node_key,
-                                                      connect_timeout)
+    # A live set's nodes up now are welcomed first, so that the first chains spread over
+    # them all; later ones join as they come, and one that does not answer is left out.
+    listed = list(source.addresses()) if source is not None else list(nodes)
+    links, failed = connect(listed, client_key, node_key, connect_timeout) if listed else ([], {})
     publisher = collector = None
     try:  # from here on, nodes are connected (a "local" one running): close them on any error
-        if failed:
+        if failed and source is not None:
+            log.warning("nodes of the set not used: %s", "; ".join(
+                f"{address}: {reason}" for address, reason in failed.items()))
+        elif failed:
             detail = "; ".join(f"{address}: {reason}" for address, reason in failed.items())
             if on_node_failure != LOCAL:
                 raise NodeError(f"{len(failed)} of {len(nodes)} node(s) cannot be used: {detail} "
