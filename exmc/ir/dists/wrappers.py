@@ -62,8 +62,8 @@ def _bound(value, sign):
     return value
 
 
-def _values(dist, v):
-    """The parameter values of a wrapped ``dist`` from a wrapper's values dict entry."""
+def _values(v):
+    """The parameter values of a wrapped distribution from a wrapper's values dict entry."""
     return v if isinstance(v, dict) else {}
 
 
@@ -124,9 +124,13 @@ class Truncated(Distribution):
         return [("loglik", family_fn(dist, "logp", value) - self.log_normalizer())]
 
     def random(self, rng, v, size):
-        """Inverse-cdf draws where scipy has the family, else rejection from the family's draws."""
+        """Rejection: the family's own draws, kept where they fall inside the bounds.
+
+        Bounded to 1000 rounds, so a truncation to a region of tiny mass (far in a
+        tail) raises rather than loops; its density and gradient are still exact.
+        """
         dist, lower, upper = self.param_exprs["dist"], v.get("lower"), v.get("upper")
-        values = _values(dist, v["dist"])
+        values = _values(v["dist"])
         size = tuple(np.atleast_1d(size)) if size is not None else self.shape
         lo = -np.inf if lower is None else np.broadcast_to(lower, size)
         hi = np.inf if upper is None else np.broadcast_to(upper, size)
@@ -186,7 +190,7 @@ class Censored(Distribution):
     def random(self, rng, v, size):
         """Draws of ``dist`` clipped to the bounds."""
         dist = self.param_exprs["dist"]
-        draw = np.asarray(dist.random(rng, _values(dist, v["dist"]), size), dtype=float)
+        draw = np.asarray(dist.random(rng, _values(v["dist"]), size), dtype=float)
         lower = -np.inf if v.get("lower") is None else v["lower"]
         upper = np.inf if v.get("upper") is None else v["upper"]
         return np.clip(draw, lower, upper)
@@ -293,7 +297,7 @@ class Mixture(Distribution):
         choice = np.minimum((np.cumsum(w, axis=-1) < u * w.sum(-1, keepdims=True)).sum(-1), k - 1)
         comps = self.param_exprs["comp_dists"]
         if isinstance(comps, list):
-            draws = np.stack([np.broadcast_to(c.random(rng, _values(c, vc), size), size)
+            draws = np.stack([np.broadcast_to(c.random(rng, _values(vc), size), size)
                               for c, vc in zip(comps, v["comp_dists"])], axis=-1)
         else:
             values = {}
