@@ -18,7 +18,8 @@ memory than ``max_chain_bytes`` (parameters x iterations) is refused naming the 
 
 Nothing outlives the node: each job's folder (model, checkpoints, the ipc endpoint
 of its workers) lies in the node's own private folder, removed when it stops; SIGTERM
-and SIGINT, however often repeated, only ask the loop to stop, so cleanup completes;
+and SIGINT, however often repeated, only ask the loop to stop, so cleanup completes
+(unless ``handle_signals=False``: a node hosted in a thread leaves signals to its host);
 folders left by a node that was SIGKILLed are removed by the next node to start; and
 with ``parent_fd`` (how a coordinator starts a ``"local"`` node) the node stops when
 that pipe closes, that is when its parent dies, however it dies.
