@@ -121,8 +121,8 @@ def reshape(x, shape):
 
 
 # ---- recursions and ODEs ----------------------------------------------------------------------
-def _placeholders(start, count):
-    return [Expr("arg", (), start + n) for n in range(count)]
+def _placeholders(count):
+    return [Expr("arg", (), n) for n in range(count)]
 
 
 def _body(result, placeholders, what):
@@ -196,7 +196,7 @@ def scan(fn, init, sequences=(), non_sequences=(), n_steps=None):
     """
     sequences, non_sequences = list(sequences), list(non_sequences)
     count = 1 + len(sequences) + len(non_sequences)
-    placeholders = _placeholders(0, count)
+    placeholders = _placeholders(count)
     body, hoisted = _body(fn(*placeholders), placeholders, "scan's fn")
     if n_steps is not None and (not isinstance(n_steps, int) or isinstance(n_steps, bool)):
         raise TypeError(f"n_steps must be an int, got {n_steps!r}")
@@ -244,7 +244,7 @@ def ode_solve(rhs, y0, times, params=(), t0=0.0, method="rk45", rtol=1e-6, atol=
                                   f"Dormand-Prince) is available; stiff solvers are not yet")
     params = list(params)
     count = 2 + len(params)
-    placeholders = _placeholders(0, count)
+    placeholders = _placeholders(count)
     body, hoisted = _body(rhs(*placeholders), placeholders, "ode_solve's rhs")
     if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
         raise TypeError(f"max_steps must be a positive int, got {max_steps!r}")
