@@ -676,7 +676,7 @@ def to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, a
             running = log_likelihood if isinstance(log_likelihood, RunningLogLikelihood) and \
                 not prefix else RunningLogLikelihood(compiled, rows.start)
             built[prefix + "log_likelihood"] = log_likelihood_dataset(
-                running.values(kept_chains, draws))
+                running.values(kept_chains, draws), compiled.model)
     import arviz as az  # imported here: it costs ~2 s, which a cached model's start should not pay
 
     observed = {v.name: v.data for v in compiled.model.variables  # a Potential is no data

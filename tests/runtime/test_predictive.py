@@ -188,3 +188,32 @@ def test_warmup_log_likelihood_and_netcdf_round_trip(fitted, tmp_path):
     back = az.from_netcdf(tmp_path / "trace.nc")
     np.testing.assert_array_equal(back.log_likelihood["obs"].values,
                                   idata.log_likelihood["obs"].values)
+
+
+SCHOOLS = ["Choate", "Deerfield", "Phillips"]
+
+
+@exmc.model(coords=lambda y: {"school": SCHOOLS[:len(y)]})
+def labelled(y):
+    mu = exmc.Normal(0.0, 5.0)
+    z = exmc.Normal(0.0, 1.0, dims="school")
+    theta = exmc.Deterministic(mu + z, dims="school")
+    obs = exmc.Normal(theta, 1.0, observed=y, dims="school")
+    pot = exmc.Potential("pot", -0.5 * mu ** 2)
+
+
+def test_dims_and_coords_label_every_group_and_potentials_are_not_drawn():
+    from exmc.runtime.predictive import log_likelihood_dataset
+
+    model = labelled(np.array([1.0, 2.0, 3.0]))
+    prior = exmc.sample_prior_predictive(model, 50, seed=9)
+    assert "pot" not in prior.prior and "pot" not in prior.prior_predictive
+    assert prior.prior_predictive["obs"].dims == ("chain", "draw", "school")
+    assert list(prior.prior["theta"].coords["school"].values) == SCHOOLS
+    idata = _posterior(chains=2, draws=25, mu=prior.prior["mu"].values[0],
+                       z=prior.prior["z"].values[0])
+    predictive = exmc.sample_posterior_predictive(model, idata, seed=9)
+    assert list(predictive.posterior_predictive) == ["obs"]
+    assert predictive.posterior_predictive["obs"].dims == ("chain", "draw", "school")
+    group = log_likelihood_dataset({"obs": np.zeros((2, 25, 3))}, model)
+    assert list(group["obs"].coords["school"].values) == SCHOOLS
