@@ -331,6 +331,20 @@ def test_missing_values_in_a_matrix_take_their_column_parameters():
     np.testing.assert_allclose(cm.logp_and_grad(z)[0], expected, rtol=1e-12)
 
 
+def test_wrappers_and_potentials_in_the_dsl():
+    @exmc.model
+    def wrapped():
+        mu = exmc.Normal(0, 5, shape=2)
+        exmc.Potential("pull", -mu ** 2)  # named by its first argument, as PyMC's
+        y = exmc.Truncated(exmc.Normal(mu[0], 1.0), 0.0, None, observed=np.array([0.5, 1.0]))  # noqa: F841
+        c = exmc.Mixture(np.array([0.5, 0.5]), [exmc.Normal(mu[1], 1.0), exmc.Normal(0.0, 3.0)],  # noqa: F841
+                         observed=np.array([0.2]))
+    model = wrapped()
+    assert [(v.name, v.dist.family) for v in model.variables] == [
+        ("mu", "Normal"), ("pull", "Potential"), ("y", "Truncated"), ("c", "Mixture")]
+    assert exmc.Model.from_msgpack(model.to_msgpack()) == model
+
+
 def test_missing_values_in_the_dsl_keep_the_names():
     @exmc.model
     def imputed():
