@@ -94,11 +94,15 @@ def _code_version():
 
     Numba's cache of a generated function does not notice a change in a function
     it calls, so an edit of the emitter or a kernel must give the model file a new name.
+    So must an edit of what writes a model's graph without changing its structure hash:
+    the transforms' expressions and the families' ``expand`` (``exmc/ir/dists``).
     """
     if "version" not in _loaded:
         here = Path(__file__).parent
+        dists = sorted(str(p.relative_to(here.parent)) for p in (here.parent / "ir" / "dists").glob("*.py"))
         sources = b"".join((here / f).read_bytes() for f in (
-            "families.py", "scalar.py", "emit.py", "lower.py", "../ir/ops.py"))
+            "families.py", "scalar.py", "emit.py", "lower.py", "transforms.py", "../ir/ops.py",
+            *(f"../{d}" for d in dists)))
         _loaded["version"] = f"v{EMITTER_VERSION}{hashlib.sha256(sources).hexdigest()[:8]}"
     return _loaded["version"]
 
