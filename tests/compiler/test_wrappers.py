@@ -87,6 +87,10 @@ MODELS = {
                         .obs("y", exmc.MvStudentT(5.0, "mu", chol=np.linalg.cholesky(S)), Y3),
                         lambda v: stats.norm.logpdf(v["mu"]).sum()
                         + stats.multivariate_t(v["mu"], S, df=5.0).logpdf(Y3).sum(), []),
+    "mvstudentt-tau": (lambda: exmc.Builder().rv("mu", exmc.Normal(0, 1, shape=3))
+                       .obs("y", exmc.MvStudentT(5.0, "mu", tau=np.linalg.inv(S)), Y3),
+                       lambda v: stats.norm.logpdf(v["mu"]).sum()
+                       + stats.multivariate_t(v["mu"], S, df=5.0).logpdf(Y3).sum(), []),
     "lkjcorr": (lambda: exmc.Builder().rv("C", exmc.LKJCorr(3, 2.0)), None, []),
     "car": (lambda: exmc.Builder().rv("tau", exmc.Gamma(2.0, 1.0)).rv("x", exmc.CAR(np.zeros(4), W, 0.5, "tau")),
             lambda v: stats.gamma(2.0).logpdf(v["tau"]) + stats.multivariate_normal(

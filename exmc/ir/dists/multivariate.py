@@ -133,10 +133,11 @@ def _event_size(size, event_shape, implied):
     return tuple(size)
 
 class MvStudentT(Distribution):
-    """MvStudentT(nu, mu, scale=...) or MvStudentT(nu, mu, chol=...): a Student-t vector of size k.
+    """MvStudentT(nu, mu, scale=... | tau=... | chol=...): a Student-t vector of size k.
 
-    ``nu`` > 0 degrees of freedom, ``mu`` (..., k), ``scale`` (k, k) symmetric
-    positive definite (PyMC's Sigma) or ``chol`` its lower Cholesky factor::
+    ``nu`` > 0 degrees of freedom, ``mu`` (..., k), and one of ``scale`` (k, k)
+    symmetric positive definite (PyMC's Sigma), ``tau`` its inverse (a precision)
+    or ``chol`` the lower Cholesky factor L of ``scale``::
 
         log p(x) = lgamma((nu + k) / 2) - lgamma(nu / 2) - k/2 log(nu pi) - sum log diag(L)
                    - (nu + k) / 2 log(1 + |L^-1 (x - mu)|^2 / nu)
@@ -145,17 +146,17 @@ class MvStudentT(Distribution):
     """
 
     family = "MvStudentT"
-    params = ("nu", "mu", "scale", "chol")
-    defaults = {"scale": None, "chol": None}
+    params = ("nu", "mu", "scale", "tau", "chol")
+    defaults = {"scale": None, "tau": None, "chol": None}
     event_ndim = 1
-    param_ndim = {"nu": 0, "mu": 1, "scale": 2, "chol": 2}
+    param_ndim = {"nu": 0, "mu": 1, "scale": 2, "tau": 2, "chol": 2}
     checks = (("nu", ">", 0.0),)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        given = [k for k in ("scale", "chol") if k in self.param_exprs]
+        given = [k for k in ("scale", "tau", "chol") if k in self.param_exprs]
         if len(given) != 1:
-            raise TypeError(f"MvStudentT needs exactly one of scale and chol, got "
+            raise TypeError(f"MvStudentT needs exactly one of scale, tau and chol, got "
                             f"{', '.join(given) or 'neither'}")
 
     def value_shape(self, param_shapes, shape, where):
@@ -163,7 +164,7 @@ class MvStudentT(Distribution):
             raise ModelError(f"{where}: MvStudentT's nu must be a scalar, got shape "
                              f"{param_shapes['nu']}")
         k = param_shapes["mu"][-1:]
-        matrix = param_shapes.get("scale", param_shapes.get("chol"))
+        matrix = next(param_shapes[m] for m in ("scale", "tau", "chol") if m in param_shapes)
         if len(matrix) != 2 or matrix[0] != matrix[1] or (k and matrix[0] != k[0]):
             raise ModelError(f"{where}: MvStudentT needs mu of shape (k,) and a (k, k) matrix, "
                              f"got mu {param_shapes['mu']} and {matrix}")
@@ -173,19 +174,24 @@ class MvStudentT(Distribution):
     def expand(self, value):
         from exmc import math as em
         nu, mu = self.param_exprs["nu"], self.param_exprs["mu"]
-        chol = self.param_exprs.get("chol")
-        chol = em.cholesky(self.param_exprs["scale"]) if chol is None else chol
-        k = self.k
-        z = em.solve_triangular(chol, em.transpose(value - mu))  # (k,) or (k, n)
+        k, given = self.k, self.param_exprs
+        if "tau" in given:  # scale^-1 = M M^T: z = M^T (x - mu), log det L = -log det M
+            factor = em.cholesky(given["tau"])
+            z = em.dot(em.transpose(factor), em.transpose(value - mu))
+        else:
+            factor = given["chol"] if "chol" in given else em.cholesky(given["scale"])
+            z = em.solve_triangular(factor, em.transpose(value - mu))  # (k,) or (k, n)
         squared = em.sum(z * z, axis=0)
-        log_det = em.sum(em.log(em.sum(chol * np.eye(k), axis=1)))
+        log_det = em.sum(em.log(em.sum(factor * np.eye(k), axis=1)))
+        log_det = -log_det if "tau" in given else log_det
         const = (em.lgamma(0.5 * (nu + k)) - em.lgamma(0.5 * nu)
                  - 0.5 * k * em.log(nu * np.pi) - log_det)
         return [("loglik", const - 0.5 * (nu + k) * em.log1p(squared / nu))]
 
     def random(self, rng, v, size):
         mu = np.asarray(v["mu"], dtype=float)
-        chol = np.asarray(v["chol"] if "chol" in v else np.linalg.cholesky(v["scale"]), dtype=float)
+        scale = v["scale"] if "scale" in v else np.linalg.inv(v["tau"]) if "tau" in v else None
+        chol = np.asarray(v["chol"] if scale is None else np.linalg.cholesky(scale), dtype=float)
         size = _event_size(size, chol.shape[-1:], np.broadcast_shapes(mu.shape, chol.shape[-1:]))
         z = rng.standard_normal(size)
         w = rng.chisquare(v["nu"], size[:-1] + (1,)) / v["nu"]
