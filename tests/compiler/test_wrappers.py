@@ -140,6 +140,14 @@ def test_gradient_matches_finite_differences(name):
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5)
 
 
+def test_ar_tau_is_sigma_to_the_minus_two():
+    def logp(dist):
+        return compile_model(exmc.Builder().rv("x", dist)).logp_and_grad(np.linspace(-1, 1, 6))[0]
+    rho = np.array([0.3, 0.2, -0.4])
+    assert logp(exmc.AR(rho, tau=4.0, constant=True, shape=6)) == pytest.approx(
+        logp(exmc.AR(rho, 0.5, constant=True, shape=6)), rel=1e-12)
+
+
 def test_lkjcorr_is_lkjcorrcholesky_pushed_through_l_l_transpose():
     """Same prior, two values: the densities on the free space (with Jacobians) agree."""
     other = compile_model(exmc.Builder().rv("L", exmc.LKJCorrCholesky(2.0, n=3)))
@@ -196,6 +204,8 @@ def test_errors_name_the_problem():
         exmc.Builder().rv("x", exmc.Mixture(np.ones(3) / 3, [exmc.Normal(0, 1), exmc.Normal(1, 1)])).validate()
     with pytest.raises(exmc.ModelError, match="sigma must be a scalar or one value per step, shape \\(4,\\)"):
         exmc.Builder().rv("x", exmc.GaussianRandomWalk(0.0, np.ones(5), shape=5)).validate()
+    with pytest.raises(exmc.ModelError, match="AR has ar_order=3 but 2 coefficients"):
+        exmc.Builder().rv("x", exmc.AR(np.array([0.5, 0.1]), ar_order=3, shape=5)).validate()
     with pytest.raises(TypeError, match="AR needs a 1-d shape"):
         exmc.AR(np.array([0.5]), 1.0)
     with pytest.raises(exmc.ModelError, match="missing values .* cannot be imputed for Poisson"):

@@ -189,12 +189,13 @@ class MvGaussianRandomWalk(Distribution):
 
 
 class AR(Distribution):
-    """AR(rho, sigma, constant=False, init_dist=Normal(0, 100), shape=T): autoregressive of order p.
+    """AR(rho, sigma=1 or tau, constant=False, init_dist=Normal(0, 100), shape=T): order p.
 
     x[t] = c + sum_{i=1..p} rho_i x[t-i] + eps_t, eps_t ~ Normal(0, sigma), for
     t >= p, and ``x[:p] ~ init_dist``; as PyMC's AR, with ``constant=True`` the
     first element of ``rho`` is c and p = len(rho) - 1.  ``rho`` is a vector
-    (constant or a variable).
+    (constant or a variable) whose length gives the order; ``ar_order``, if
+    given, is checked against it.
     """
 
     family = "AR"
@@ -205,10 +206,15 @@ class AR(Distribution):
     param_ndim = {"rho": 1, "sigma": 0, "constant": 0}
     checks = (("sigma", ">", 0.0),)
 
-    def __init__(self, rho, sigma=1.0, constant=False, init_dist=None, **kwargs):
+    def __init__(self, rho, sigma=None, tau=None, constant=False, init_dist=None, ar_order=None,
+                 **kwargs):
         from exmc.ir.expr import as_expr
+        if sigma is not None and tau is not None:
+            raise TypeError("AR takes sigma or tau, not both")
+        sigma = as_expr(tau) ** -0.5 if tau is not None else 1.0 if sigma is None else sigma
         if isinstance(constant, bool):  # PyMC's form: rho[0] is the constant
             rho, constant = (as_expr(rho)[1:], as_expr(rho)[0]) if constant else (rho, None)
+        self.ar_order = ar_order
         init_dist = Normal(0.0, 100.0) if init_dist is None else init_dist
         super().__init__(rho, sigma, init_dist, constant, **kwargs)
         if self.shape is None or len(self.shape) != 1:
@@ -216,8 +222,8 @@ class AR(Distribution):
 
     @classmethod
     def from_params(cls, params, shape):
-        return cls(params["rho"], params.get("sigma", 1.0), params.get("constant"),
-                   params.get("init_dist"), shape=shape)
+        return cls(params["rho"], params.get("sigma"), constant=params.get("constant"),
+                   init_dist=params.get("init_dist"), shape=shape)
 
     def parts(self):
         return (("init_dist", self.param_exprs["init_dist"]),)
@@ -231,6 +237,9 @@ class AR(Distribution):
         if len(rho) != 1 or not 1 <= rho[0] < self.shape[0]:
             raise ModelError(f"{where}: AR's rho must be a vector of 1 to {self.shape[0] - 1} "
                              f"coefficients (the order), got shape {rho}")
+        if self.ar_order is not None and self.ar_order != rho[0]:
+            raise ModelError(f"{where}: AR has ar_order={self.ar_order} but {rho[0]} coefficients "
+                             f"in rho (besides the constant)")
         self.order = rho[0]  # from rho's shape, which the structure hash keeps
         return self.shape
 
