@@ -292,7 +292,8 @@ def test_prior_predictive_draws_every_new_family():
              .rv("m", exmc.NormalMixture(np.array([0.3, 0.7]), np.array([-1.0, 1.0]), np.array([1.0, 1.0])))
              .rv("rho", exmc.Uniform(-0.5, 0.5, shape=2)).rv("x", exmc.AR("rho", "s", shape=20))
              .rv("walk", exmc.MvGaussianRandomWalk(np.zeros(2), cov=np.eye(2), shape=(6, 2)))
-             .rv("C", exmc.LKJCorr(3, 2.0)).rv("v", exmc.MvStudentT(5.0, np.zeros(3), scale=np.eye(3)))
+             .rv("C", exmc.LKJCorr(3, 2.0)).rv("nu", exmc.Gamma(20.0, 2.0))
+             .rv("v", exmc.MvStudentT("nu", np.zeros(3), scale=np.eye(3)))
              .obs("y", exmc.Mixture(np.array([0.5, 0.5]), [exmc.Normal("m", 1.0), exmc.Laplace(0.0, "s")]),
                   np.zeros(4))
              .obs("c", exmc.Censored(exmc.Normal("t", 1.0), 0.0, 2.0), np.ones(3)))
@@ -300,6 +301,7 @@ def test_prior_predictive_draws_every_new_family():
     prior, predictive = idata.prior, idata.prior_predictive
     assert prior["x"].shape == (1, 4000, 20) and prior["walk"].shape == (1, 4000, 6, 2)
     assert prior["C"].shape == (1, 4000, 3, 3) and predictive["y"].shape == (1, 4000, 4)
+    assert prior["v"].shape == (1, 4000, 3) and abs(float(prior["v"].var()) - 1.27) < 0.15  # E[nu / (nu - 2)]
     t = stats.truncnorm(-0.5, 1.0, 1.0, 2.0)
     assert abs(float(prior["t"].mean()) - t.mean()) < 5 * t.std() / np.sqrt(4000)
     assert abs(float(prior["m"].mean()) - 0.4) < 5 * np.sqrt(1.84 / 4000)  # var = 2 - 0.4^2

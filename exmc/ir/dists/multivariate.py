@@ -194,7 +194,9 @@ class MvStudentT(Distribution):
         chol = np.asarray(v["chol"] if scale is None else np.linalg.cholesky(scale), dtype=float)
         size = _event_size(size, chol.shape[-1:], np.broadcast_shapes(mu.shape, chol.shape[-1:]))
         z = rng.standard_normal(size)
-        w = rng.chisquare(v["nu"], size[:-1] + (1,)) / v["nu"]
+        nu = np.asarray(v["nu"], dtype=float)
+        nu = nu[..., None] if nu.ndim else nu  # one per draw: against the event axis
+        w = rng.chisquare(nu, size[:-1] + (1,)) / nu
         return mu + np.matmul(chol, z[..., None])[..., 0] / np.sqrt(w)
 
 
