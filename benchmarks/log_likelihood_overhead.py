@@ -12,7 +12,8 @@ figures per model, each a median over seeds (and rounds):
   call without the option (with ``--chains`` above 1: over its wall time, since the
   chains' CPU time is spent in worker processes).
 - end to end, CPU: the CPU time of the ``exmc.sample`` call with the option over that
-  without (runs interleaved: off, on for one seed, then the next seed).  With one chain
+  without (runs interleaved: off and on for one seed, which first alternating, then the
+  next seed).  With one chain
   everything runs in this process, so CPU time is the cost the option adds; it is far less
   disturbed than wall time by other work on a shared machine.
 - end to end, wall: the same with wall time, less the compile time.  On a loaded machine
@@ -88,9 +89,10 @@ def run(names, seeds, rounds, chains):
         timed_sample(model, 0, 1, True)  # compile and warm up
         runs = {"off": [], "on": []}
         direct = []
-        for _ in range(rounds):
-            for seed in seeds:
-                for mode in ("off", "on"):
+        for round_ in range(rounds):
+            for k, seed in enumerate(seeds):
+                # alternate which goes first, so a drift in the machine's speed hits both
+                for mode in ("off", "on") if (round_ + k) % 2 == 0 else ("on", "off"):
                     wall, cpu, idata = timed_sample(model, seed, chains, mode == "on")
                     runs[mode].append((wall, cpu))
                 wall_off, cpu_off = runs["off"][-1]
@@ -101,6 +103,8 @@ def run(names, seeds, rounds, chains):
                "cpu_s_off": cpu["off"], "cpu_s_on": cpu["on"],
                "wall_overhead": wall["on"] / wall["off"] - 1.0,
                "cpu_overhead": cpu["on"] / cpu["off"] - 1.0,
+               "paired_wall_overhead": statistics.median(
+                   on[0] / off[0] - 1.0 for off, on in zip(runs["off"], runs["on"])),
                "direct_overhead": statistics.median(direct),
                "direct_overhead_max": max(direct), "runs": len(direct)}
         rows.append(row)
@@ -125,11 +129,12 @@ def write(rows, args):
              f"{meta['machine']}.  Medians over runs; direct = the added work's CPU time over "
              f"the sampling call's {'CPU' if args.chains == 1 else 'wall'} time (see the "
              f"script's docstring).", "",
-             "| model | wall s off | wall s on | wall | CPU s off | CPU s on | CPU | "
-             "direct (median) | direct (max) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| model | wall s off | wall s on | wall | wall, paired | CPU s off | CPU s on | "
+             "CPU | direct (median) | direct (max) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['wall_s_off']:.3f} | {r['wall_s_on']:.3f} | "
-                     f"{100 * r['wall_overhead']:+.1f}% | {r['cpu_s_off']:.3f} | "
+                     f"{100 * r['wall_overhead']:+.1f}% | {100 * r['paired_wall_overhead']:+.1f}% | "
+                     f"{r['cpu_s_off']:.3f} | "
                      f"{r['cpu_s_on']:.3f} | {100 * r['cpu_overhead']:+.1f}% | "
                      f"{100 * r['direct_overhead']:.2f}% | {100 * r['direct_overhead_max']:.2f}% |")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
