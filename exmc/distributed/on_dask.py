@@ -119,6 +119,13 @@ class NodePlugin(WorkerPlugin):
                 "pid": self.popen.pid if running else None}
 
     def _keep_running(self):
+        try:
+            self._supervise()
+        except Exception as err:  # noqa: BLE001 -- a bug here must be seen, not a silent thread
+            self.error, self.gave_up = f"the exmc-node plugin failed: {err!r}", True
+            log.exception("exmc-node beside worker %s", self.worker_address)
+
+    def _supervise(self):
         """Take the host's lock if need be, run the node, restart it when it dies."""
         from exmc.distributed.node import is_loopback
 
