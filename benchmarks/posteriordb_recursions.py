@@ -41,6 +41,9 @@ POSTERIORS = {
     "hudson_lynx_hare-lotka_volterra": ("lotka_volterra", "hudson_lynx_hare"),
     "one_comp_mm_elim_abs-one_comp_mm_elim_abs": ("pharmacokinetics", "one_comp_mm_elim_abs"),
 }
+# rows of the comparison: (label, posterior, the example's model function)
+RUNS = [(name, name, "model") for name in POSTERIORS] + [
+    ("one_comp_mm_elim_abs (rotated)", "one_comp_mm_elim_abs-one_comp_mm_elim_abs", "model_rotated")]
 
 
 def example(module):
@@ -124,11 +127,11 @@ def gradient_microseconds(model, repeats=2000):
     return float(np.median(times))
 
 
-def run(name, draws, warmup, chains, seed):
+def run(name, function, draws, warmup, chains, seed):
     import exmc
     entry = json.loads(DATA.read_text())["posteriors"][name]
     module = example(POSTERIORS[name][0])
-    model = module.model(entry["data"])
+    model = getattr(module, function)(entry["data"])
     start = time.perf_counter()
     idata = exmc.sample(model, num_samples=draws, num_warmup=warmup, chains=chains, seed=seed,
                         progressbar=False)
@@ -185,18 +188,21 @@ def main():
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", nargs="*", default=list(POSTERIORS), help="posterior names")
+    parser.add_argument("--only", nargs="*", default=[label for label, _, _ in RUNS],
+                        help="row labels (posterior names)")
     parser.add_argument("--extract", metavar="POSTERIORDB", help="refresh the data file and stop")
     args = parser.parse_args()
     if args.extract:
         return extract(Path(args.extract))
     results = {}
-    for name in args.only:
-        results[name] = run(name, args.draws, args.warmup, args.chains, args.seed)
-        print(name, json.dumps({k: round(v["z"], 2) for k, v in results[name]["parameters"].items()}),
-              f"{results[name]['seconds']:.0f} s", flush=True)
+    for label, name, function in RUNS:
+        if label not in args.only:
+            continue
+        results[label] = run(name, function, args.draws, args.warmup, args.chains, args.seed)
+        print(label, json.dumps({k: round(v["z"], 2) for k, v in results[label]["parameters"].items()}),
+              f"{results[label]['seconds']:.0f} s", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    suffix = "" if args.only == list(POSTERIORS) else "_partial"
+    suffix = "" if len(results) == len(RUNS) else "_partial"
     (RESULTS / f"posteriordb_recursions{suffix}.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / f"posteriordb_recursions{suffix}.md").write_text(report(results, args))
 
