@@ -3,6 +3,7 @@
     python benchmarks/smc.py                 # seeds 1..3, 4 chains of 2,000 particles
     python benchmarks/smc.py --seeds 1 --draws 1000
     python benchmarks/smc.py --calibrate     # the error bars used by tests/samplers/test_smc.py
+    python benchmarks/smc.py --dimensions 10,50   # the kernels as the dimension grows
 
 Models with a known evidence: the conjugate normal-normal (closed form), the
 beta-binomial (closed form) and eight schools, centred, tau ~ HalfNormal(5)
@@ -23,6 +24,10 @@ seeds of 4 chains x 1,000 particles of the normal-normal model, the z-scores of 
 posterior mean and variance with the duplication ESS of the tests (sd near 1 if the
 MCSE is right); and over 64 chains x 1,000 particles of each model, the mean and sd of
 the per-chain log evidence against the exact value.
+
+``--dimensions`` runs each kernel on a Bayesian linear regression with d coefficients
+(b ~ N(0, I), y ~ N(X b, I), 100 observations; exact evidence y ~ N(0, I + X X^T)),
+4 chains x 1,000 particles (results/smc_dimensions.md).
 """
 from __future__ import annotations
 
@@ -147,7 +152,7 @@ def calibrate():
              "|---|---|---|---|"]
     precision = 1 / 4 + NN_Y.size / 1.5 ** 2
     mean, var = (1 / 4 + NN_Y.sum() / 1.5 ** 2) / precision, 1 / precision
-    for kernel in ("imh", "mh"):
+    for kernel in ("imh", "mh", "hmc"):
         scores, sizes = [], []
         for seed in range(40):
             mu = exmc.sample_smc(exmc_model("normal_normal"), draws=1000, chains=4, seed=seed,
@@ -164,7 +169,7 @@ def calibrate():
               "| model | kernel | exact | mean - exact | sd | z of the mean |", "|---|---|---|---|---|---|"]
     for name in ("normal_normal", "beta_binomial", "eight_schools"):
         exact = exact_log_evidence(name)
-        for kernel in ("imh", "mh"):
+        for kernel in ("imh", "mh", "hmc"):
             idata = exmc.sample_smc(exmc_model(name), draws=1000, chains=64, seed=2,
                                     kernel=kernel, progressbar=False)
             values = idata.sample_stats["log_marginal_likelihood"].values
@@ -175,6 +180,40 @@ def calibrate():
     print("\n".join(lines))
 
 
+def dimensions(sizes):
+    import exmc
+    from exmc import Builder, Normal, ref
+    lines = [f"# SMC kernels against dimension (`python benchmarks/smc.py --dimensions "
+             f"{','.join(map(str, sizes))}`)", "",
+             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}, {platform.platform()}, "
+             f"load average {os.getloadavg()[0]:.1f} (a shared machine: times are rough)", "",
+             "Linear regression, b ~ N(0, I_d), y ~ N(X b, I), 100 observations, 4 chains x 1,000 "
+             "particles, seed 1; seconds include compiling the model once per d.", "",
+             "| d | kernel | exact log Z | estimate | per-chain sd | stages | mean steps | "
+             "acceptance | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    rng = np.random.default_rng(0)
+    for d in sizes:
+        X = rng.normal(size=(100, d))
+        y = X @ rng.normal(size=d) * 0.5 + rng.normal(size=100)
+        model = Builder().rv("b", Normal(0.0, 1.0, shape=d)).obs("y", Normal(X @ ref("b"), 1.0), y)
+        exact = stats.multivariate_normal(np.zeros(100), np.eye(100) + X @ X.T).logpdf(y)
+        for kernel in ("imh", "mh", "hmc"):
+            start = time.perf_counter()
+            idata = exmc.sample_smc(model, draws=1000, chains=4, seed=1, kernel=kernel,
+                                    progressbar=False)
+            seconds = time.perf_counter() - start
+            s = idata.sample_stats
+            steps = s["n_steps"].values
+            lines.append(
+                f"| {d} | {kernel} | {exact:.3f} | {s.attrs['log_marginal_likelihood']:.3f} | "
+                f"{s['log_marginal_likelihood'].values.std(ddof=1):.3f} | "
+                f"{int(np.isfinite(s['beta'].values).sum(axis=1).max())} | "
+                f"{steps[steps > 0].mean():.1f} | {np.nanmean(s['acceptance_rate'].values):.2f} | "
+                f"{seconds:.1f} |")
+            print(lines[-1], flush=True)
+    (HERE / "results" / "smc_dimensions.md").write_text("\n".join(lines) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3")
@@ -182,9 +221,12 @@ def main():
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--models", default="normal_normal,beta_binomial,eight_schools")
     parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--dimensions", default="")
     args = parser.parse_args()
     if args.calibrate:
         return calibrate()
+    if args.dimensions:
+        return dimensions([int(d) for d in args.dimensions.split(",")])
     seeds = [int(s) for s in args.seeds.split(",")]
     os.environ["EXMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="exmc_smc_bench_")
     load = os.getloadavg()[0]

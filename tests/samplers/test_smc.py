@@ -6,8 +6,8 @@ duplication ESS: in a chain whose N particles take distinct values with
 multiplicities n_k, ESS = N^2 / sum n_k^2 (Kish's ESS of the copies), summed
 over the independent chains; the MCSE of an average of f is sd(f) / sqrt(ESS).
 It treats distinct particles as independent draws, which the mutation aims at
-(steps continue until the particles' correlation with the stage's start is
-below 0.01).  ``python benchmarks/smc.py --calibrate`` checks it: over 40 seeds
+(its steps continue until the particles are nearly independent of the stage's
+start).  ``python benchmarks/smc.py --calibrate`` checks it: over 40 seeds
 of the normal-normal model (4 chains of 1,000 particles) the z-scores of mean
 and variance should have sd near 1 (results/smc_calibration.md).
 
