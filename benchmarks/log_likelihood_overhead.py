@@ -35,7 +35,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import arviz as az  # noqa: E402
-import numpy as np  # noqa: E402
 
 import exmc  # noqa: E402
 from benchmarks.models import MODELS, SCALE  # noqa: E402
@@ -133,7 +132,8 @@ def write(rows, args):
              "CPU | direct (median) | direct (max) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['wall_s_off']:.3f} | {r['wall_s_on']:.3f} | "
-                     f"{100 * r['wall_overhead']:+.1f}% | {100 * r['paired_wall_overhead']:+.1f}% | "
+                     f"{100 * r['wall_overhead']:+.1f}% | "
+                     f"{100 * r['paired_wall_overhead']:+.1f}% | "
                      f"{r['cpu_s_off']:.3f} | "
                      f"{r['cpu_s_on']:.3f} | {100 * r['cpu_overhead']:+.1f}% | "
                      f"{100 * r['direct_overhead']:.2f}% | {100 * r['direct_overhead_max']:.2f}% |")

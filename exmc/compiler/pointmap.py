@@ -110,6 +110,6 @@ class PointMap:
 
 
 def _lined_up(batched, rank):
-    """A batched value (draws, *shape) with ones inserted so it broadcasts against (draws, rank axes)."""
+    """A batched value (draws, *shape) with ones inserted: broadcasts against (draws, rank axes)."""
     own = batched.shape[1:]
     return batched.reshape(batched.shape[:1] + (1,) * (rank - len(own)) + own)

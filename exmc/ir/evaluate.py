@@ -65,14 +65,27 @@ def evaluate_batched(expr: Expr, values: dict, shapes: dict):
 
 
 def evaluate_op_batched(op, args, arg_shapes, attr, shape):
-    """The value of ``op`` on batched ``args`` (each (n or 1, *arg shape)), shaped (n or 1, *shape)."""
+    """The value of ``op`` on batched ``args`` (each (n or 1, *its shape)): (n or 1, *shape)."""
     args = [np.asarray(a, dtype=float) for a in args]
     spec = REGISTRY[op]
     if spec.layout is None:  # elementwise: line each argument's axes up with the result's
-        lined = [a.reshape(a.shape[:1] + (1,) * (len(shape) - len(s)) + tuple(s))
-                 for a, s in zip(args, arg_shapes)]
-        return spec.numpy(lined, attr)
+        return spec.numpy(_lined_up(args, arg_shapes, shape), attr)
     return BATCHED.get(spec.layout, _each_point)(op, args, arg_shapes, attr)
+
+
+def _lined_up(args, shapes, shape):
+    """Batched arguments with ones inserted after the batch axis, to broadcast to ``shape``."""
+    return [a.reshape(a.shape[:1] + (1,) * (len(shape) - len(s)) + tuple(s))
+            for a, s in zip(args, shapes)]
+
+
+def _family_fn(op, args, shapes, attr):
+    """A family's kernel at each element: elementwise, though the compiler lays it out apart."""
+    return REGISTRY[op].numpy(_lined_up(args, shapes, np.broadcast_shapes(*shapes)), attr)
+
+
+def _reshape(op, args, shapes, shape):
+    return args[0].reshape(args[0].shape[:1] + tuple(shape))
 
 
 def _reduce(op, args, shapes, axis):
@@ -155,4 +168,4 @@ def _each_point(op, args, shapes, attr):
 BATCHED = {"reduce": _reduce, "cumsum": _cumsum, "matmul": _matmul, "index": _index,
            "concatenate": _concatenate, "transpose": _transpose, "cholesky": _cholesky,
            "logdet": _logdet, "solve_triangular": _solve_triangular,
-           "corr_cholesky": _corr_cholesky}
+           "corr_cholesky": _corr_cholesky, "reshape": _reshape, "family_fn": _family_fn}

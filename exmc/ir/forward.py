@@ -62,7 +62,7 @@ def needed_variables(model: Model, wanted, given) -> set:
 
 def forward_draws(model: Model, num_draws: int, rng: np.random.Generator, given=None,
                   wanted=None, shapes=None) -> dict:
-    """Draws of the ``wanted`` variables (default: all) by ancestral sampling, ``num_draws`` at once.
+    """Draws of the ``wanted`` variables (default: all) by ancestral sampling, all at once.
 
     Parameters
     ----------

@@ -210,7 +210,8 @@ class RunningLogLikelihood:
         filled) that the last call had not seen."""
         first = self.num_warmup + self.count.get(chain, 0)
         if done > first:
-            self.blocks.setdefault(chain, []).append(self.compiled.log_likelihood(draws[first:done]))
+            block = self.compiled.log_likelihood(draws[first:done])
+            self.blocks.setdefault(chain, []).append(block)
             self.count[chain] = done - self.num_warmup
 
     def values(self, chains, points):
@@ -308,7 +309,7 @@ def _label(idata):
 
 
 def _extend(idata, new, groups):
-    """``idata`` with ``groups`` of ``new`` added (replacing), and its other groups where missing."""
+    """``idata`` with ``groups`` of ``new`` added (replacing), its other groups where missing."""
     import arviz as az
 
     keep = [g for g in new.groups() if g in groups or g not in idata.groups()]

@@ -5,7 +5,7 @@ import pytest
 import exmc
 from exmc.ir import ModelError
 from exmc.ir.evaluate import BATCHED, _each_point, evaluate, evaluate_batched
-from exmc.ir.expr import Expr, ref
+from exmc.ir.expr import Expr, constant, ref
 from exmc.ir.forward import forward_draws
 from exmc.ir.ops import REGISTRY
 from tests.stats import assert_mean_close, assert_variance_close
@@ -49,10 +49,14 @@ STRUCTURAL = [
     ("transpose", lambda a, b: a.T, (2, 3), None),
     ("cholesky", lambda a, b: exmc.math.cholesky(a @ a.T + 3.0 * np.eye(3)), (3, 3), None),
     ("logdet", lambda a, b: exmc.math.logdet(a @ a.T + np.eye(3)), (3, 3), None),
-    ("solve_triangular", lambda a, b: exmc.math.solve_triangular(a + 2 * np.eye(3), b), (3, 3), (3,)),
+    ("solve_triangular", lambda a, b: exmc.math.solve_triangular(a + 2 * np.eye(3), b),
+     (3, 3), (3,)),
     ("solve_triangular", lambda a, b: exmc.math.solve_triangular(a + 2 * np.eye(3), b, lower=False),
      (3, 3), (3, 2)),
     ("corr_cholesky", lambda a, b: Expr("corr_cholesky", (a - 0.5,), 3), (3,), None),
+    ("reshape", lambda a, b: exmc.math.reshape(a, (3, 2)), (2, 3), None),
+    ("family_fn", lambda a, b: Expr("family_fn", (a, b, constant(0.5)),
+                                    ("Normal", ("mu", "sigma"), "logp")), (2, 3), (3,)),
 ]
 
 

@@ -30,7 +30,7 @@ def _exact_posterior():
 
 
 def _posterior(chains=4, draws=2500, seed=0, **values):
-    """InferenceData whose posterior holds independent draws given as (chains * draws, ...) arrays."""
+    """InferenceData whose posterior holds independent draws, given as (chains * draws, ...)."""
     return az.from_dict(posterior={k: np.reshape(v, (chains, draws) + np.shape(v)[1:])
                                    for k, v in values.items()})
 
