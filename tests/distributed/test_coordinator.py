@@ -1,8 +1,9 @@
 """The coordinator against real exmc-node daemons on loopback: same draws as local chains,
-streaming, warmup once, node failure, unreachable nodes."""
+streaming, warmup once, node failure, unreachable nodes, live node sets."""
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -300,3 +301,34 @@ def test_nodes_started_at_once_with_one_fresh_shared_cache_all_run_their_chains(
     finally:
         for node in nodes:
             node.stop()
+
+
+class NodeSet:
+    """A live node set for the coordinator: ``addresses()`` answers what the test put in."""
+
+    def __init__(self, *addresses):
+        self.listed = list(addresses)
+
+    def addresses(self):
+        return list(self.listed)
+
+
+def test_an_empty_node_set_is_waited_for_then_on_node_failure_applies():
+    started = time.monotonic()
+    with pytest.raises(NodeError, match="no node is left and none joined the node set "
+                                        "within 1 s"):
+        sample_chains(SMALL, nodes=NodeSet(), chains=2, wait_for_nodes=1.0, **RUN)
+    assert time.monotonic() - started < 30
+
+
+def test_a_node_joining_an_empty_set_mid_run_takes_every_chain(start_node):
+    node = start_node("--workers", "2")
+    nodes = NodeSet()
+    timer = threading.Timer(2.0, lambda: nodes.listed.append(node.address))
+    timer.start()
+    try:
+        idata = sample_chains(SMALL, nodes=nodes, chains=2, wait_for_nodes=60.0, **RUN)
+    finally:
+        timer.cancel()
+    assert idata.attrs["nodes"] == [node.address] * 2
+    assert_same_draws(idata, exmc.sample(SMALL, chains=2, **RUN))
