@@ -130,8 +130,11 @@ class LocalNode:
     def __init__(self, workers=None, timeout=60.0):
         self.log = tempfile.NamedTemporaryFile(prefix="exmc-node-", suffix=".log", delete=False)
         read_end, self.lifeline = os.pipe()
+        from exmc.compiler import cache_dir
+
+        cache = cache_dir().parent  # this host's own compile cache, the one exmc.sample uses
         command = [sys.executable, "-m", "exmc.distributed.cli", "--bind", "tcp://127.0.0.1:*",
-                   "--parent-fd", str(read_end)]
+                   "--parent-fd", str(read_end), "--cache-dir", str(cache)]
         if workers:
             command += ["--workers", str(workers)]
         try:
