@@ -166,7 +166,8 @@ def calibrate():
             f"{z[:, k].mean():.2f}, {z[:, k].std():.2f}, {np.abs(z[:, k]).max():.2f}"
             for k in range(2)) + " |")
     lines += ["", "Per-chain log evidence, 64 chains x 1,000 particles (seed 2):", "",
-              "| model | kernel | exact | mean - exact | sd | z of the mean |", "|---|---|---|---|---|---|"]
+              "| model | kernel | exact | mean - exact | sd | z of the mean |",
+              "|---|---|---|---|---|---|"]
     for name in ("normal_normal", "beta_binomial", "eight_schools"):
         exact = exact_log_evidence(name)
         for kernel in ("imh", "mh", "hmc"):

@@ -210,7 +210,7 @@ def effective_sample_size(log_weights):
 
 
 def next_beta(beta, log_likelihood, threshold, tolerance=1e-12):
-    """The inverse temperature after ``beta``: ESS of ``exp(delta * log_likelihood)`` = threshold * N.
+    """The inverse temperature after ``beta``: ESS of ``exp(delta * loglik)`` = threshold * N.
 
     Bisection on ``delta`` in (0, 1 - beta]; returns 1.0 when even the whole
     step keeps the ESS above the target.  The ESS falls as delta grows, so
@@ -247,7 +247,7 @@ RESAMPLERS = {"systematic": systematic_resample, "multinomial": multinomial_resa
 
 
 def fitted_gaussian(position, weights):
-    """(mean, lower Cholesky factor of the covariance) of weighted particles, jittered if singular."""
+    """(mean, lower Cholesky factor of the covariance) of weighted particles, jittered if needed."""
     mean = weights @ position
     centred = position - mean
     cov = (centred * weights[:, None]).T @ centred

@@ -1,4 +1,4 @@
-"""SMC (``exmc.sample_smc``): posteriors and log evidence against closed forms, with negative controls.
+"""SMC (``exmc.sample_smc``): posteriors and log evidence against exact values, negative controls.
 
 Monte Carlo error of SMC draws.  The final particles are not a Markov chain, so
 ArviZ's autocorrelation ESS does not apply.  The bound used here is the
@@ -50,7 +50,7 @@ def particle_ess(draws):
 
 
 def assert_particles_close(values, truth, ess, what, z=stats.Z, min_ess=stats.MIN_ESS):
-    """The particles' average of f (values (chains, draws)) within z MCSE = sd / sqrt(ess) of truth."""
+    """The particles' average of f (values: chains, draws) within z MCSE = sd / sqrt(ess)."""
     stats.checks_made += 1
     values = np.asarray(values, dtype=float)
     mcse = values.std() / np.sqrt(ess)
