@@ -603,7 +603,8 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
         particles (PyMC's default), random-walk Metropolis with the particles'
         covariance and a scale tuned towards a 0.234 acceptance rate, or HMC (10
         leapfrog steps, the particles' covariance as inverse mass matrix, the step
-        size tuned towards a 0.65 acceptance rate); HMC scales best with dimension.
+        size tuned towards a 0.65 acceptance rate).  On a 50-coefficient regression
+        only HMC kept the evidence right (docs/inference.md).
     threshold : float in (0, 1)
         Each stage's inverse temperature keeps the incremental weights' effective
         sample size at ``threshold * draws``; higher means more, smaller stages.
