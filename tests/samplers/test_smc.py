@@ -13,8 +13,9 @@ and variance should have sd near 1 (results/smc_calibration.md).
 
 Log evidence.  Each chain's estimate Z_c is unbiased; the combined estimate is
 log(mean Z_c) and its standard error comes from the spread between chains (the
-delta method), with chains - 1 degrees of freedom.  With 16 chains, |z| <= 5
-fails a correct sampler with probability 2 P(T_15 > 5) = 1.6e-4 per check.
+delta method), with chains - 1 degrees of freedom.  With 32 chains, |z| <= 5
+fails a correct sampler with probability 2 P(T_31 > 5) = 2.1e-5 per check, 1.7e-4
+for the file's 8 evidence checks.
 
 Both use ``tests.stats.Z`` and count towards its failure budget.
 """
@@ -29,7 +30,7 @@ from tests import stats
 
 pytestmark = pytest.mark.timeout(300)
 
-EVIDENCE_CHAINS = 16
+EVIDENCE_CHAINS, EVIDENCE_DRAWS = 32, 250
 
 
 def smc(model, **kwargs):
@@ -108,7 +109,8 @@ def normal_normal_runs(request):
     """(posterior run, evidence run) of the normal-normal model with one kernel."""
     kernel = request.param
     return (smc(normal_normal_model(), kernel=kernel),
-            smc(normal_normal_model(), kernel=kernel, draws=500, chains=EVIDENCE_CHAINS))
+            smc(normal_normal_model(), kernel=kernel, draws=EVIDENCE_DRAWS,
+                chains=EVIDENCE_CHAINS))
 
 
 def test_normal_normal_posterior(normal_normal_runs):
@@ -130,7 +132,8 @@ def test_normal_normal_negative_controls(normal_normal_runs):
     with pytest.raises(AssertionError, match="variance"):
         assert_moments_close(draws, mean, 1.4 * var)
     # The evidence of a wrong model (noise sd 10% larger) against the right answer must fail.
-    wrong = smc(normal_normal_model(sigma=1.1 * NN_SIGMA), draws=500, chains=EVIDENCE_CHAINS)
+    wrong = smc(normal_normal_model(sigma=1.1 * NN_SIGMA), draws=EVIDENCE_DRAWS,
+                chains=EVIDENCE_CHAINS)
     with pytest.raises(AssertionError, match="log evidence"):
         assert_evidence_close(wrong, normal_normal_log_evidence())
     # And the right run against the exact evidence of a prior twice as wide.
@@ -149,7 +152,7 @@ def test_beta_binomial_posterior_and_evidence():
     model = Builder().rv("p", Beta(BB_A, BB_B)).obs("k", Binomial(BB_TRIALS, "p"), BB_SUCCESSES)
     a = BB_A + BB_SUCCESSES.sum()
     b = BB_B + (BB_TRIALS - BB_SUCCESSES).sum()
-    idata = smc(model, draws=500, chains=EVIDENCE_CHAINS, resampling="multinomial")
+    idata = smc(model, draws=EVIDENCE_DRAWS, chains=EVIDENCE_CHAINS, resampling="multinomial")
     posterior = scipy_stats.beta(a, b)
     assert_moments_close(idata.posterior["p"].values, posterior.mean(), posterior.var())
 
@@ -167,7 +170,7 @@ def test_bimodal_finds_both_modes():
     """y ~ N(x^2, 1): the posterior of x has two mirror-image modes, each with half the mass."""
     y = np.array([4.0, 4.5, 3.5])
     model = Builder().rv("x", Normal(0.0, 3.0)).obs("y", Normal(ref("x") * ref("x"), 1.0), y)
-    idata = smc(model, draws=500, chains=EVIDENCE_CHAINS)
+    idata = smc(model, draws=EVIDENCE_DRAWS, chains=EVIDENCE_CHAINS)
     x = idata.posterior["x"].values
     assert_particles_close(x > 0, 0.5, particle_ess(x), "mass of the positive mode")
 
@@ -187,9 +190,9 @@ def test_hierarchical_evidence():
         cov = np.diag(sigma ** 2 + tau ** 2) + 25.0
         return (scipy_stats.halfnorm(scale=5.0).pdf(tau)
                 * scipy_stats.multivariate_normal(np.zeros(8), cov).pdf(y))
-    idata = smc(model, draws=400, chains=EVIDENCE_CHAINS, kernel="mh")
+    idata = smc(model, draws=EVIDENCE_DRAWS, chains=EVIDENCE_CHAINS, kernel="mh")
     assert_evidence_close(idata, np.log(integrate.quad(density, 0, np.inf)[0]))
-    assert idata.posterior["theta"].shape == (EVIDENCE_CHAINS, 400, 8)
+    assert idata.posterior["theta"].shape == (EVIDENCE_CHAINS, EVIDENCE_DRAWS, 8)
     assert np.all(idata.posterior["tau"].values > 0)
 
 
@@ -198,7 +201,7 @@ def test_potential_is_tempered_with_the_likelihood():
     evidence counts it (by quadrature: prior N(0, 1), y ~ N(mu, 1), potential -mu^2 / 2)."""
     model = (Builder().rv("mu", Normal(0.0, 1.0)).obs("y", Normal("mu", 1.0), np.array([0.5]))
              .potential("penalty", -0.5 * ref("mu") * ref("mu")))
-    idata = smc(model, draws=500, chains=EVIDENCE_CHAINS)
+    idata = smc(model, draws=EVIDENCE_DRAWS, chains=EVIDENCE_CHAINS)
 
     def density(t):
         return scipy_stats.norm.pdf(t) * scipy_stats.norm.pdf(0.5, t, 1.0) * np.exp(-0.5 * t * t)
@@ -213,7 +216,7 @@ def test_observed_variable_as_a_parameter():
     x = np.array([1.0, 2.0, 3.0])
     model = (Builder().obs("x", Normal(0.0, 5.0), x).rv("mu", Normal(exmc.math.sum(ref("x")), 1.0))
              .obs("y", Normal("mu", 1.0), np.array([5.0])))
-    idata = smc(model, draws=500, chains=EVIDENCE_CHAINS)
+    idata = smc(model, draws=EVIDENCE_DRAWS, chains=EVIDENCE_CHAINS)
     exact = (scipy_stats.norm(0.0, 5.0).logpdf(x).sum()
              + scipy_stats.norm(6.0, np.sqrt(2.0)).logpdf(5.0))
     assert_evidence_close(idata, exact)
