@@ -119,8 +119,11 @@ def test_a_worker_added_mid_run_receives_the_chains_of_the_workers_gone(cluster)
         replaced[0].join(60)
         [second] = nodes.addresses()
     assert second != first, idata.attrs
-    assert idata.attrs["nodes"] == [f"{first} > {second}"] * 2
-    assert len(idata.attrs["moves"]) == 2 and all(
+    # A chain may finish on the first node while its worker is being closed (a quiet machine);
+    # the others wait for the new worker and move there.
+    moved = f"{first} > {second}"
+    assert moved in idata.attrs["nodes"] and set(idata.attrs["nodes"]) <= {first, moved}
+    assert len(idata.attrs["moves"]) == idata.attrs["nodes"].count(moved) and all(
         f"{first} -> {second}" in move for move in idata.attrs["moves"])
     assert_same_draws(idata, exmc.sample(LONG, chains=2, **LONG_RUN))
 
