@@ -1,10 +1,13 @@
 """Warm chain workers kept for the Python session: parallel chains without a start-up tax.
 
-A supervised worker process costs about a second to start (a Python interpreter,
-``import exmc``, Numba loading the cached sampler), which is more than a whole chain of
-a small model.  ``WorkerPool`` starts its workers once, under one supervisor (permanent
-children ``exmc-pool/worker-<i>``), has each load the sampler before it asks for work,
-and hands them chains, run after run.  A chain is run by the very function a one-chain
+``WorkerPool`` starts its workers once, under one supervisor (permanent children
+``exmc-pool/worker-<i>``), and hands them chains, run after run, so that a run pays no
+worker start and no supervisor start.  On Linux the workers are forked
+(``exmc.runtime.worker.WORKER_START_METHOD``) when the first parallel run of the session
+has compiled its model and loaded the sampler: they start in milliseconds, warm.
+Elsewhere they are spawned, which costs about a second each (a Python interpreter,
+``import exmc``, Numba loading the cached sampler), and each loads the sampler before it
+asks for work.  A chain is run by the very function a one-chain
 worker runs (``exmc.runtime.worker.run_worker``): same worker link, same tokens, same
 checkpoint file, so the draws are bit for bit the in-process ones and a chain whose
 worker dies (a crash, SIGKILL, a missed heartbeat) is restarted from its last delivered
@@ -66,15 +69,19 @@ def _warm():
     compiled.constrain(np.zeros((1, 1)))
 
 
-def pool_worker(endpoint, secret):
-    """Worker process entry point: warm up, then run chains handed over until told to stop."""
+def pool_worker(endpoint, secret, forked=False):
+    """Worker process entry point: warm up, then run chains handed over until told to stop.
+
+    A forked worker is warm already: it is a copy of the parent, which loaded the sampler
+    (and the model of the run that started the pool) before starting it."""
     import zmq
 
     from exmc.runtime.worker import run_worker
     from supervisor import heartbeat
 
     heartbeat(within=WARM_SECONDS)
-    _warm()
+    if not forked:
+        _warm()
     context = zmq.Context()  # its own: run_worker ends the shared instance after each chain
     control = context.socket(zmq.DEALER)
     control.setsockopt(zmq.LINGER, 0)
@@ -112,6 +119,7 @@ class WorkerPool:
     def __init__(self, size, heartbeat_timeout=10.0):
         import zmq
 
+        from exmc.runtime.worker import WORKER_START_METHOD
         from supervisor import PERMANENT, ChildExited, ChildSpec, Supervisor, SupervisorSpec
 
         spawning.install()
@@ -137,9 +145,11 @@ class WorkerPool:
                 self.events.put((event.pid, str(event.reason)))
         # The pool's own intensity is unbounded: chains are given up one by one, by the
         # restarts their own workers needed (see run), as a one-chain worker's supervisor does.
+        forked = WORKER_START_METHOD == "fork"
         self.supervisor = Supervisor(SupervisorSpec(POOL_NAME, children=[
-            ChildSpec(f"worker-{i}", pool_worker, (endpoint, self.secret), restart=PERMANENT,
-                      heartbeat_timeout=heartbeat_timeout) for i in range(size)],
+            ChildSpec(f"worker-{i}", pool_worker, (endpoint, self.secret, forked),
+                      restart=PERMANENT, heartbeat_timeout=heartbeat_timeout,
+                      start_method=WORKER_START_METHOD) for i in range(size)],
             max_restarts=10 ** 9, max_seconds=1.0), on_event=on_event).start()
 
     @property

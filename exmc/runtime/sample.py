@@ -137,15 +137,15 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         another in this process.
     executor : {"in-process", "processes", "pool"}, optional
         Where chains run; the draws are the same, bit for bit, wherever they run.
-        ``"processes"`` (the default for more than one chain on Linux): each chain in its
-        own supervised worker process, ``min(chains, cores or cpu count)`` at once, started
-        by fork (milliseconds: it inherits the compiled sampler and model, never runs the
-        user's script), restarted from its last delivered draw if it crashes.  ``"pool"``
-        (the default elsewhere, where fork is unsafe or absent): warm supervised workers
-        kept for the Python session and reused by later calls (``exmc.runtime.pool``), with
-        the same crash-resume; the first call pays their start (about a second each).
-        ``"in-process"`` (the default for one chain, or with ``cores=1``): one after another
-        in this process, for debugging.
+        ``"pool"`` (the default for more than one chain on more than one CPU): warm
+        supervised worker processes kept for the Python session and reused by later calls
+        (``exmc.runtime.pool``), ``min(chains, cores or cpu count)`` of them, each chain
+        restarted from its last delivered draw if its worker crashes; on Linux they are
+        forked from this process once it has loaded the sampler and the model (they start
+        in milliseconds and never run the user's script), elsewhere spawned (about a second
+        each, once per session).  ``"processes"``: a new supervised worker process per
+        chain.  ``"in-process"`` (the default for one chain, or with ``cores=1``): one
+        after another in this process, for debugging.
     device : {"cpu", "cuda"}
         ``"cuda"`` runs every chain on the GPU (one thread each, thousands at once: the
         same NUTS and Stan warmup with a diagonal metric), needs ``exmc[cuda]`` and a GPU,
@@ -286,6 +286,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
                 results = _run_in_process(compiled, settings, chain_seeds, init, dense_mass,
                                           total, prior, report, publisher, folder)
             else:
+                if executor == "pool" and WORKER_START_METHOD == "fork":
+                    from exmc.runtime.pool import get_pool
+                    get_pool(int(cores), float(heartbeat_timeout))  # forked before the import
                 _import_arviz_meanwhile()
                 results, restarts, failures = _run_in_workers(
                     model, compiled, settings, chain_seeds, cores, init,
@@ -333,8 +336,7 @@ def _choose_executor(executor, cores, chains):
         raise ValueError(f"cores must be an integer >= 1, got {cores!r}")
     if executor is None:
         parallel = chains > 1 and (cores or available_cores()) > 1
-        executor = (("processes" if WORKER_START_METHOD == "fork" else "pool") if parallel
-                    else "in-process")
+        executor = "pool" if parallel else "in-process"
         if executor == "in-process":
             cores = None
     if executor not in ("in-process", "processes", "pool"):
@@ -374,8 +376,8 @@ def _start_pool_early(cores, heartbeat_timeout):
     from exmc.runtime.pool import get_pool
 
     spawning.refuse_in_bootstrap()
-    if sampler_is_cached():
-        get_pool(int(cores), float(heartbeat_timeout))
+    if sampler_is_cached() and WORKER_START_METHOD == "spawn":  # forked workers start later,
+        get_pool(int(cores), float(heartbeat_timeout))        # warm, from a loaded parent
 
 
 def _check_pathfinder_init(init, checkpoint, device):

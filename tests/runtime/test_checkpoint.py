@@ -89,7 +89,7 @@ def same_run(a, b):
 def kill_and_resume(tmp_path, cores, kills, num_samples, executor="processes"):
     # Enough data that a chain takes seconds: several blocks (about 0.25 s each) to kill in.
     script, model, options = load_script(tmp_path, num_samples, rows=4000)
-    reference = exmc.sample(model, **options)  # also warms the model cache for the subprocess
+    reference = exmc.sample(model, executor="in-process", **options)  # also warms the model cache for the subprocess
     folder = tmp_path / "run"
     total = 2 * (options["num_warmup"] + num_samples)
     rng = random.Random(cores or 0)

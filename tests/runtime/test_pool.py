@@ -21,7 +21,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def in_process():
-    yield exmc.sample(model(), **RUN)
+    yield exmc.sample(model(), executor="in-process", **RUN)
     pool_module.shutdown()
 
 

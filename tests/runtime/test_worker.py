@@ -18,7 +18,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def in_process():
-    return exmc.sample(model(), **RUN)
+    return exmc.sample(model(), cores=1, **RUN)
 
 
 def assert_same_trace(a, b):
@@ -251,7 +251,7 @@ def test_a_chain_that_gives_up_mid_run_leaves_the_others_whole(monkeypatch):
     # Blocks grow to ~0.25 s, so with 20,000 draws a block ends well past iteration 350 and
     # well before the end: chain 0 dies there in every life and gives up with kept draws.
     run = dict(RUN, num_samples=20_000)
-    reference = exmc.sample(model(), **run)
+    reference = exmc.sample(model(), cores=1, **run)
     monkeypatch.setenv(CRASH_ENV, "0:350:always")
     with pytest.warns(RuntimeWarning, match="chain 0 failed: gave up after 3 restarts") as caught:
         idata = exmc.sample(model(), cores=3, **run)
@@ -309,8 +309,11 @@ def _worker_pids():
     import os
     found = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True,
                            timeout=10).stdout.split()
+    from exmc.runtime import pool
+    pool_workers = ({child.pid for child in pool._pool.supervisor.which_children()}
+                    if pool._pool is not None else set())
     pids = []
-    for pid in map(int, found):
+    for pid in set(map(int, found)) - pool_workers:  # the session's pool is not this run's
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 command = fh.read()
