@@ -6,7 +6,7 @@ the same comparison (``compare``, ``compare_quantiles``) for models written here
 function per posterior translating posteriordb's Stan program.  For every reference
 parameter z = (exmc mean - reference mean) / sqrt(MCSE_exmc^2 + MCSE_ref^2) and the
 ratio of posterior standard deviations.  Reference draws: posteriordb's Stan draws (10
-chains of 1,000), summarised with the data in ``benchmarks/data/posteriordb_reference.json``,
+chains of 1,000), summarised with the data in ``benchmarks/data/posteriordb_reference.json.gz``,
 made from a posteriordb git checkout by ``--extract``.
 
     python benchmarks/posteriordb_reference.py [--draws 1000 --warmup 1000 --chains 4 --seed 1]
@@ -23,6 +23,7 @@ Cholesky factor inside the model.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import sys
@@ -33,15 +34,15 @@ import arviz as az
 import numpy as np
 
 import exmc
-from exmc import (Builder, Cauchy, Custom, HalfCauchy, HalfNormal, Beta, Flat, Gamma, Normal,
-                  NormalMixture, Poisson, HalfFlat, ref)
+from exmc import (Beta, Builder, Custom, Flat, Gamma, HalfCauchy, HalfFlat, HalfNormal,
+                  HalfStudentT, MvNormal, Normal, NormalMixture, Poisson, StudentT, ref)
 from exmc import math as em
 
 sys.path.insert(0, str(Path(__file__).parent))
 from posteriordb_recursions import _git_json, compare, compare_quantiles, gradient_microseconds  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
-DATA = ROOT / "benchmarks" / "data" / "posteriordb_reference.json"
+DATA = ROOT / "benchmarks" / "data" / "posteriordb_reference.json.gz"  # diamonds' data: 2.4 MB as text
 RESULTS = ROOT / "benchmarks" / "results"
 QUANTILES = (0.05, 0.5, 0.95)
 LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -146,6 +147,51 @@ def gp_pois_regr(d):
             .obs("k", Poisson(em.exp(f)), np.asarray(d["k"], float)))
 
 
+def gp_regr(d):
+    x, y = np.asarray(d["x"], float), np.asarray(d["y"], float)
+    squared = (x[:, None] - x[None, :]) ** 2
+    # as in the Stan program, sigma itself (not sigma^2) is added to the diagonal
+    cov = (ref("alpha") ** 2 * em.exp(-0.5 * squared / ref("rho") ** 2)
+           + ref("sigma") * np.eye(len(x)))
+    return (Builder()
+            .rv("rho", Gamma(25.0, 4.0)).rv("alpha", HalfNormal(2.0)).rv("sigma", HalfNormal(1.0))
+            .obs("y", MvNormal(np.zeros(len(x)), cov=cov), y))
+
+
+def kidscore_interaction_z(d):
+    hs, iq = np.asarray(d["mom_hs"], float), np.asarray(d["mom_iq"], float)
+    z_hs = (hs - hs.mean()) / (2 * hs.std(ddof=1))
+    z_iq = (iq - iq.mean()) / (2 * iq.std(ddof=1))
+    return _linear(d["kid_score"], [z_hs, z_iq, z_hs * z_iq], HalfFlat())
+
+
+def kidscore_mom_work(d):
+    work = np.asarray(d["mom_work"])
+    return _linear(d["kid_score"], [work == 2, work == 3, work == 4], HalfFlat())
+
+
+def logmesquite(d):
+    return _linear(np.log(d["weight"]), [np.log(d[k]) for k in ("diam1", "diam2", "canopy_height",
+                                                               "total_height", "density")]
+                   + [d["group"]], HalfFlat())
+
+
+def logearn_logheight_male(d):
+    return _linear(np.log(d["earn"]), [np.log(d["height"]), d["male"]], HalfFlat())
+
+
+def diamonds(d):
+    # brms's program: centred design without the intercept column, Student-t priors
+    X = np.asarray(d["X"], float)[:, 1:]
+    means = X.mean(axis=0)
+    return (Builder()
+            .rv("b", Normal(0.0, 1.0, shape=X.shape[1]))
+            .rv("Intercept", StudentT(3.0, 8.0, 10.0)).rv("sigma", HalfStudentT(3.0, 10.0))
+            .det("b_Intercept", ref("Intercept") - em.dot(means, ref("b")))
+            .obs("Y", Normal(ref("Intercept") + em.dot(X - means, ref("b")), ref("sigma")),
+                 np.asarray(d["Y"], float)))
+
+
 # posterior name -> (model function, posteriordb data set)
 POSTERIORS = {
     "eight_schools-eight_schools_noncentered": (eight_schools_noncentered, "eight_schools"),
@@ -160,24 +206,40 @@ POSTERIORS = {
     "sblrc-blr": (blr, "sblrc"),
     "kilpisjarvi_mod-kilpisjarvi": (kilpisjarvi, "kilpisjarvi_mod"),
     "gp_pois_regr-gp_pois_regr": (gp_pois_regr, "gp_pois_regr"),
+    "gp_pois_regr-gp_regr": (gp_regr, "gp_pois_regr"),
+    "kidiq_with_mom_work-kidscore_interaction_z": (kidscore_interaction_z, "kidiq_with_mom_work"),
+    "kidiq_with_mom_work-kidscore_mom_work": (kidscore_mom_work, "kidiq_with_mom_work"),
+    "mesquite-logmesquite": (logmesquite, "mesquite"),
+    "earnings-logearn_logheight_male": (logearn_logheight_male, "earnings"),
+    "diamonds-diamonds": (diamonds, "diamonds"),
 }
+# sampler options beyond the defaults: diamonds' trajectories (up to 1023 gradients of a
+# 5000 x 24 design) outlast the default 10 s heartbeat on a loaded 2-core machine
+SAMPLER = {"diamonds-diamonds": {"heartbeat_timeout": 300.0}}
 # exmc names of Stan parameters written differently here (ordered[2] mu as mu1 < mu2)
 RENAMED = {"low_dim_gauss_mix-low_dim_gauss_mix": {"mu[1]": ("mu1", ()), "mu[2]": ("mu2", ())}}
 
 
+def load():
+    """The data file: {"source": ..., "posteriors": {name: {"data", "reference", "stan_model"}}}."""
+    with gzip.open(DATA, "rt") as f:
+        return json.load(f)
+
+
+def locate(name, label):
+    """(exmc variable, 0-based index) of posteriordb's parameter ``label`` ("beta[2]") of ``name``."""
+    if label in RENAMED.get(name, {}):
+        return RENAMED[name][label]
+    match = re.fullmatch(r"(\w+)(?:\[([\d,]+)\])?", label)
+    index = tuple(int(i) - 1 for i in match.group(2).split(",")) if match.group(2) else ()
+    return match.group(1), index
+
+
 def parameters(name, idata):
-    """{reference label ("beta[2]"): exmc draws (chains, draws)} for every reference parameter."""
-    post, out = idata.posterior, {}
-    reference = json.loads(DATA.read_text())["posteriors"][name]["reference"]
-    for label in reference:
-        if label in RENAMED.get(name, {}):
-            var, index = RENAMED[name][label]
-        else:
-            match = re.fullmatch(r"(\w+)(?:\[([\d,]+)\])?", label)
-            var = match.group(1)
-            index = tuple(int(i) - 1 for i in match.group(2).split(",")) if match.group(2) else ()
-        out[label] = post[var].values[(..., *index)]
-    return out
+    """{reference label: exmc draws (chains, draws)} for every reference parameter."""
+    reference = load()["posteriors"][name]["reference"]
+    return {label: idata.posterior[var].values[(..., *index)]
+            for label, (var, index) in ((label, locate(name, label)) for label in reference)}
 
 
 # ---- the data file ---------------------------------------------------------------------------
@@ -206,17 +268,18 @@ def extract(repo):
                                               for q in QUANTILES}}
         out["posteriors"][name] = {"data": data, "reference": reference,
                                    "stan_model": f"{base}/models/stan/{name.split('-', 1)[1]}.stan"}
-    DATA.write_text(json.dumps(out, separators=(",", ":")) + "\n")
+    with gzip.open(DATA, "wt") as f:
+        json.dump(out, f, separators=(",", ":"))
     print(f"wrote {DATA}")
 
 
 # ---- the comparison --------------------------------------------------------------------------
 def run(name, draws, warmup, chains, seed):
-    entry = json.loads(DATA.read_text())["posteriors"][name]
+    entry = load()["posteriors"][name]
     model = POSTERIORS[name][0](entry["data"])
     start = time.perf_counter()
     idata = exmc.sample(model, num_samples=draws, num_warmup=warmup, chains=chains, seed=seed,
-                        progressbar=False)
+                        progressbar=False, **SAMPLER.get(name, {}))
     seconds = time.perf_counter() - start
     rows, values = {}, parameters(name, idata)
     for label, v in values.items():
@@ -257,7 +320,7 @@ def report(results, args):
             lines.append(f"| {name} | {label} | {p['mean']:.4g} | {p['mcse']:.2g} | "
                          f"{p['reference_mean']:.4g} | {p['reference_sd']:.3g} | {p['z']:.2f} | "
                          f"{p['sd_ratio']:.3f} | {quantiles} |")
-    lines += ["", f"Reference: {json.loads(DATA.read_text())['source']}."]
+    lines += ["", f"Reference: {load()['source']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -278,6 +341,10 @@ def main():
         r = results[name]
         print(f"{name}: worst |z| {max(abs(p['z']) for p in r['parameters'].values()):.2f}, "
               f"divergences {r['divergences']}, {r['seconds']:.0f} s", flush=True)
+        write(results, args)  # after each posterior, so a long run leaves what it has done
+
+
+def write(results, args):
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if len(results) == len(POSTERIORS) else "_partial"
     (RESULTS / f"posteriordb_reference{suffix}.json").write_text(json.dumps(results, indent=1) + "\n")
