@@ -12,7 +12,8 @@ made from a posteriordb git checkout by ``--extract``.
     python benchmarks/posteriordb_reference.py [--draws 1000 --warmup 1000 --chains 4 --seed 1]
     python benchmarks/posteriordb_reference.py --extract /path/to/posteriordb   # refresh the data file
 
-Results: ``benchmarks/results/posteriordb_reference.{json,md}``.
+Results: ``benchmarks/results/posteriordb_reference.{json,md}``; a run with ``--only`` replaces
+those posteriors' rows of an earlier run with the same settings and keeps the others.
 
 posteriordb (commit 28f8d3d) has reference draws for 49 posteriors and none of them uses a
 simplex, an LKJ correlation or censoring (those families are checked against PyMC/scipy in
@@ -335,20 +336,19 @@ def main():
     args = parser.parse_args()
     if args.extract:
         return extract(Path(args.extract))
-    results = {}
+    settings = {k: getattr(args, k) for k in ("draws", "warmup", "chains", "seed")}
+    path = RESULTS / "posteriordb_reference.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    # a run of some posterior(s) replaces their rows in an earlier run with the same settings
+    results = previous["posteriors"] if previous.get("settings") == settings else {}
     for name in args.only:
-        results[name] = run(name, args.draws, args.warmup, args.chains, args.seed)
-        r = results[name]
+        results[name] = r = run(name, args.draws, args.warmup, args.chains, args.seed)
         print(f"{name}: worst |z| {max(abs(p['z']) for p in r['parameters'].values()):.2f}, "
               f"divergences {r['divergences']}, {r['seconds']:.0f} s", flush=True)
-        write(results, args)  # after each posterior, so a long run leaves what it has done
-
-
-def write(results, args):
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "" if len(results) == len(POSTERIORS) else "_partial"
-    (RESULTS / f"posteriordb_reference{suffix}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / f"posteriordb_reference{suffix}.md").write_text(report(results, args))
+        RESULTS.mkdir(exist_ok=True)  # written after each posterior: a long run keeps what it did
+        path.write_text(json.dumps({"settings": settings, "posteriors": results}, indent=1) + "\n")
+        ordered = {n: results[n] for n in POSTERIORS if n in results}
+        (RESULTS / "posteriordb_reference.md").write_text(report(ordered, args))
 
 
 if __name__ == "__main__":
