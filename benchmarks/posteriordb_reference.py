@@ -18,8 +18,8 @@ those posteriors' rows of an earlier run with the same settings and keeps the ot
 posteriordb (commit 28f8d3d) has reference draws for 49 posteriors and none of them uses a
 simplex, an LKJ correlation or censoring (those families are checked against PyMC/scipy in
 tests/ instead); the ones here cover a non-centred hierarchy, an ordered two-component
-mixture, an autoregression, Gaussian GLMs from Gelman and Hill and a latent GP with a
-Cholesky factor inside the model.
+mixture, an autoregression, Gaussian GLMs from Gelman and Hill, a latent GP with a
+Cholesky factor inside the model, a GP's marginal MvNormal and brms's 26-parameter diamonds.
 """
 from __future__ import annotations
 
