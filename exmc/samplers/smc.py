@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -584,7 +585,7 @@ def _check_settings(draws, chains, kernel, threshold, resampling, correlation_th
 
 def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0.5,
                resampling="systematic", correlation_threshold=0.01, max_steps=25,
-               max_stages=500, cores=None, progressbar=True):
+               max_stages=500, cores=None, progressbar=True, blocking=True, _on_stage=None):
     """Sequential Monte Carlo from the prior to the posterior, with the log marginal likelihood.
 
     Parameters
@@ -625,6 +626,9 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
         depend on it.
     progressbar : bool
         A bar per chain showing the inverse temperature where output is interactive.
+    blocking : bool
+        False returns at once an ``SmcHandle`` (``wait()``, ``beta()`` of each chain so
+        far, ``abort()``) while the chains run in a background thread.
 
     Returns
     -------
@@ -640,6 +644,11 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
     from exmc.compiler import compile_model
     settings = _check_settings(draws, chains, kernel, threshold, resampling,
                                correlation_threshold, max_steps, max_stages)
+    if not blocking:
+        return SmcHandle(model, dict(
+            draws=draws, chains=chains, seed=seed, kernel=kernel, threshold=threshold,
+            resampling=resampling, correlation_threshold=correlation_threshold,
+            max_steps=max_steps, max_stages=max_stages, cores=cores, progressbar=progressbar))
     if cores is None:
         cores = min(chains, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                     else os.cpu_count() or 1)
@@ -649,16 +658,75 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
     compiled, prior_compiled = compile_model(model), compile_model(prior_model(model))
     seed_sequence = np.random.SeedSequence(seed)
     with _StageProgress(progressbar, chains) as progress:
+        def on_stage(chain, info):
+            progress.update(chain, info)
+            if _on_stage is not None:
+                _on_stage(chain, info)
+
         def chain_run(chain, child):
             return run_chain(TemperedModel(compiled, prior_compiled), settings,
-                             np.random.default_rng(child),
-                             lambda info: progress.update(chain, info))
+                             np.random.default_rng(child), lambda info: on_stage(chain, info))
         children = seed_sequence.spawn(chains)
         with ThreadPoolExecutor(max_workers=int(cores)) as pool:
             results = list(pool.map(chain_run, range(chains), children))
     attrs = {"sampler": "SMC", "seed": str(seed_sequence.entropy), "cores": int(cores),
              "sampling_time": time.perf_counter() - start}
     return to_inference_data(compiled, results, settings, attrs)
+
+
+class SmcAborted(Exception):
+    """Raised inside a chain's stage callback to end a run stopped by ``SmcHandle.abort``."""
+
+
+class SmcHandle:
+    """A run started with ``exmc.sample_smc(..., blocking=False)``, going on in a thread."""
+
+    def __init__(self, model, options):
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._beta = {}
+        self._result = self._error = None
+
+        def on_stage(chain, info):
+            with self._lock:
+                self._beta[chain] = float(info.beta)
+            if self._stop.is_set():
+                raise SmcAborted
+
+        def run():
+            try:
+                self._result = sample_smc(model, **options, _on_stage=on_stage)
+            except BaseException as err:  # handed to wait()
+                self._error = err
+
+        self._thread = threading.Thread(target=run, name="exmc-smc", daemon=True)
+        self._thread.start()
+
+    def done(self):
+        return not self._thread.is_alive()
+
+    def beta(self):
+        """{chain: inverse temperature reached so far} (1.0: that chain has reached the posterior)."""
+        with self._lock:
+            return dict(self._beta)
+
+    def wait(self, timeout=None):
+        """The InferenceData once every chain has reached the posterior (TimeoutError if still
+        running after ``timeout``; None if the run was aborted)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("SMC is still running")
+        if isinstance(self._error, SmcAborted):
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def abort(self, timeout=60.0):
+        """Stop every chain at its next stage and return None: particles at an inverse
+        temperature below 1 are not posterior draws."""
+        self._stop.set()
+        return self.wait(timeout)
 
 
 def combined_log_evidence(log_evidences):

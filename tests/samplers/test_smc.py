@@ -275,3 +275,16 @@ def test_prior_without_random_draws_is_refused():
     improper = Builder().rv("mu", exmc.Flat()).obs("y", Normal("mu", 1.0), NN_Y)
     with pytest.raises(ValueError, match="variable 'mu' .Flat. has no random-draw function"):
         exmc.sample_smc(improper, progressbar=False)
+
+
+def test_in_the_background_gives_the_same_draws_and_can_be_aborted():
+    options = dict(draws=300, chains=2, seed=7, progressbar=False)
+    handle = exmc.sample_smc(normal_normal_model(), blocking=False, **options)
+    background = handle.wait(120)
+    assert handle.done() and set(handle.beta().values()) == {1.0}
+    np.testing.assert_array_equal(background.posterior["mu"].values,
+                                  exmc.sample_smc(normal_normal_model(), **options).posterior["mu"].values)
+    stopped = exmc.sample_smc(normal_normal_model(), blocking=False, **options)
+    stopped._stop.set()  # before the first stage ends: no chain reaches the posterior
+    assert stopped.abort(120) is None and stopped.done()
+    assert all(beta < 1.0 for beta in stopped.beta().values())
