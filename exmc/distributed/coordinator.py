@@ -562,7 +562,7 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
                   adaptation="stan", warmup="each", stream_to=None, run_id=None,
                   on_node_failure="error", client_key=None, node_key=None, node_timeout=5.0,
                   connect_timeout=10.0, wait_for_nodes=60.0, save_warmup=False,
-                  progressbar=True, dashboard=None):
+                  progressbar=True, dashboard=None, diagnostics=True):
     """Run NUTS chains on exmc-node daemons and return one InferenceData with every chain.
 
     Parameters beyond ``exmc.sample``'s
@@ -598,13 +598,17 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
         chains' draws so far are kept; they resume from there on the next node.
     dashboard : True, int or exmc.runtime.dash.Dashboard, optional
         Serve a live browser dashboard of the run and print its URL, as in ``exmc.sample``.
+    progressbar, diagnostics : bool
+        As in ``exmc.sample``: a live table in a terminal (plain lines when output goes
+        to a file), and the warnings after sampling (divergences, R-hat, ESS, tree depth,
+        E-BFMI).
 
     The returned InferenceData's attrs record ``nodes`` (where each chain ran, in
     order, joined by ``>``) and ``moves`` (each move with its iteration and reason).
     """
     from exmc.compiler import compile_model
     from exmc.runtime.chain import make_settings
-    from exmc.runtime.progress import ChainProgress, NoProgress
+    from exmc.runtime.progress import make_progress
     from exmc.runtime.sample import _check_arguments
     from exmc.runtime.stream import Publisher, make_sink, new_run_id
     from exmc.samplers.nuts import DIVERGING, STEP_SIZE
@@ -665,7 +669,7 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
             _, stream_to = attach(dashboard, stream_to, chains=chains)
         if stream_to is not None:
             publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
-        display = ChainProgress() if progressbar else NoProgress()
+        display = make_progress(progressbar)
         collector = Collector(compiled.dim, total, chains)
         tasks = {}
 
@@ -715,12 +719,17 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
     if publisher is not None and stream_error is not None:
         warnings.warn(f"streaming failed: {stream_error!r}; the returned trace is complete",
                       RuntimeWarning, stacklevel=2)
-    return _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup,
-                     {"exmc_version": _version(), "sampler": "NUTS", "seed": str(seed_sequence.entropy),
-                      "num_warmup": num_warmup, "compile_time": compile_time,
-                      "sampling_time": sampling_time, "dense_mass": int(dense_mass),
-                      "target_accept": target_accept, "max_tree_depth": max_tree_depth,
-                      "adaptation": adaptation, "warmup": warmup, "run_id": run_id})
+    idata = _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup,
+                      {"exmc_version": _version(), "sampler": "NUTS",
+                       "seed": str(seed_sequence.entropy), "num_warmup": num_warmup,
+                       "compile_time": compile_time, "sampling_time": sampling_time,
+                       "dense_mass": int(dense_mass), "target_accept": target_accept,
+                       "max_tree_depth": max_tree_depth, "adaptation": adaptation,
+                       "warmup": warmup, "run_id": run_id})
+    if diagnostics:
+        from exmc.runtime import diagnostics as checks
+        checks.warn(idata, compiled.pointmap.names, max_tree_depth)
+    return idata
 
 
 def _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup, attrs):

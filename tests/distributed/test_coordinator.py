@@ -332,3 +332,14 @@ def test_a_node_joining_an_empty_set_mid_run_takes_every_chain(start_node):
         timer.cancel()
     assert idata.attrs["nodes"] == [node.address] * 2
     assert_same_draws(idata, exmc.sample(SMALL, chains=2, **RUN))
+
+
+def test_plain_progress_and_warnings_after_sampling_as_exmc_sample(trio, capsys):
+    """Output to a file gets plain progress lines; trees cut at depth 1 get exmc.sample's
+    tree-depth warning."""
+    addresses = [node.address for node in trio]
+    with pytest.warns(exmc.SamplingWarning, match="max_tree_depth"):
+        sample_chains(SMALL, nodes=addresses[:1], chains=2, max_tree_depth=1,
+                      **dict(RUN, num_samples=30, num_warmup=30, progressbar=True))
+    out = capsys.readouterr().out
+    assert "chain 0: 60/60 draws" in out and "chain 1: 60/60 draws" in out, out
