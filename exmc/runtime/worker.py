@@ -64,6 +64,7 @@ MAX_ERROR_TEXT = 1000  # characters of a worker's exception kept for its chain's
 LOAD_SECONDS = 600.0  # to load the model before the first block: a cold cache compiles
 BEAT_MARGIN = 10.0    # a block may take this many times the previous one before it is hung
 HEARTBEAT_TIMEOUT = 10.0  # seconds; the floor of every promise
+BUSY_CHECK_SECONDS = 1.0  # how often a worker computing a long block says it is alive
 # How chain workers start.  On Linux, fork: a worker starts in milliseconds with the sampler
 # and the model this process has already loaded, and never runs the user's script.  Spawn
 # elsewhere (fork is unsafe on macOS and absent on Windows): a fresh interpreter that imports
@@ -187,12 +188,37 @@ def _run_worker(model_path, chain, seed_sequence, options, endpoint, checkpoint_
             time.sleep(0.2)  # let the block leave, then die mid-run
             os.kill(os.getpid(), signal.SIGKILL)
 
-    result = run_chain(compiled, settings, state, rng, total - start, on_block=send_block)
+    busy = threading.Event()
+    beating = threading.Thread(target=beat_while_busy, args=(busy, heartbeat), daemon=True,
+                               name="exmc-beat-while-busy")
+    beating.start()
+    try:
+        result = run_chain(compiled, settings, state, rng, total - start, on_block=send_block)
+    finally:
+        busy.set()
+        beating.join()
     socket.send(token, zmq.SNDMORE)
     socket.send(msgpack.packb({"kind": "done", "chain": chain, "done": start + result.done},
                               use_bin_type=True))
     socket.close()
     zmq.Context.instance().term()
+
+
+def beat_while_busy(stop, heartbeat, every=BUSY_CHECK_SECONDS):
+    """Beat every ``every`` seconds in which this process used CPU, until ``stop`` is set.
+
+    A block of draws runs in compiled code without the GIL and cannot beat itself; its
+    length is promised from the previous block's, but a warmup whose trees grow from a
+    few steps to 2**max_tree_depth can take far longer than that promise, and such a
+    chain is slow, not hung.  A stopped or blocked process uses no CPU, so it still
+    misses its beats and is restarted.
+    """
+    used = time.process_time()
+    while not stop.wait(every):
+        now = time.process_time()
+        if now - used > 0.05 * every:
+            heartbeat()
+        used = now
 
 
 class Gap(ValueError):

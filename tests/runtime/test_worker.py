@@ -385,3 +385,27 @@ def test_ctrl_c_twice_still_removes_the_run_folder(tmp_path):
             run.kill()
             run.wait(10)
     assert not list(folder.glob("exmc-*")), list(folder.iterdir())
+
+
+def test_a_worker_using_cpu_beats_and_an_idle_one_does_not():
+    """A long compiled block (no GIL) is slow, not hung: beat_while_busy beats while the
+    process computes, and not while it sleeps (a stopped or blocked worker)."""
+    import threading
+    import time
+
+    from exmc.runtime.worker import beat_while_busy
+
+    for busy, expected in ((True, True), (False, False)):
+        beats, stop = [], threading.Event()
+        thread = threading.Thread(target=beat_while_busy,
+                                  args=(stop, lambda: beats.append(1), 0.1))
+        thread.start()
+        end = time.monotonic() + 0.6
+        while time.monotonic() < end:
+            if busy:
+                sum(i * i for i in range(10_000))  # CPU time, as a compiled block uses
+            else:
+                time.sleep(0.05)
+        stop.set()
+        thread.join(5)
+        assert bool(beats) == expected, (busy, len(beats))
