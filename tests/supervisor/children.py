@@ -125,3 +125,14 @@ def run_owner(directory: str, mode: str) -> None:
     if mode == "block":
         while True:
             time.sleep(3600)
+
+
+#: Set by a test in the parent after import: a forked child sees it, a spawned one does not.
+INHERITED = {"value": "imported"}
+
+
+def record_inherited(directory: str, name: str) -> None:
+    """Record the start, then write what this process sees of ``INHERITED``."""
+    record_start(directory, name)
+    with open(os.path.join(directory, f"{name}.inherited"), "w") as f:
+        f.write(INHERITED["value"])

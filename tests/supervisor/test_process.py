@@ -77,3 +77,15 @@ def test_child_ignores_sigint_and_dies_when_its_link_closes(tmp_path):
     assert process.join(timeout=20) == 70
     assert not alive(pid)
     process.close()
+
+
+@pytest.mark.parametrize("start_method, seen", [("spawn", "imported"), ("fork", "set at run time")])
+def test_a_forked_child_inherits_the_parents_memory_and_a_spawned_one_does_not(
+        tmp_path, monkeypatch, start_method, seen):
+    monkeypatch.setitem(children.INHERITED, "value", "set at run time")
+    process = ChildProcess(children.record_inherited, (str(tmp_path), "f"),
+                           start_method=start_method)
+    process.start()
+    assert process.join(timeout=30) == 0
+    assert (tmp_path / "f.inherited").read_text() == seen
+    process.close()

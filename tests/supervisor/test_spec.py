@@ -25,6 +25,7 @@ def test_defaults():
     {"shutdown": True},
     {"heartbeat_timeout": 0},
     {"significant": True},                      # permanent children cannot be significant
+    {"start_method": "clone"},                  # not one of multiprocessing's
 ])
 def test_invalid_child_specs(options):
     with pytest.raises(ValueError):
