@@ -1,11 +1,17 @@
-"""Multivariate conjugate posteriors in units of MCSE: Dirichlet-Multinomial and MvNormal with a
-known covariance (issue 16's posterior checks), each with a negative control."""
+"""Posteriors with known answers in units of MCSE: Dirichlet-Multinomial and MvNormal with a
+known covariance (closed forms), and a negative-binomial regression against a long nutpie run
+(benchmarks/nb_regression_reference.py); each with a negative control."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import exmc
-from exmc import Builder, Dirichlet, Multinomial, MvNormal
-from tests.stats import assert_mean_close, assert_moments_close, assert_variance_close
+from exmc import (Builder, Dirichlet, HalfNormal, Multinomial, MvNormal, NegativeBinomial, Normal,
+                  ref)
+from tests.stats import (Z, assert_mean_close, assert_moments_close, assert_variance_close,
+                         expectation_error)
 
 RUN = dict(chains=4, num_samples=1000, num_warmup=1000, seed=3, progressbar=False,
            diagnostics=False)
@@ -65,3 +71,38 @@ def test_mvnormal_negative_control_ignoring_correlations_fails(mvnormal_draws):
     mean, cov = mvnormal_posterior(np.diag(np.diag(S)))  # the likelihood's correlations dropped
     with pytest.raises(AssertionError):
         assert_moments_close(mvnormal_draws, mean, cov)
+
+
+NB_REFERENCE = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+                           / "nb_regression_reference.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def nb_posterior():
+    x, y = np.array(NB_REFERENCE["x"]), np.array(NB_REFERENCE["y"])
+    model = (Builder().rv("a", Normal(0.0, 2.0)).rv("b", Normal(0.0, 2.0))
+             .rv("alpha", HalfNormal(5.0))
+             .obs("y", NegativeBinomial(mu=exmc.math.exp(ref("a") + ref("b") * x),
+                                        alpha="alpha"), y))
+    return exmc.sample(model, **RUN).posterior
+
+
+def nb_z_scores(posterior, shift=0.0):
+    """Each parameter's mean against the long nutpie run's, in units of both runs' MCSE."""
+    scores = {}
+    for name, reference in NB_REFERENCE["posterior"].items():
+        estimate, mcse, _ = expectation_error(posterior[name].values)
+        scores[name] = (estimate - reference["mean"] - shift * reference["sd"]) / np.hypot(
+            mcse, reference["mcse_mean"])
+    return scores
+
+
+def test_negative_binomial_regression_matches_a_long_reference_run(nb_posterior):
+    scores = nb_z_scores(nb_posterior)
+    assert all(abs(z) <= Z for z in scores.values()), scores
+    for name, reference in NB_REFERENCE["posterior"].items():  # spread too, within 10%
+        assert abs(float(nb_posterior[name].std()) / reference["sd"] - 1.0) < 0.1, name
+
+
+def test_negative_binomial_negative_control_a_shifted_reference_fails(nb_posterior):
+    assert any(abs(z) > Z for z in nb_z_scores(nb_posterior, shift=0.2).values())
