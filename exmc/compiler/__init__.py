@@ -137,17 +137,17 @@ class CudaModel:
         return logps, grads, statuses
 
 
-def _require_cuda():
-    """numba.cuda, or a clear error when neither a GPU nor the simulator is there."""
+def require_cuda(option="target='cuda'"):
+    """numba.cuda, or a clear error naming ``option`` when neither a GPU nor the simulator is there."""
     try:
         from numba import cuda
     except ImportError as err:  # pragma: no cover - numba without its CUDA target
-        raise RuntimeError(f"target='cuda' needs numba's CUDA support: pip install 'exmc[cuda]' "
+        raise RuntimeError(f"{option} needs numba's CUDA support: pip install 'exmc[cuda]' "
                            f"({err})") from None
     if not cuda.is_available():
-        raise RuntimeError("target='cuda': no CUDA GPU found (numba.cuda.is_available() is "
+        raise RuntimeError(f"{option}: no CUDA GPU found (numba.cuda.is_available() is "
                            "False); for testing without a GPU set NUMBA_ENABLE_CUDASIM=1 before "
-                           "importing numba, to run on Numba's CUDA simulator")
+                           "importing numba, to run on Numba's CUDA simulator (slow)")
     return cuda
 
 
@@ -181,7 +181,7 @@ def compile_model(model: Model, target: str = "cpu"):
     if target not in ("cpu", "cuda"):
         raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
     if target == "cuda":
-        _require_cuda()
+        require_cuda()
     model.validate()
     program = lower_model(model)
     digest = structure_hash(model)

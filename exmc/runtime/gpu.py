@@ -24,6 +24,7 @@ import time
 import numba
 import numpy as np
 
+from exmc.compiler import require_cuda
 from exmc.runtime.chain import ChainResult, initial_point
 from exmc.samplers.nuts import N_STEPS, STAT_NAMES
 
@@ -34,18 +35,8 @@ _kernels: dict = {}  # (model module, tree depth) -> compiled kernel, for this p
 
 
 def require_gpu():
-    """numba.cuda, or a clear error when there is neither a GPU nor the simulator."""
-    try:
-        from numba import cuda
-    except ImportError as err:  # pragma: no cover - numba without its CUDA target
-        raise RuntimeError(f"device='cuda' needs numba's CUDA support: pip install "
-                           f"'exmc[cuda]' ({err})") from None
-    if not cuda.is_available():
-        raise RuntimeError("device='cuda': no CUDA GPU found (numba.cuda.is_available() is "
-                           "False). Run on the CPU with device='cpu' (the default); to test the "
-                           "GPU path without a GPU, set NUMBA_ENABLE_CUDASIM=1 before numba is "
-                           "imported to use Numba's CUDA simulator (slow)")
-    return cuda
+    """numba.cuda, or a clear error naming ``device='cuda'`` (the compiler's check)."""
+    return require_cuda("device='cuda'")
 
 
 def check_options(dense_mass, adaptation, cores, executor, checkpoint):

@@ -40,7 +40,6 @@ sequential Monte Carlo", Bayesian Analysis 16(3).
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -650,8 +649,8 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
             resampling=resampling, correlation_threshold=correlation_threshold,
             max_steps=max_steps, max_stages=max_stages, cores=cores, progressbar=progressbar))
     if cores is None:
-        cores = min(chains, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                    else os.cpu_count() or 1)
+        from exmc.runtime.sample import available_cores
+        cores = min(chains, available_cores())
     elif isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
         raise ValueError(f"sample_smc: cores must be an integer >= 1, got {cores!r}")
     start = time.perf_counter()
