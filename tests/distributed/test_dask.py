@@ -77,6 +77,9 @@ def answers_plaintext(address, wait=2.0):
         socket.close()
 
 
+MOVE_RUN = dict(LONG_RUN, num_samples=5000)
+
+
 def test_a_worker_closed_mid_run_has_its_chains_moved_with_nothing_lost(cluster):
     workers(cluster, 2)
     closing = []
@@ -88,9 +91,10 @@ def test_a_worker_closed_mid_run_has_its_chains_moved_with_nothing_lost(cluster)
             if msg["type"] == "exmc_sample" and not closing:
                 closing.append(in_background(lambda: cluster[0].scale(1)))
 
-        # two nodes of two workers each: one chain on each; the closed worker's goes over
+        # two nodes of two workers each: one chain on each; the closed worker's goes over.
+        # Chains long enough to outlast closing a Dask worker on a quiet machine (seconds).
         idata = sample_chains(LONG, nodes=nodes, chains=2, node_timeout=10.0,
-                              stream_to=close_a_worker_on_the_first_draw, **LONG_RUN)
+                              stream_to=close_a_worker_on_the_first_draw, **MOVE_RUN)
         closing[0].join(60)
     routes = [where.split(" > ") for where in idata.attrs["nodes"]]
     [chain] = [c for c, route in enumerate(routes) if len(route) == 2]
@@ -98,7 +102,7 @@ def test_a_worker_closed_mid_run_has_its_chains_moved_with_nothing_lost(cluster)
     assert routes[1 - chain] == [stayed] and gone != stayed
     [move] = idata.attrs["moves"]
     assert move.startswith(f"chain {chain}: {gone} -> {stayed} at iteration ")
-    assert_same_draws(idata, exmc.sample(LONG, chains=2, **LONG_RUN))
+    assert_same_draws(idata, exmc.sample(LONG, chains=2, **MOVE_RUN))
 
 
 def test_a_worker_added_mid_run_receives_the_chains_of_the_workers_gone(cluster):
