@@ -29,9 +29,13 @@ from exmc.samplers.integrators import Metric, draw_momentum, kinetic_energy, vel
 from exmc.samplers.trajectory import (build_subtree, log_sum_exp, make_workspace, no_u_turn,
                                       no_u_turn_across)
 
+# Names follow ArviZ's sample_stats schema.  energy_error: H(draw) - H(start) of the
+# transition; max_energy_error: the H(step) - H(start) of largest magnitude over every
+# leapfrog step of the trajectory, sign kept (as PyMC; +inf once an evaluation fails).
 STAT_NAMES = ("lp", "diverging", "energy", "tree_depth", "n_steps", "step_size",
-              "acceptance_rate", "recovered", "warmup")
-LP, DIVERGING, ENERGY, TREE_DEPTH, N_STEPS, STEP_SIZE, ACCEPTANCE, RECOVERED, WARMUP = range(9)
+              "acceptance_rate", "recovered", "warmup", "energy_error", "max_energy_error")
+(LP, DIVERGING, ENERGY, TREE_DEPTH, N_STEPS, STEP_SIZE, ACCEPTANCE, RECOVERED, WARMUP,
+ ENERGY_ERROR, MAX_ERROR) = range(11)
 
 
 class Settings(NamedTuple):
@@ -112,6 +116,7 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
     sum_metro = 0.0
     divergent = False
     recovered = False
+    max_error = 0.0
     while depth < max_depth:
         e = 1 if rng.random() > 0.5 else 0  # 1: extend forward in time, 0: backward
         ws.q[:] = ws.end_q[e]
@@ -119,9 +124,11 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
         ws.grad[:] = ws.end_grad[e]
         ws.v[:] = ws.end_v[e]
         ws.logp[0] = ws.end_logp[e]
-        valid, n, metro, div, rec = build_subtree(
+        valid, n, metro, div, rec, error = build_subtree(
             address, data, metric, ws, depth, step if e == 1 else -step, H0, max_energy_error,
             rng, fault_rate)
+        if abs(error) > abs(max_error):
+            max_error = error
         n_leapfrog += n
         sum_metro += metro
         divergent = divergent or div
@@ -164,6 +171,8 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
     stats[STEP_SIZE] = step
     stats[ACCEPTANCE] = sum_metro / max(n_leapfrog, 1)
     stats[RECOVERED] = 1.0 if recovered else 0.0
+    stats[ENERGY_ERROR] = stats[ENERGY] - H0
+    stats[MAX_ERROR] = max_error
     return ws.sample_logp[0]
 
 

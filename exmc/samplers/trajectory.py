@@ -132,13 +132,15 @@ def merge_subtrees(ws, left, top, rng):
 def build_subtree(address, data, metric, ws, depth, step, H0, max_energy_error, rng, fault_rate):
     """Extend from the integrator state by a subtree of 2**depth steps of size ``step``.
 
-    Returns (valid, n_leapfrog, sum_metropolis_prob, divergent, recovered).  On
+    Returns (valid, n_leapfrog, sum_metropolis_prob, divergent, recovered, max_error),
+    ``max_error`` the step's H - H0 of largest magnitude, sign kept (0 before any step).  On
     success the whole subtree is in slot ``top``; invalid means a divergence,
     a failed evaluation or a U-turn inside the subtree, and it must be rejected.
     """
     top = ws.tree_q.shape[0] - 1
     n_leapfrog = 0
     sum_metro = 0.0
+    max_error = 0.0
     for k in range(1 << depth):
         status = leapfrog(address, data, metric, ws.q, ws.p, ws.grad, ws.logp, ws.v, step,
                           rng, fault_rate)
@@ -146,6 +148,8 @@ def build_subtree(address, data, metric, ws, depth, step, H0, max_energy_error, 
         h = hamiltonian(status, ws.logp[0], ws.p, ws.v)
         recovered = status >= STATUS_FAILED
         divergent = h - H0 > max_energy_error
+        if abs(h - H0) > abs(max_error):
+            max_error = h - H0
         sum_metro += 1.0 if H0 - h > 0.0 else math.exp(H0 - h)
         ws.tree_logp[top] = ws.logp[0]
         ws.tree_log_weight[top] = H0 - h
@@ -160,12 +164,12 @@ def build_subtree(address, data, metric, ws, depth, step, H0, max_energy_error, 
             ws.tree_v_end[top, i] = v_i
             ws.tree_rho[top, i] = p_i
         if divergent:
-            return False, n_leapfrog, sum_metro, True, recovered
+            return False, n_leapfrog, sum_metro, True, recovered, max_error
         level = 0
         while level < depth and (k >> level) & 1:
             if not merge_subtrees(ws, level, top, rng):
-                return False, n_leapfrog, sum_metro, False, False
+                return False, n_leapfrog, sum_metro, False, False, max_error
             level += 1
         if level < depth:
             copy_subtree(ws, top, level)
-    return True, n_leapfrog, sum_metro, False, False
+    return True, n_leapfrog, sum_metro, False, False, max_error

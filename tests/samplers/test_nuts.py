@@ -154,3 +154,27 @@ def test_no_warmup_keeps_the_initial_step_size_and_unit_metric(correlated):
     result = chain(correlated, 15, num_warmup=0, num_samples=50)
     assert np.all(result.stat("step_size") == 1.0)
     np.testing.assert_array_equal(result.state.metric.inverse_diag, np.ones(3))
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_energy_errors_of_a_chain(correlated, dense):
+    result = chain(correlated, 16, num_warmup=200, num_samples=300, dense=dense)
+    error, largest = result.stat("energy_error"), result.stat("max_energy_error")
+    # The draw is the start or one of the trajectory's steps, all of which max_energy_error saw.
+    assert np.all(np.abs(largest) >= np.abs(error))
+    assert np.all(np.isfinite(error)) and np.any(error > 0) and np.any(error < 0)
+    # A draw that stays where it was is the start itself: no energy change at all.
+    stayed = np.all(result.draws[1:] == result.draws[:-1], axis=1)
+    assert np.all(error[1:][stayed] == 0.0)
+
+
+def test_energy_errors_in_sample_stats(correlated):
+    import exmc
+
+    idata = exmc.sample(correlated.model, chains=2, num_warmup=100, num_samples=50, seed=3, cores=1,
+                        progressbar=False, diagnostics=False)
+    stats = idata.sample_stats
+    for name in ("energy_error", "max_energy_error"):  # ArviZ's names
+        assert stats[name].shape == (2, 50) and stats[name].dtype == np.float64
+    assert np.all(np.abs(stats["max_energy_error"]) >= np.abs(stats["energy_error"]))
+    assert stats.attrs["inference_library"] == "exmc"

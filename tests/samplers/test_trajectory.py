@@ -99,12 +99,13 @@ def test_depth_one_subtree_by_hand(standard_normal):
     top = ws.tree_q.shape[0] - 1
     rng = np.random.default_rng(7)
     u = np.random.default_rng(7).random()  # the one uniform the merge will draw
-    valid, n, metro, divergent, recovered = build_subtree(
+    valid, n, metro, divergent, recovered, max_error = build_subtree(
         standard_normal.address, standard_normal.data, unit_metric(1), ws, 1, 0.5, H0,
         MAX_ENERGY_ERROR, rng, 0.0)
     assert (valid, n, divergent, recovered) == (True, 2, False, False)
     # H - H0 = (q^2 + p^2)/2 - 1/2: 1/128 after step 1, 49/2048 after step 2.
     w1, w2 = -1 / 128, -49 / 2048
+    assert max_error == pytest.approx(49 / 2048, rel=1e-14)  # the larger change, sign kept
     assert metro == pytest.approx(math.exp(w1) + math.exp(w2), rel=1e-14)
     log_w = math.log(math.exp(w1) + math.exp(w2))
     assert ws.tree_log_weight[top] == pytest.approx(log_w, rel=1e-12)
@@ -120,7 +121,7 @@ def test_depth_one_subtree_that_turns_is_invalid(standard_normal):
     # Step 1 from q = 0, p = 1: p goes 1 -> 1/2 at q = 1, then -> 0 -> -1/2 at q = 1.
     # rho = 1/2 - 1/2 = 0, so neither end points along rho: a U-turn.
     ws, H0 = start_subtree(standard_normal, [0.0], [1.0])
-    valid, n, _, divergent, _ = build_subtree(
+    valid, n, _, divergent, _, _ = build_subtree(
         standard_normal.address, standard_normal.data, unit_metric(1), ws, 1, 1.0, H0,
         MAX_ENERGY_ERROR, np.random.default_rng(0), 0.0)
     assert (valid, n, divergent) == (False, 2, False)
@@ -149,6 +150,7 @@ class Tree(NamedTuple):
     rho: np.ndarray
     first: Point  # the state nearest the tree's starting point
     last: Point  # the state farthest from it (where integration stopped)
+    max_error: float  # H - H0 of largest magnitude over the tree's steps (PyMC's max_energy_error)
 
 
 def add(a, b):
@@ -192,14 +194,15 @@ class Reference:
             h = self.energy(z)
             divergent = h - H0 > MAX_ENERGY_ERROR
             return Tree(not divergent, 1, min(1.0, math.exp(H0 - h)), divergent, z.status != 0,
-                        H0 - h, z, z.p, z, z)
+                        H0 - h, z, z.p, z, z, h - H0)
         inner = self.build_tree(z, depth - 1, step, H0, rng)
         if not inner.valid:
             return inner
         outer = self.build_tree(inner.last, depth - 1, step, H0, rng)
         n, metro = inner.n + outer.n, inner.sum_metro + outer.sum_metro
+        max_error = max(inner.max_error, outer.max_error, key=abs)
         if not outer.valid:
-            return outer._replace(n=n, sum_metro=metro)
+            return outer._replace(n=n, sum_metro=metro, max_error=max_error)
         log_weight = add(inner.log_weight, outer.log_weight)
         proposal = inner.proposal
         if outer.log_weight > log_weight or rng.random() < math.exp(outer.log_weight - log_weight):
@@ -209,7 +212,7 @@ class Reference:
                  and points_along(inner.first.v, outer.first.v, inner.rho + outer.first.p)
                  and points_along(inner.last.v, outer.last.v, outer.rho + inner.last.p))
         return Tree(valid, n, metro, False, False, log_weight, proposal, rho, inner.first,
-                    outer.last)
+                    outer.last, max_error)
 
     def transition(self, q, rng, step, max_depth):
         """One draw from q: returns (sample point, stats dict)."""
@@ -220,12 +223,13 @@ class Reference:
         ends = {+1: start, -1: start}  # forward and backward ends of the trajectory
         sample, rho, log_weight = start, p, 0.0
         depth = n = 0
-        metro, divergent, recovered = 0.0, False, False
+        metro, divergent, recovered, max_error = 0.0, False, False, 0.0
         while depth < max_depth:
             direction = +1 if rng.random() > 0.5 else -1
             inner, outer = ends[direction], ends[-direction]  # of the old trajectory
             tree = self.build_tree(inner, depth, direction * step, H0, rng)
             n, metro = n + tree.n, metro + tree.sum_metro
+            max_error = max(max_error, tree.max_error, key=abs)
             divergent, recovered = divergent or tree.divergent, recovered or tree.recovered
             if not tree.valid:
                 break
@@ -243,7 +247,8 @@ class Reference:
                 break
         stats = dict(lp=sample.logp, diverging=float(divergent), energy=self.energy(sample),
                      tree_depth=depth, n_steps=n, step_size=step,
-                     acceptance_rate=metro / max(n, 1), recovered=float(recovered))
+                     acceptance_rate=metro / max(n, 1), recovered=float(recovered),
+                     energy_error=self.energy(sample) - H0, max_energy_error=max_error)
         return sample, stats
 
 
@@ -276,6 +281,8 @@ def assert_same_transitions(compiled, inverse_diag, step, max_depth, n, seed, st
                 assert got[STAT[name]] == expected, name
             else:
                 assert got[STAT[name]] == pytest.approx(expected, rel=1e-12, abs=1e-12), name
+        # Every candidate draw is one of the trajectory's steps (or the start, error 0).
+        assert abs(got[STAT["max_energy_error"]]) >= abs(got[STAT["energy_error"]])
         seen.append(want_stats)
         q = got_q
     assert rng_compiled.random() == rng_reference.random()  # streams still in step
@@ -329,6 +336,7 @@ def test_subtrees_match_stan_recursion(depth, student_t):
         want = reference.build_tree(start, depth, step, H0, np.random.default_rng(seed))
         assert got[0] == want.valid and got[1] == want.n and got[3] == want.divergent
         assert got[2] == pytest.approx(want.sum_metro, rel=1e-12)
+        assert got[5] == pytest.approx(want.max_error, rel=1e-12, abs=1e-12)
         if not want.valid:
             invalid_count += 1
             continue
@@ -382,3 +390,34 @@ def test_failed_evaluation_on_the_first_step_keeps_the_start(student_t):
     np.testing.assert_array_equal(q, start)
     assert stats[STAT["diverging"]] == 1.0 and stats[STAT["recovered"]] == 1.0
     assert stats[STAT["n_steps"]] == 1 and stats[STAT["acceptance_rate"]] == 0.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_energy_errors_of_one_leapfrog_step_by_hand(seed, standard_normal):
+    # max_depth 1: one step of size eps (sign drawn) from q = 0 of a 1-d standard normal.
+    # q1 = eps p, p1 = p (1 - eps^2 / 2), so H1 - H0 = eps^4 p^2 / 8 exactly (in reals).
+    # The step is kept as the draw when u < exp(-(H1 - H0)) (biased progressive sampling).
+    eps = 1.5
+    replay = np.random.default_rng(seed)
+    p = replay.standard_normal()  # the momentum draw
+    replay.random()  # the direction
+    u = replay.random()  # the choice between start and step
+    error = eps ** 4 * p ** 2 / 8
+    kept = u < math.exp(-error)
+    _, _, stats = compiled_transition(standard_normal, unit_metric(1), make_workspace(1, 1),
+                                      [0.0], np.random.default_rng(seed), eps, 1)
+    assert stats[STAT["n_steps"]] == 1
+    assert stats[STAT["max_energy_error"]] == pytest.approx(error, rel=1e-12)
+    assert stats[STAT["energy_error"]] == (pytest.approx(error, rel=1e-12) if kept else 0.0)
+    h0 = 0.5 * p * p  # logp(0) = -log(2 pi) / 2 cancels in the difference
+    energy = stats[STAT["energy"]] - 0.5 * math.log(2 * math.pi)
+    assert stats[STAT["energy_error"]] == pytest.approx(energy - h0, rel=1e-9, abs=1e-12)
+
+
+def test_max_energy_error_keeps_the_sign_of_a_divergence(quartic):
+    # A huge step on a quartic diverges: the largest change is a positive one past the limit.
+    _, _, stats = compiled_transition(quartic, unit_metric(3), make_workspace(3, 10),
+                                      [0.5, -0.5, 0.5], np.random.default_rng(3), 5.0, 10)
+    assert stats[STAT["diverging"]] == 1.0
+    assert stats[STAT["max_energy_error"]] > MAX_ENERGY_ERROR
+    assert stats[STAT["energy_error"]] < stats[STAT["max_energy_error"]]

@@ -28,8 +28,8 @@ import math
 from numba import cuda, float64, uint64
 
 from exmc.samplers.gpu.random import standard_normal, uniform
-from exmc.samplers.nuts import (ACCEPTANCE, DIVERGING, ENERGY, LP, N_STEPS, RECOVERED,
-                                STAT_NAMES, STEP_SIZE, TREE_DEPTH, WARMUP)
+from exmc.samplers.nuts import (ACCEPTANCE, DIVERGING, ENERGY, ENERGY_ERROR, LP, MAX_ERROR,
+                                N_STEPS, RECOVERED, STAT_NAMES, STEP_SIZE, TREE_DEPTH, WARMUP)
 
 # Rows of a chain's vector scratch (VECTORS, dim).
 Q, P, G, V, SAMPLE_Q, SAMPLE_P, SAMPLE_G, RHO, INVERSE_DIAG = range(9)
@@ -230,9 +230,14 @@ def make_kernel(logp_grad, dim, scratch, max_tree_depth):
 
     @cuda.jit(device=True)
     def build_subtree(vec, tree, tree_s, logp, depth, step, H0, data, work, rng, settings):
-        """Extend from vec[Q..V] by 2**depth steps; (valid, logp, n, sum_metro, divergent, recovered)."""
+        """Extend from vec[Q..V] by 2**depth steps.
+
+        Returns (valid, logp, n, sum_metro, divergent, recovered, max_error), ``max_error``
+        the step's H - H0 of largest magnitude, sign kept.
+        """
         n_leapfrog = 0
         sum_metro = 0.0
+        max_error = 0.0
         for k in range(1 << depth):
             logp, status = leapfrog(vec[Q], vec[P], vec[G], vec[V], vec[INVERSE_DIAG], step,
                                     data, work, rng, settings[FAULT_RATE])
@@ -240,6 +245,8 @@ def make_kernel(logp_grad, dim, scratch, max_tree_depth):
             h = hamiltonian(status, logp, vec[P], vec[V])
             recovered = status >= STATUS_FAILED
             divergent = h - H0 > settings[MAX_ENERGY_ERROR]
+            if abs(h - H0) > abs(max_error):
+                max_error = h - H0
             sum_metro += 1.0 if H0 - h > 0.0 else math.exp(H0 - h)
             tree_s[top, TREE_LOGP] = logp
             tree_s[top, TREE_LOG_WEIGHT] = H0 - h
@@ -254,15 +261,15 @@ def make_kernel(logp_grad, dim, scratch, max_tree_depth):
                 tree[top, V_END, i] = v_i
                 tree[top, TREE_RHO, i] = p_i
             if divergent:
-                return False, logp, n_leapfrog, sum_metro, True, recovered
+                return False, logp, n_leapfrog, sum_metro, True, recovered, max_error
             level = 0
             while level < depth and (k >> level) & 1:
                 if not merge_subtrees(tree, tree_s, level, top, rng):
-                    return False, logp, n_leapfrog, sum_metro, False, False
+                    return False, logp, n_leapfrog, sum_metro, False, False, max_error
                 level += 1
             if level < depth:
                 copy_subtree(tree, tree_s, top, level)
-        return True, logp, n_leapfrog, sum_metro, False, False
+        return True, logp, n_leapfrog, sum_metro, False, False, max_error
 
     @cuda.jit(device=True)
     def transition(vec, ends, end_logp, tree, tree_s, logp, step, data, work, rng, settings,
@@ -291,15 +298,18 @@ def make_kernel(logp_grad, dim, scratch, max_tree_depth):
         sum_metro = 0.0
         divergent = False
         recovered = False
+        max_error = 0.0
         while depth < max_tree_depth:
             e = 1 if uniform(rng) > 0.5 else 0  # 1: forward in time, 0: backward
             copy(vec[Q], ends[e, END_Q])
             copy(vec[P], ends[e, END_P])
             copy(vec[G], ends[e, END_G])
             copy(vec[V], ends[e, END_V])
-            valid, new_logp, n, metro, div, rec = build_subtree(
+            valid, new_logp, n, metro, div, rec, error = build_subtree(
                 vec, tree, tree_s, end_logp[e], depth, step if e == 1 else -step, H0, data,
                 work, rng, settings)
+            if abs(error) > abs(max_error):
+                max_error = error
             n_leapfrog += n
             sum_metro += metro
             divergent = divergent or div
@@ -342,6 +352,8 @@ def make_kernel(logp_grad, dim, scratch, max_tree_depth):
         stats[STEP_SIZE] = step
         stats[ACCEPTANCE] = sum_metro / max(n_leapfrog, 1)
         stats[RECOVERED] = 1.0 if recovered else 0.0
+        stats[ENERGY_ERROR] = stats[ENERGY] - H0
+        stats[MAX_ERROR] = max_error
         return sample_logp
 
     @cuda.jit(device=True)
