@@ -213,6 +213,139 @@ class DeviceSampler:
         return time.perf_counter() - start
 
 
+SAMPLERS = ("nuts", "chees")
+
+
+def device_sampler(model, compiled, settings, sampler="nuts"):
+    """The device sampler named by ``sampler``: "nuts" (``DeviceSampler``) or "chees"
+    (``ChEESSampler``); ``exmc.sample(..., device="cuda", sampler=...)`` builds it here."""
+    if sampler == "nuts":
+        return DeviceSampler(model, compiled, settings)
+    if sampler == "chees":
+        return ChEESSampler(model, compiled, settings)
+    raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))} on "
+                     f"device='cuda', got {sampler!r}")
+
+
+class ChEESSampler:
+    """ChEES-HMC (``exmc/samplers/gpu/chees.py``) on the device: one step size, one jittered
+    trajectory length and one diagonal metric shared by every chain.
+
+    Same interface as ``DeviceSampler`` (``start``, ``run``), so ``run_on_device`` drives
+    either.  Warmup needs a reduction over the chains after every transition, so it
+    launches the transition kernel for one iteration and then the adaptation kernel;
+    after warmup a launch runs a block of iterations, as NUTS's does.
+    """
+
+    def __init__(self, model, compiled, settings):
+        from exmc.compiler import compile_model
+        from exmc.samplers.gpu import chees
+
+        self.cuda = require_gpu()
+        self.compiled, self.settings = compiled, settings
+        gpu_model = compile_model(model, target="cuda")
+        key = (gpu_model.module.__name__, "chees")
+        if key not in _kernels:
+            logp_grad = gpu_model.module.logp_grad
+            if numba.config.ENABLE_CUDASIM:
+                logp_grad = _as_on_a_gpu(logp_grad)
+            _kernels[key] = chees.make_kernels(logp_grad, gpu_model.dim,
+                                               gpu_model.module.LOCAL_SCRATCH)
+        self.transition, self.adapt = _kernels[key]
+        values = np.zeros(chees.N_SETTINGS)
+        values[[chees.NUM_WARMUP, chees.TARGET_ACCEPT, chees.MAX_ENERGY_ERROR, chees.GAMMA,
+                chees.T0, chees.KAPPA, chees.FAULT_RATE, chees.MAX_STEPS, chees.LEARNING_RATE,
+                chees.BETA2, chees.AVERAGE_DECAY]] = (
+            settings.num_warmup, settings.target_accept, settings.max_energy_error,
+            settings.gamma, settings.t0, settings.kappa, settings.fault_rate,
+            2 ** settings.max_tree_depth, chees.LEARNING_RATE_DEFAULT, chees.BETA2_DEFAULT,
+            chees.AVERAGE_DECAY_DEFAULT)
+        cuda = self.cuda
+        data = gpu_model.data if gpu_model.data.size else np.zeros(1)
+        # A warmup of 0 still indexes the schedules: give them one (unused) entry.
+        collect = np.asarray(settings.collect, dtype=np.int8)
+        window_end = np.asarray(settings.window_end, dtype=np.int8)
+        self.settings_d = cuda.to_device(values)
+        self.data = cuda.to_device(data)
+        self.collect = cuda.to_device(collect if collect.size else np.zeros(1, np.int8))
+        self.window_end = cuda.to_device(window_end if window_end.size else np.zeros(1, np.int8))
+        self.start_arrays(np.zeros((1, compiled.dim)), np.zeros((1, compiled.dim)),
+                          np.zeros(1), np.zeros((1, 3), dtype=np.uint64))
+        # Compile both kernels now (no iterations), so that it counts as compile time.
+        self._launch(0, 0, cuda.device_array((1, 1, compiled.dim)),
+                     cuda.device_array((1, 1, len(STAT_NAMES))))
+        self.adapt[1, 1](*self._adapt_args(-1))
+        cuda.synchronize()
+
+    def start_arrays(self, position, gradient, logp, streams):
+        from exmc.samplers.gpu import chees
+
+        cuda, dim = self.cuda, self.compiled.dim
+        chains = position.shape[0]
+        self.chains, self.iteration = chains, 0
+        self.position, self.gradient = cuda.to_device(position), cuda.to_device(gradient)
+        self.logp, self.streams = cuda.to_device(logp), cuda.to_device(streams)
+        self.inverse_diag = cuda.to_device(np.ones(dim))
+        self.params = cuda.to_device(chees.initial_params())
+        self.window_mean = cuda.to_device(np.zeros(dim))
+        self.window_m2 = cuda.to_device(np.zeros(dim))
+        self.proposal = cuda.device_array((chains, dim))
+        self.proposal_v = cuda.device_array((chains, dim))
+        self.previous = cuda.device_array((chains, dim))
+        self.chain_stats = cuda.to_device(np.zeros((chains, chees.N_CHAIN_STATS)))
+        self.means = cuda.device_array((2, dim))
+
+    def start(self, chain_seeds, init):
+        """Every chain's starting point (drawn as on the CPU) and random stream on the device."""
+        from exmc.samplers.gpu.random import chain_keys
+
+        chains, dim = len(chain_seeds), self.compiled.dim
+        position, gradient = np.zeros((chains, dim)), np.zeros((chains, dim))
+        logp = np.zeros(chains)
+        for chain, sequence in enumerate(chain_seeds):
+            rng = np.random.Generator(np.random.PCG64(sequence))
+            position[chain], logp[chain], gradient[chain] = initial_point(self.compiled, init, rng)
+        self.start_arrays(position, gradient, logp, chain_keys(chain_seeds))
+
+    def _adapt_args(self, iteration):
+        return (self.params, self.settings_d, self.inverse_diag, self.window_mean, self.window_m2,
+                self.position, self.proposal, self.proposal_v, self.previous, self.chain_stats,
+                self.means, iteration, self.collect, self.window_end)
+
+    def _launch(self, n, offset, draws, stats):
+        threads = min(THREADS_PER_BLOCK, self.chains)
+        self.transition[-(-self.chains // threads), threads](
+            self.position, self.gradient, self.logp, self.streams, self.inverse_diag,
+            self.params, self.settings_d, self.data, self.iteration, n, offset, draws, stats,
+            self.proposal, self.proposal_v, self.previous, self.chain_stats)
+        self.iteration += n
+
+    def run(self, num_iterations, draws, stats):
+        """``num_iterations`` iterations of every chain into ``draws``/``stats``; kernel seconds."""
+        from exmc.samplers.gpu import chees
+
+        start = time.perf_counter()
+        done = 0
+        while done < num_iterations and self.iteration < self.settings.num_warmup:
+            iteration = self.iteration
+            self._launch(1, done, draws, stats)
+            self.adapt[1, min(chees.ADAPT_THREADS, self.chains)](*self._adapt_args(iteration))
+            done += 1
+        if done < num_iterations:
+            self._launch(num_iterations - done, done, draws, stats)
+        self.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def adapted(self):
+        """{"step_size", "trajectory_length", "inverse_diag"}: the shared parameters now."""
+        from exmc.samplers.gpu import chees
+
+        params = self.params.copy_to_host()
+        return {"step_size": float(params[chees.STEP]),
+                "trajectory_length": float(params[chees.TRAJECTORY]),
+                "inverse_diag": self.inverse_diag.copy_to_host()}
+
+
 def run_on_device(sampler, chain_seeds, init, total, report, publisher, block_seconds=0.5):
     """Every chain on the GPU (``sampler``, a DeviceSampler), in blocks; (ChainResults, DeviceReport).
 
