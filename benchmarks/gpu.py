@@ -12,6 +12,8 @@ on).  For each (model, chains):
 
 - exmc GPU: ``exmc.runtime.gpu.run_on_device`` (what ``exmc.sample(device="cuda")``
   runs), the kernel compiled beforehand (compile time reported apart);
+- exmc GPU ChEES: the same with ``sampler="chees"`` (ChEES-HMC, every lane the same
+  leapfrog count; ``--no-chees`` leaves it out);
 - NumPyro: ``MCMC(NUTS(...), chain_method="vectorized")`` on the same GPU; the time of
   one ``run`` includes JAX's compilation (no exclusion is reliable), so at the largest
   chain count the same ``MCMC`` object runs a second time and that time is reported too;
@@ -25,7 +27,9 @@ Vehtari et al. 2021; ``bulk_ess`` here, checked against ArviZ by ``--smoke``) of
 post-warmup draws of all chains; ESS/s = ESS / sampling wall seconds.  The device
 columns: kernel time share (kernel seconds / exmc GPU sampling seconds), the idle-lane
 share (lockstep cost of NUTS's branching: 1 - leapfrog steps made / (32 x each warp's
-most steps), per launch) and leapfrog steps per chain per launch.
+most steps), per launch; also per draw, an upper bound: lanes meeting at every draw,
+for warmup and sampling apart, as ``benchmarks/gpu_divergence.py`` computes it from CPU
+runs) and leapfrog steps per chain per launch.
 
 Each phase has a time budget (``--budget`` seconds in all); a run that would start after
 its phase's budget is recorded as skipped.  Writes DIR/gpu.json and DIR/gpu.md (copy them
@@ -161,16 +165,18 @@ def exmc_columns(compiled, draws):
 
 # ---- the three samplers -------------------------------------------------------------------
 
-def run_exmc_gpu(name, chains, warmup, draws, seed):
+def run_exmc_gpu(name, chains, warmup, draws, seed, sampler_name="nuts"):
+    from benchmarks.gpu_divergence import idle_share
     from exmc.compiler import compile_model
     from exmc.runtime.chain import make_settings
-    from exmc.runtime.gpu import DeviceSampler, run_on_device
+    from exmc.runtime.gpu import device_sampler, run_on_device
+    from exmc.samplers.nuts import STAT_NAMES
 
     model = exmc_model(name)
     compiled = compile_model(model)
     settings = make_settings(warmup)
     start = time.perf_counter()
-    sampler = DeviceSampler(model, compiled, settings)  # compiles the kernel
+    sampler = device_sampler(model, compiled, settings, sampler_name)  # compiles the kernels
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     results, device = run_on_device(sampler, np.random.SeedSequence(seed).spawn(chains), None,
@@ -178,14 +184,20 @@ def run_exmc_gpu(name, chains, warmup, draws, seed):
     wall = time.perf_counter() - start
     kept = np.stack([r.draws[warmup:] for r in results])
     stats_ = np.stack([r.stats[warmup:] for r in results])
+    steps = np.stack([r.stats[:, STAT_NAMES.index("n_steps")] for r in results])
     ess = min_ess(exmc_columns(compiled, kept))
     return {"ess": ess, "seconds": wall, "ess_per_s": ess / wall, "compile_s": compile_s,
             "kernel_share": device.kernel_time / wall,
             "idle_lane_share": device.idle_lane_share,
             "steps_per_chain_per_launch": device.steps_per_chain_per_launch,
             "launches": device.launches,
-            "divergences": int(stats_[..., 1].sum()),
-            "gradients_per_draw": float(stats_[..., 4].mean())}
+            # The lockstep cost by phase, and if lanes met at every draw (an upper bound).
+            "idle_lane_share_per_draw": idle_share(steps, 1)[0],
+            "idle_lane_share_warmup_per_draw": idle_share(steps[:, :warmup], 1)[0]
+            if warmup else None,
+            "idle_lane_share_sampling_per_draw": idle_share(steps[:, warmup:], 1)[0],
+            "divergences": int(stats_[..., STAT_NAMES.index("diverging")].sum()),
+            "gradients_per_draw": float(stats_[..., STAT_NAMES.index("n_steps")].mean())}
 
 
 def _ignore(*args):
@@ -282,6 +294,8 @@ def smoke(out):
     for name in MODEL_NAMES:
         rows.append({"model": name, "chains": 4, "sampler": "exmc GPU",
                      **run_exmc_gpu(name, 4, 20, 20, 1)})
+        rows.append({"model": name, "chains": 4, "sampler": "exmc GPU ChEES",
+                     **run_exmc_gpu(name, 4, 20, 20, 1, "chees")})
         rows.append({"model": name, "chains": 4, "sampler": "exmc CPU",
                      **run_exmc_cpu(name, 4, 20, 20, 1, 2, time.perf_counter() + 300)})
     write(out, rows, {"smoke": True, "bulk_ess_vs_arviz": [ours, theirs]})
@@ -335,6 +349,8 @@ def main():
     parser.add_argument("--cpu-chains", type=int, default=128)
     parser.add_argument("--budget", type=float, default=420.0, help="seconds for all phases")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--no-chees", dest="chees", action="store_false",
+                        help="leave out sampler='chees' (ChEES-HMC) on the GPU")
     parser.add_argument("--ptx", action="store_true", help="compile the kernels to PTX, no GPU")
     args = parser.parse_args()
     out = Path(args.out)
@@ -387,6 +403,9 @@ def main():
         for name in names:
             record("exmc GPU", name, chains, phase_end, lambda: run_exmc_gpu(
                 name, chains, args.warmup, args.draws, args.seed))
+            if args.chees:
+                record("exmc GPU ChEES", name, chains, phase_end, lambda: run_exmc_gpu(
+                    name, chains, args.warmup, args.draws, args.seed, "chees"))
     import jax
     jax.config.update("jax_enable_x64", True)
     import numpyro
@@ -407,8 +426,9 @@ def write(out, rows, meta):
              "ESS = min bulk ESS over parameters, all chains; ESS/s over sampling seconds "
              "(NumPyro's include JAX's compilation unless a second-run time is shown).", "",
              "| model | chains | sampler | ESS/s | ESS | seconds | compile s | grad/draw | "
-             "divergences | kernel share | idle lanes | steps/chain/launch | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "divergences | kernel share | idle lanes | idle lanes per draw (warmup, "
+             "sampling) | steps/chain/launch | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, f="{:.3g}": "" if v is None else f.format(v)  # noqa: E731
     for r in rows:
         note = r.get("skipped") or r.get("error") or ""
@@ -416,11 +436,14 @@ def write(out, rows, meta):
             note = f"CPU throughput of the {r['chains_run']}-chain run"
         if "seconds_second_run" in r:
             note = f"first run {r['seconds_with_compile']:.1f} s with compilation"
+        per_draw = "" if "idle_lane_share_per_draw" not in r else (
+            f"{r['idle_lane_share_per_draw']:.0%} ({fmt(r['idle_lane_share_warmup_per_draw'], '{:.0%}')}"
+            f", {r['idle_lane_share_sampling_per_draw']:.0%})")
         lines.append(f"| {r['model']} | {r['chains']} | {r['sampler']} | {fmt(r.get('ess_per_s'))}"
                      f" | {fmt(r.get('ess'), '{:.0f}')} | {fmt(r.get('seconds'))} | "
                      f"{fmt(r.get('compile_s'))} | {fmt(r.get('gradients_per_draw'))} | "
                      f"{fmt(r.get('divergences'), '{}')} | {fmt(r.get('kernel_share'), '{:.0%}')} | "
-                     f"{fmt(r.get('idle_lane_share'), '{:.0%}')} | "
+                     f"{fmt(r.get('idle_lane_share'), '{:.0%}')} | {per_draw} | "
                      f"{fmt(r.get('steps_per_chain_per_launch'))} | {note} |")
     (out / "gpu.md").write_text("\n".join(lines) + "\n")
 
