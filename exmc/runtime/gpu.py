@@ -108,6 +108,7 @@ class DeviceReport:
         self.kernel_time = 0.0
         self.lane_steps = 0.0  # leapfrog steps the chains made
         self.warp_steps = 0.0  # sum over warps and launches of lanes x the warp's most steps
+        self.extra = {}  # the sampler's own attributes (ChEES-HMC: its adapted parameters)
 
     def add_launch(self, steps, seconds):
         """``steps`` (chains,): leapfrog steps each chain made in one launch."""
@@ -130,7 +131,8 @@ class DeviceReport:
         return {"device": "cuda", "device_launches": self.launches,
                 "device_kernel_time": self.kernel_time,
                 "device_idle_lane_share": self.idle_lane_share,
-                "device_steps_per_chain_per_launch": self.steps_per_chain_per_launch}
+                "device_steps_per_chain_per_launch": self.steps_per_chain_per_launch,
+                **self.extra}
 
 
 class DeviceSampler:
@@ -214,6 +216,16 @@ class DeviceSampler:
 
 
 SAMPLERS = ("nuts", "chees")
+
+
+def check_sampler(sampler, device):
+    """ValueError naming ``sampler`` unless it is one of SAMPLERS and runs on ``device``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got "
+                         f"{sampler!r}")
+    if sampler != "nuts" and device != "cuda":
+        raise ValueError(f"sampler={sampler!r} runs on device='cuda' only (all chains in "
+                         f"lockstep on a GPU); on the CPU use sampler='nuts'")
 
 
 def device_sampler(model, compiled, settings, sampler="nuts"):
@@ -336,6 +348,12 @@ class ChEESSampler:
         self.cuda.synchronize()
         return time.perf_counter() - start
 
+    def attrs(self):
+        """InferenceData attributes: the sampler's name and the shared adapted parameters."""
+        adapted = self.adapted()
+        return {"sampler": "ChEES-HMC", "chees_step_size": adapted["step_size"],
+                "chees_trajectory_length": adapted["trajectory_length"]}
+
     def adapted(self):
         """{"step_size", "trajectory_length", "inverse_diag"}: the shared parameters now."""
         from exmc.samplers.gpu import chees
@@ -392,4 +410,6 @@ def run_on_device(sampler, chain_seeds, init, total, report, publisher, block_se
         for chain, result in enumerate(results):
             publisher.done(chain, result.done, "failed" if result.interrupted else "ok",
                            "interrupted" if result.interrupted else None)
+    if hasattr(sampler, "attrs"):
+        device.extra.update(sampler.attrs())
     return results, device

@@ -23,12 +23,13 @@ import pytest
 from tests.samplers.test_gpu import (GP_ALPHA, GP_RATE, GP_Y, NN_Y, ROOT, SCHOOLS_SIGMA,
                                      SCHOOLS_Y, edge_truth, normal_normal_posterior,
                                      schools_truth)
+from exmc.runtime.gpu import DeviceReport, check_sampler
 from tests.stats import assert_mean_close, assert_variance_close
 
 SEED = 20240602
 
 CHILD = textwrap.dedent("""
-    import sys, warnings
+    import json, sys, warnings
     import numpy as np
     sys.path.insert(0, {root!r})
     warnings.simplefilter("ignore")  # uint64 hashing overflows by design
@@ -67,6 +68,7 @@ CHILD = textwrap.dedent("""
     saved["normal_normal"] = values["mu"]
     saved["nn_stats"] = stats
     saved["nn_idle"] = np.array(report.idle_lane_share)
+    saved["nn_attrs"] = np.array(json.dumps(report.attrs()))
     saved["nn_step"], saved["nn_length"] = adapted["step_size"], adapted["trajectory_length"]
     saved["nn_inverse_diag"] = adapted["inverse_diag"]
     saved["gamma_poisson"] = run(gamma_poisson)[0]["lam"]
@@ -159,6 +161,13 @@ def test_trajectory_length_is_near_a_quarter_period_on_a_gaussian(runs):
     assert runs["nn_length"] > 2.0 * runs["nn_step"]
 
 
+def test_the_run_reports_chees_and_its_adapted_parameters(runs):
+    attrs = json.loads(str(runs["nn_attrs"]))
+    assert attrs["sampler"] == "ChEES-HMC" and attrs["device_idle_lane_share"] == 0.0
+    assert attrs["chees_step_size"] == runs["nn_step"]
+    assert attrs["chees_trajectory_length"] == runs["nn_length"]
+
+
 def test_same_seed_same_draws(runs):
     assert np.array_equal(runs["two"], runs["two_again"])
     assert not np.array_equal(runs["two"], runs["other_seed"])
@@ -194,3 +203,24 @@ def test_stats_rows_fill_the_columns_by_name(runs):
         error = stats[..., col["energy_error"]][clean]
         largest = stats[..., col["max_energy_error"]][clean]
         assert np.all(np.isfinite(error)) and np.all(np.abs(largest) >= np.abs(error) - 1e-12)
+
+
+def test_sampler_names_are_checked():
+    check_sampler("nuts", "cpu")
+    check_sampler("chees", "cuda")
+    with pytest.raises(ValueError, match="sampler='chees' runs on device='cuda' only"):
+        check_sampler("chees", "cpu")
+    with pytest.raises(ValueError, match="sampler must be one of 'nuts', 'chees', got 'meads'"):
+        check_sampler("meads", "cuda")
+
+
+def test_divergence_benchmark_counts_idle_lanes_as_the_device_report_does():
+    from benchmarks.gpu_divergence import idle_share
+    counts = np.random.default_rng(3).choice([3.0, 7.0, 15.0], size=(70, 40))
+    report = DeviceReport(chains=70)
+    for first in range(0, 40, 10):  # launches of 10 draws
+        report.add_launch(counts[:, first:first + 10].sum(axis=1), 0.0)
+    share, per_launch = idle_share(counts, 10)
+    assert share == pytest.approx(report.idle_lane_share)
+    assert per_launch == pytest.approx(report.steps_per_chain_per_launch)
+    assert idle_share(np.full((64, 5), 7.0), 1)[0] == 0.0  # lockstep: no idle lane
