@@ -316,7 +316,7 @@ def ptx(names, cc=(9, 0)):
     from exmc.compiler import _code_version, _load
     from exmc.compiler.lower import lower_model
     from exmc.ir.serialize import structure_hash
-    from exmc.samplers.gpu import nuts
+    from exmc.samplers.gpu import chees, nuts
 
     class Target:  # device functions compile for "the current device"; there is none
         compute_capability = cc
@@ -324,6 +324,11 @@ def ptx(names, cc=(9, 0)):
     f1, f2, f3 = types.float64[::1], types.float64[:, ::1], types.float64[:, :, ::1]
     signature = (f2, f2, f2, f2, f2, f2, types.uint64[:, ::1], types.int8[::1], types.int8[::1],
                  f1, f1, types.int64, f3, f3)
+    i64, i8 = types.int64, types.int8[::1]
+    u2 = types.uint64[:, ::1]
+    chees_signatures = {  # ChEESSampler's launches
+        "transition": (f2, f2, f1, u2, f1, f1, f1, f1, i64, i64, i64, f3, f3, f2, f2, f2, f2),
+        "adapt": (f1, f1, f1, f1, f1, f2, f2, f2, f2, f2, f2, i64, i8, i8)}
     for name in names:
         model = exmc_model(name)
         model.validate()
@@ -331,11 +336,18 @@ def ptx(names, cc=(9, 0)):
         digest = structure_hash(model)
         module = _load(f"exmc_model_{_code_version()}_{digest[:24]}_cuda", program, digest, "cuda")
         kernel = nuts.make_kernel(module.logp_grad, module.DIM, module.LOCAL_SCRATCH, 10)
-        start = time.perf_counter()
-        code, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
-        local = re.search(r"__local_depot0\[(\d+)\]", code)
-        print(f"{name}: PTX for sm_{cc[0]}{cc[1]} in {time.perf_counter() - start:.1f} s, "
-              f"{int(local.group(1)) if local else 0} bytes of thread-local memory per chain")
+        kernels = [("NUTS", kernel, signature)]
+        transition, adapt = chees.make_kernels(module.logp_grad, module.DIM,
+                                               module.LOCAL_SCRATCH)
+        kernels += [("ChEES transition", transition, chees_signatures["transition"]),
+                    ("ChEES adapt", adapt, chees_signatures["adapt"])]
+        for label, kernel, types_ in kernels:
+            start = time.perf_counter()
+            code, _ = cuda.compile_ptx(kernel.py_func, types_, cc=cc)
+            local = re.search(r"__local_depot0\[(\d+)\]", code)
+            print(f"{name}, {label}: PTX for sm_{cc[0]}{cc[1]} in "
+                  f"{time.perf_counter() - start:.1f} s, "
+                  f"{int(local.group(1)) if local else 0} bytes of thread-local memory per thread")
 
 
 def main():

@@ -96,8 +96,12 @@ def halton(n):
 @cuda.jit(device=True)
 def num_steps(iteration, trajectory, step, max_steps):
     """Leapfrog steps of ``iteration``: ceil(h_n T / step), between 1 and ``max_steps``."""
-    steps = math.ceil(halton(iteration) * trajectory / step)
-    return int(min(max(steps, 1.0), max_steps)) if math.isfinite(steps) else 1
+    if not step > 0.0:
+        return 1
+    steps = halton(iteration) * trajectory / step
+    if not steps < max_steps:  # also inf and NaN
+        return int(max_steps)
+    return max(int(math.ceil(steps)), 1)
 
 
 def make_kernels(logp_grad, dim, scratch):
