@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import exmc
-from exmc import (Beta, Builder, Censored, Dirichlet, DirichletMultinomial, Gamma, HalfNormal,
+from exmc import (Beta, Builder, Censored, Custom, Dirichlet, DirichletMultinomial, Gamma, HalfNormal,
                   LogNormal, Mixture, MvNormal, Normal, NormalMixture, Poisson, Weibull, ref)
 from exmc import math as em
 
@@ -106,9 +106,11 @@ def pymc_dirichlet_multinomial(d):
 
 def pymc_gauss_mix3(d):
     import pymc as pm
+    from pymc.distributions.transforms import Ordered
     with pm.Model() as model:
         w = pm.Dirichlet("w", np.ones(3))
-        mu = pm.Normal("mu", np.array([-5.0, 0.0, 5.0]), 2.0)
+        mu = pm.Normal("mu", np.array([-5.0, 0.0, 5.0]), 2.0, transform=Ordered(),
+                       initval=np.array([-5.0, 0.0, 5.0]))
         sigma = pm.HalfNormal("sigma", 2.0, shape=3)
         pm.NormalMixture("y", w=w, mu=mu, sigma=sigma, observed=np.array(d["y"]))
     return model
@@ -149,12 +151,13 @@ def pymc_weibull_survival(d):
 
 def pymc_poisson_mixture(d):
     import pymc as pm
+    from pymc.distributions.transforms import Ordered
     with pm.Model() as model:
         w = pm.Beta("w", 2.0, 2.0)
-        lam1 = pm.Gamma("lam1", 2.0, 1.0)
-        lam2 = pm.Gamma("lam2", 10.0, 1.0)
+        lam = pm.Gamma("lam", np.array([2.0, 10.0]), 1.0, transform=Ordered(positive=True),
+                       initval=np.array([2.0, 10.0]))
         pm.Mixture("y", w=pm.math.stack([w, 1.0 - w]),
-                   comp_dists=[pm.Poisson.dist(lam1), pm.Poisson.dist(lam2)],
+                   comp_dists=[pm.Poisson.dist(lam[0]), pm.Poisson.dist(lam[1])],
                    observed=np.array(d["y"]))
     return model
 
@@ -166,11 +169,25 @@ def exmc_dirichlet_multinomial(d):
                  np.array(d["counts"], float)))
 
 
+def _ordered_after(previous, logp):
+    """Stan's ordered vector, one element at a time: bounded below by the one before, with
+    the element's own (unnormalised) density, as PyMC's ``Ordered`` transform gives."""
+    return Custom(logp=logp, support=(ref(previous), None))
+
+
+def _normal_kernel(mu, sigma):
+    return -0.5 * ((exmc.value - mu) / sigma) ** 2
+
+
 def exmc_gauss_mix3(d):
+    mu = em.stack([ref("mu0"), ref("mu1"), ref("mu2")])
     return (Builder().rv("w", Dirichlet(np.ones(3)))
-            .rv("mu", Normal(np.array([-5.0, 0.0, 5.0]), 2.0))
+            .rv("mu0", Normal(-5.0, 2.0))
+            .rv("mu1", _ordered_after("mu0", _normal_kernel(0.0, 2.0)))
+            .rv("mu2", _ordered_after("mu1", _normal_kernel(5.0, 2.0)))
+            .det("mu", mu)
             .rv("sigma", HalfNormal(2.0, shape=3))
-            .obs("y", NormalMixture("w", "mu", "sigma"), np.array(d["y"])))
+            .obs("y", NormalMixture("w", mu, "sigma"), np.array(d["y"])))
 
 
 def exmc_mvnormal_lkj(d):
@@ -195,10 +212,12 @@ def exmc_weibull_survival(d):
 
 
 def exmc_poisson_mixture(d):
-    return (Builder().rv("w", Beta(2.0, 2.0)).rv("lam1", Gamma(2.0, 1.0))
-            .rv("lam2", Gamma(10.0, 1.0))
+    # lam[1] > lam[0]: Gamma(10, 1)'s kernel above lam[0]
+    return (Builder().rv("w", Beta(2.0, 2.0)).rv("lam0", Gamma(2.0, 1.0))
+            .rv("lam1", _ordered_after("lam0", 9.0 * em.log(exmc.value) - exmc.value))
+            .det("lam", em.stack([ref("lam0"), ref("lam1")]))
             .obs("y", Mixture(em.stack([ref("w"), 1.0 - ref("w")]),
-                              [Poisson("lam1"), Poisson("lam2")]), np.array(d["y"])))
+                              [Poisson("lam0"), Poisson("lam1")]), np.array(d["y"])))
 
 
 # name -> (kind of parameter it checks, data, PyMC model, exmc model, reference labels)
@@ -208,7 +227,7 @@ POSTERIORS = {
                               data_dirichlet_multinomial, pymc_dirichlet_multinomial,
                               exmc_dirichlet_multinomial,
                               [f"p[{i}]" for i in range(4)] + ["conc"]),
-    "gauss_mix3": ("simplex weights of a three-component NormalMixture", data_gauss_mix3,
+    "gauss_mix3": ("simplex weights of a three-component NormalMixture, ordered means", data_gauss_mix3,
                    pymc_gauss_mix3, exmc_gauss_mix3,
                    [f"{v}[{i}]" for v in ("w", "mu", "sigma") for i in range(3)]),
     "mvnormal_lkj": ("LKJ Cholesky correlation (LKJCholeskyCov, eta 2) of an MvNormal",
@@ -219,9 +238,9 @@ POSTERIORS = {
     "weibull_survival": ("Censored Weibull survival regression, right-censored per subject",
                          data_weibull_survival, pymc_weibull_survival, exmc_weibull_survival,
                          ["alpha", "b0", "b1"]),
-    "poisson_mixture": ("two-component Mixture of Poissons (the generic Mixture wrapper)",
+    "poisson_mixture": ("two-component Mixture of Poissons (the generic Mixture wrapper), ordered rates",
                         data_poisson_mixture, pymc_poisson_mixture, exmc_poisson_mixture,
-                        ["w", "lam1", "lam2"]),
+                        ["w", "lam[0]", "lam[1]"]),
 }
 
 
