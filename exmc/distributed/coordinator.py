@@ -24,12 +24,13 @@ import tempfile
 import time
 import warnings
 
-import msgpack
 import numpy as np
 
 from exmc.distributed import wire
+from exmc.runtime.executors import Outcome
 from exmc.runtime.sample import SamplingError
-from exmc.runtime.worker import Collector, Gap, pack_state, unpack_state
+from exmc.runtime.worker import Gap
+from exmc.samplers.chain_state import pack_state, unpack_state
 
 log = logging.getLogger("exmc.distributed")
 
@@ -324,18 +325,15 @@ class Run:
 
     def state_of(self, chain):
         """The chain's latest received state (None before its first block: it starts afresh)."""
-        path = self.collector.checkpoint_path(chain)
-        if not path.exists():
-            return None
-        return msgpack.unpackb(path.read_bytes(), raw=False)["state"]
+        return self.collector.states.get(chain)
 
     # -- the loop ---------------------------------------------------------------------------
-    def pump(self):
+    def pump(self, should_stop=lambda: False):
         """Handle what arrived, ping nodes, notice silent ones, follow the node set, place
-        waiting chains; returns when all chains settle."""
+        waiting chains; returns when all chains settle (or ``should_stop()``)."""
         import zmq
 
-        while not all(self.settled(c) for c in range(len(self.seeds))):
+        while not all(self.settled(c) for c in range(len(self.seeds))) and not should_stop():
             poller = zmq.Poller()
             live = [link for link in self.links if link.alive]
             for link in live + [link for link, _ in self.joining.values()]:
@@ -557,16 +555,11 @@ class Run:
         self.joining.clear()
 
 
-def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, num_warmup=1000,
-                  seed=None, target_accept=0.8, max_tree_depth=10, dense_mass=False,
-                  adaptation="stan", warmup="each", stream_to=None, run_id=None,
-                  on_node_failure="error", client_key=None, node_key=None, node_timeout=5.0,
-                  connect_timeout=10.0, wait_for_nodes=60.0, save_warmup=False,
-                  progressbar=True, dashboard=None, diagnostics=True):
-    """Run NUTS chains on exmc-node daemons and return one InferenceData with every chain.
+class Nodes:
+    """Executor: chains on exmc-node daemons, ``exmc.sample(model, executor=Nodes([...]))``.
 
-    Parameters beyond ``exmc.sample``'s
-    -----------------------------------
+    Parameters
+    ----------
     nodes : list of str, or a live node set
         Node addresses (``"tcp://10.0.0.2:5555"``); ``"local"`` starts a node on this
         machine for the run.  Or a live set: any object whose ``addresses()`` returns the
@@ -596,161 +589,114 @@ def sample_chains(model, init=None, nodes=(LOCAL,), chains=4, num_samples=1000, 
         With a live node set: seconds the set may have no usable node while chains wait
         (at start, or after its last node left) before ``on_node_failure`` applies.  The
         chains' draws so far are kept; they resume from there on the next node.
-    dashboard : True, int or exmc.runtime.dash.Dashboard, optional
-        Serve a live browser dashboard of the run and print its URL, as in ``exmc.sample``.
-    progressbar, diagnostics : bool
-        As in ``exmc.sample``: a live table in a terminal (plain lines when output goes
-        to a file), and the warnings after sampling (divergences, R-hat, ESS, tree depth,
-        E-BFMI).
 
-    The returned InferenceData's attrs record ``nodes`` (where each chain ran, in
-    order, joined by ``>``) and ``moves`` (each move with its iteration and reason).
+    The run's InferenceData attrs record ``nodes`` (where each chain ran, in order,
+    joined by ``>``) and ``moves`` (each move with its iteration and reason).
     """
-    from exmc.compiler import compile_model
-    from exmc.runtime.chain import make_settings
-    from exmc.runtime.progress import make_progress
-    from exmc.runtime.sample import _check_arguments
-    from exmc.runtime.stream import Publisher, make_sink, new_run_id
-    from exmc.samplers.nuts import DIVERGING, STEP_SIZE
 
-    _check_arguments(num_samples, num_warmup, chains, target_accept, max_tree_depth)
-    if warmup not in ("each", "once"):
-        raise ValueError(f"warmup must be 'each' or 'once', got {warmup!r}")
-    if on_node_failure not in ("error", LOCAL):
-        raise ValueError(f"on_node_failure must be 'error' or 'local', got {on_node_failure!r}")
-    if adaptation not in ("stan", "gradient"):
-        raise ValueError(f"adaptation must be 'stan' or 'gradient', got {adaptation!r}")
-    source = nodes if callable(getattr(nodes, "addresses", None)) else None
-    if source is None and (isinstance(nodes, str) or not nodes):
-        raise ValueError("nodes must be a non-empty list of addresses (or 'local'), or a live "
-                         "node set (an object with addresses(), such as dask_nodes(client))")
-    if not wait_for_nodes >= 0:
-        raise ValueError(f"wait_for_nodes must be >= 0 seconds, got {wait_for_nodes!r}")
-    start = time.perf_counter()
-    compiled = compile_model(model)  # checks the model and init here, before any node sees them
-    init = _plain_init(compiled, init)
-    settings = make_settings(num_warmup, max_tree_depth, target_accept,
-                             gradient_metric=(adaptation == "gradient"))
-    total = num_warmup + num_samples
-    options = {"num_warmup": settings.num_warmup, "total": total,
-               "max_tree_depth": settings.max_tree_depth, "target_accept": settings.target_accept,
-               "gradient_metric": settings.gradient_metric, "dense": bool(dense_mass), "init": init}
-    wire.check_options(options)
-    seed_sequence = np.random.SeedSequence(seed)
-    seeds = seed_sequence.spawn(chains)
-    run_id = run_id or new_run_id()
-    if not run_id.isidentifier():
-        raise ValueError(f"run_id must be an identifier, got {run_id!r}")
+    name = "nodes"
+    files = False  # chains resume on nodes from the states the collector keeps in memory
 
-    # A live set's nodes up now are welcomed first, so that the first chains spread over
-    # them all; later ones join as they come, and one that does not answer is left out.
-    listed = list(source.addresses()) if source is not None else list(nodes)
-    links, failed = connect(listed, client_key, node_key, connect_timeout) if listed else ([], {})
-    publisher = collector = None
-    try:  # from here on, nodes are connected (a "local" one running): close them on any error
-        if failed and source is not None:
-            log.warning("nodes of the set not used: %s", "; ".join(
-                f"{address}: {reason}" for address, reason in failed.items()))
-        elif failed:
-            detail = "; ".join(f"{address}: {reason}" for address, reason in failed.items())
-            if on_node_failure != LOCAL:
-                raise NodeError(f"{len(failed)} of {len(nodes)} node(s) cannot be used: {detail} "
-                                f"(on_node_failure='local' runs their chains here instead)")
-            warnings.warn(f"nodes not used: {detail}", RuntimeWarning, stacklevel=2)
-            if not links:
-                links, more = connect([LOCAL])
+    def __init__(self, nodes=(LOCAL,), warmup="each", on_node_failure="error", client_key=None,
+                 node_key=None, node_timeout=5.0, connect_timeout=10.0, wait_for_nodes=60.0):
+        if warmup not in ("each", "once"):
+            raise ValueError(f"warmup must be 'each' or 'once', got {warmup!r}")
+        if on_node_failure not in ("error", LOCAL):
+            raise ValueError(f"on_node_failure must be 'error' or 'local', got "
+                             f"{on_node_failure!r}")
+        self.source = nodes if callable(getattr(nodes, "addresses", None)) else None
+        if self.source is None and (isinstance(nodes, str) or not nodes):
+            raise ValueError("nodes must be a non-empty list of addresses (or 'local'), or a "
+                             "live node set (an object with addresses(), such as "
+                             "dask_nodes(client))")
+        if not wait_for_nodes >= 0:
+            raise ValueError(f"wait_for_nodes must be >= 0 seconds, got {wait_for_nodes!r}")
+        self.nodes, self.warmup, self.on_node_failure = nodes, warmup, on_node_failure
+        self.client_key, self.node_key = client_key, node_key
+        self.node_timeout, self.connect_timeout = node_timeout, connect_timeout
+        self.wait_for_nodes = wait_for_nodes
+
+    def prepare(self):
+        pass
+
+    def run(self, jobs, collector, on_rows, should_stop):
+        from exmc.runtime.stream import new_run_id
+
+        options = {k: v for k, v in jobs.options.items() if k in wire.OPTIONS}
+        wire.check_options(options)
+        # A live set's nodes up now are welcomed first, so that the first chains spread over
+        # them all; later ones join as they come, and one that does not answer is left out.
+        source = self.source
+        listed = list(source.addresses()) if source is not None else list(self.nodes)
+        links, failed = (connect(listed, self.client_key, self.node_key, self.connect_timeout)
+                         if listed else ([], {}))
+        try:  # from here on, nodes are connected (a "local" one running): close them on any error
+            if failed and source is not None:
+                log.warning("nodes of the set not used: %s", "; ".join(
+                    f"{address}: {reason}" for address, reason in failed.items()))
+            elif failed:
+                detail = "; ".join(f"{address}: {reason}" for address, reason in failed.items())
+                if self.on_node_failure != LOCAL:
+                    raise NodeError(f"{len(failed)} of {len(self.nodes)} node(s) cannot be used: "
+                                    f"{detail} (on_node_failure='local' runs their chains here "
+                                    f"instead)")
+                warnings.warn(f"nodes not used: {detail}", RuntimeWarning, stacklevel=4)
                 if not links:
-                    raise NodeError(f"no node could be used and a local node failed: {more}")
-        compile_time = time.perf_counter() - start
-
-        publisher = None
-        if dashboard is not None and dashboard is not False:
-            from exmc.runtime.dash import attach
-            _, stream_to = attach(dashboard, stream_to, chains=chains)
-        if stream_to is not None:
-            publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
-        display = make_progress(progressbar)
-        collector = Collector(compiled.dim, total, chains)
-        tasks = {}
-
-        def on_rows(chain, first, end):
-            stats = collector.stats[chain]
-            display.update(tasks[chain], end, int(np.nansum(stats[:end, DIVERGING])),
-                           stats[end - 1, STEP_SIZE], end < num_warmup)
-            if publisher is not None:
-                publisher.block(chain, first, collector.draws[chain, first:end],
-                                collector.stats[chain, first:end])
-                if end == total:
-                    publisher.done(chain, end)
-
-        model_bytes = model.to_msgpack()
-        _check_request_size(model_bytes, compiled.dim, bool(dense_mass), chains, links)
-        run = Run(model_bytes, options, seeds, links, collector, on_rows, run_id,
-                  on_node_failure, node_timeout, compiled.dim, source, wait_for_nodes,
-                  client_key, node_key)
-    except BaseException:
-        for link in links:
-            link.close()
-        if publisher is not None:
-            publisher.close()
-        if collector is not None:
-            collector.close()
-        raise
-    sampling_start = time.perf_counter()
-    try:
-        with display:
-            for chain in range(chains):
-                tasks[chain] = display.add_chain(chain, total)
-            if warmup == "once" and num_warmup > 0:
-                run.pending_warmup = (0, list(range(1, chains)))
+                    links, more = connect([LOCAL])
+                    if not links:
+                        raise NodeError(f"no node could be used and a local node failed: {more}")
+            model_bytes = jobs.model.to_msgpack()
+            _check_request_size(model_bytes, jobs.compiled.dim, jobs.dense, len(jobs.seeds),
+                                links)
+            run = Run(model_bytes, options, jobs.seeds, links, collector, on_rows, new_run_id(),
+                      self.on_node_failure, self.node_timeout, jobs.compiled.dim, source,
+                      self.wait_for_nodes, self.client_key, self.node_key)
+        except BaseException:
+            for link in links:
+                link.close()
+            raise
+        chains = range(len(jobs.seeds))
+        try:
+            unfinished = [c for c in chains if not collector.finished[c]]
+            if self.warmup == "once" and options["num_warmup"] > 0 and 0 in unfinished \
+                    and collector.received[0] < options["num_warmup"]:
+                run.pending_warmup = (0, [c for c in unfinished if c != 0])
                 run._submit_warmup(0)
             else:
-                run.spread(list(range(chains)))
-            run.pump()
-    except KeyboardInterrupt:
-        for chain in range(chains):
-            if not run.settled(chain):
-                run.failures[chain] = "interrupted"
-    finally:
-        run.close()
-        sampling_time = time.perf_counter() - sampling_start
-        stream_error = publisher.close() if publisher is not None else None
-        collector.close()
-    if publisher is not None and stream_error is not None:
-        warnings.warn(f"streaming failed: {stream_error!r}; the returned trace is complete",
-                      RuntimeWarning, stacklevel=2)
-    idata = _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup,
-                      {"exmc_version": _version(), "sampler": "NUTS",
-                       "seed": str(seed_sequence.entropy), "num_warmup": num_warmup,
-                       "compile_time": compile_time, "sampling_time": sampling_time,
-                       "dense_mass": int(dense_mass), "target_accept": target_accept,
-                       "max_tree_depth": max_tree_depth, "adaptation": adaptation,
-                       "warmup": warmup, "run_id": run_id})
-    if diagnostics:
-        from exmc.runtime import diagnostics as checks
-        checks.warn(idata, compiled.pointmap.names, max_tree_depth)
-    return idata
+                run.spread(unfinished)
+            run.pump(should_stop)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            run.close()
+        return Outcome(list(run.failures), {
+            "nodes": [" > ".join(run.history[c]) for c in chains], "moves": list(run.moves),
+            "warmup": self.warmup})
+
+    @staticmethod
+    def failed(err):
+        """The error when no chain made a draw to keep: where and why."""
+        return NodeError("no chain made a draw to keep: " + "; ".join(
+            f"chain {chain} {reason}" for chain, reason in err.reasons.items()), err.reasons)
 
 
-def _assemble(compiled, collector, run, num_warmup, num_samples, save_warmup, attrs):
-    from exmc.runtime.chain import ChainResult
-    from exmc.runtime.sample import to_inference_data
+def sample_chains(model, init=None, nodes=(LOCAL,), warmup="each", on_node_failure="error",
+                  client_key=None, node_key=None, node_timeout=5.0, connect_timeout=10.0,
+                  wait_for_nodes=60.0, **options):
+    """Run NUTS chains on exmc-node daemons and return one InferenceData with every chain:
+    ``exmc.sample(model, executor=Nodes(nodes, ...), **options)``.
 
-    results = []
-    for chain, reason in enumerate(run.failures):
-        result = ChainResult(collector.draws[chain], collector.stats[chain],
-                             collector.received[chain], None)
-        result.interrupted = reason == "interrupted"
-        result.failure = None if result.interrupted else reason
-        results.append(result)
-    attrs["nodes"] = [" > ".join(run.history[c]) for c in range(len(results))]
-    attrs["moves"] = list(run.moves)
-    try:
-        return to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs)
-    except SamplingError as err:  # every chain failed: say where and why
-        raise NodeError("no chain made a draw to keep: " + "; ".join(
-            f"chain {chain} {reason}" for chain, reason in err.reasons.items()),
-            err.reasons) from None
+    ``nodes``, ``warmup``, ``on_node_failure``, ``client_key``, ``node_key``,
+    ``node_timeout``, ``connect_timeout`` and ``wait_for_nodes`` are ``Nodes``'s (see
+    there); every other argument is ``exmc.sample``'s, with the same defaults (four
+    chains of 1000 + 1000, progress, diagnostics, ``stream_to=``, ``dashboard=``,
+    ``checkpoint=``, ``blocking=False`` ...).
+    """
+    from exmc.runtime.sample import sample
+
+    executor = Nodes(nodes, warmup, on_node_failure, client_key, node_key, node_timeout,
+                     connect_timeout, wait_for_nodes)
+    return sample(model, init=init, executor=executor, **options)
 
 
 def _check_request_size(model_bytes, dim, dense, chains, links):
@@ -764,20 +710,3 @@ def _check_request_size(model_bytes, dim, dense, chains, links):
                 f"this run's requests need about {need:,} bytes (the model's IR is "
                 f"{len(model_bytes):,}), more than node {link.name} accepts "
                 f"({link.max_message_bytes:,} bytes; exmc-node --max-message-mb)")
-
-
-def _plain_init(compiled, init):
-    """``init`` as msgpack-able lists, checked against the sampled variables."""
-    if not init:
-        return None
-    names = compiled.pointmap.names
-    unknown = [k for k in init if k not in names]
-    if unknown:
-        raise ValueError(f"init has values for {', '.join(map(repr, unknown))}, which are not "
-                         f"sampled variables; sampled variables: {', '.join(names)}")
-    return {k: np.asarray(v, dtype=np.float64).tolist() for k, v in init.items()}
-
-
-def _version():
-    import exmc
-    return exmc.__version__

@@ -61,7 +61,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from exmc.distributed import wire
-from exmc.runtime.worker import HEARTBEAT_TIMEOUT, ChainGroup, Collector, unpack_state
+from exmc.runtime.worker import HEARTBEAT_TIMEOUT, ChainGroup, Collector
+from exmc.samplers.chain_state import unpack_state
 from exmc.samplers.nuts import ITERATION, N_SCALARS, STAT_NAMES, STEP
 
 log = logging.getLogger("exmc.node")

@@ -17,7 +17,7 @@ Coordinator -> node::
 
 Node -> coordinator::
 
-    {"type": "welcome", "version": 1, "node": str, "workers": int,
+    {"type": "welcome", "version": 2, "node": str, "workers": int,
      "max_message_bytes": int}                  # the largest request it accepts
     {"type": "accepted", "job": id}
     {"type": "pong", "gone": [id]}              # the pinged jobs this node no longer holds
@@ -26,7 +26,7 @@ Node -> coordinator::
     {"type": "chain_failed", "job": id, "chain": int, "reason": str}
     {"type": "error", "job": id | nil, "message": str}
 
-A chain's ``state`` (``exmc.runtime.worker.pack_state``) makes the node resume
+A chain's ``state`` (``exmc.samplers.chain_state.pack_state``) makes the node resume
 it from there: how a chain moves off a failed node, and how ``warmup="once"``
 hands its tuning to the other chains.
 """
@@ -38,7 +38,7 @@ import msgpack
 
 from exmc.runtime.protocol import unpack_bounded
 
-VERSION = 1
+VERSION = 2  # 2: chain states carry their scalars by name
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_CHAINS_PER_JOB = 4096
 MAX_JOBS_PER_PING = 4096

@@ -36,7 +36,7 @@ import numpy as np
 
 from exmc.samplers.nuts import STAT_NAMES
 
-FORMAT = "exmc-checkpoint-1"
+FORMAT = "exmc-checkpoint-2"  # 2: named chain-state scalars
 SETTINGS = ("chains", "num_warmup", "num_samples", "seed", "target_accept", "max_tree_depth",
             "dense_mass", "adaptation", "save_warmup")
 

@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 from exmc.runtime import spawning
+from exmc.runtime.worker import Processes
 
 POOL_NAME = "exmc-pool"
 WARM_SECONDS = 600.0  # a worker's first beat: a cold cache compiles the sampler
@@ -192,7 +193,7 @@ class WorkerPool:
         from exmc.runtime.worker import CRASH_ENV
 
         collector = group.collector
-        waiting = collections.deque(chains)
+        waiting = collections.deque(c for c in chains if not collector.finished[c])
         running = {}                      # pid -> chain
         restarts = {c: 0 for c in chains}
         restart_times = {c: collections.deque() for c in chains}
@@ -234,7 +235,7 @@ class WorkerPool:
                     running[self.pids[identity]] = chain
                     self.router.send_multipart([identity, b"job", pickle.dumps(job(chain))])
                 if group.pull.poll(20 if (waiting and not self.idle) else 100):
-                    group.deliver(on_rows, collector)
+                    group.deliver(on_rows)
         except KeyboardInterrupt:
             pass
         finally:
@@ -292,41 +293,45 @@ def shutdown():
             _pool = None
 
 
-def run_in_pool(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,
-                heartbeat_timeout=10.0, max_restarts=3, max_seconds=60.0, resume=None):
-    """``exmc.runtime.worker.run_in_workers`` on the session's warm pool; same results.
+class Pool(Processes):
+    """Executor: chains on the session's warm pool (``exmc.sample``'s default for parallel
+    chains), ``cores`` at a time; while another run holds the pool, workers of its own
+    (``Processes``).  Same draws, same restarts and give-ups as ``Processes``."""
 
-    Returns None when the pool is held by another run (the caller then starts workers of
-    its own).
-    """
-    import warnings
+    name = "pool"
 
-    from exmc.runtime.worker import ChainGroup, Collector, interrupts_held
+    def prepare(self):
+        """Start the session's pool now, so its workers warm up while this process compiles
+        the model (not on a machine's first run: they would compile the sampler beside it).
+        Forked workers start later, warm, from this process once it has loaded the model."""
+        from exmc.runtime.notices import sampler_is_cached
+        from exmc.runtime.worker import WORKER_START_METHOD
 
-    pool = get_pool(cores, heartbeat_timeout)
-    if pool is None or not pool.acquire():
-        return None
-    chains = len(seed_sequences)
-    try:
-        collector = Collector(options["dim"], options["total"], chains)
-        for chain, packed_state in (resume or {}).items():
-            collector.resume_from(chain, packed_state)
-        group = ChainGroup(model.to_msgpack(), options, enumerate(seed_sequences), collector,
-                           heartbeat_timeout, max_restarts, max_seconds)
+        super().prepare()
+        if sampler_is_cached() and WORKER_START_METHOD == "spawn":
+            get_pool(self.cores, self.heartbeat_timeout)
+
+    def start(self):
+        """Fork the pool now, if it is forked: before this process starts other threads."""
+        from exmc.runtime.worker import WORKER_START_METHOD
+        if WORKER_START_METHOD == "fork":
+            get_pool(self.cores, self.heartbeat_timeout)
+
+    def run(self, jobs, collector, on_rows, should_stop):
+        from exmc.runtime.worker import interrupts_held
+
+        pool = get_pool(self.cores, self.heartbeat_timeout)
+        if pool is None or not pool.acquire():  # another run holds it
+            return super().run(jobs, collector, on_rows, should_stop)
+        chains = list(range(len(jobs.seeds)))
         try:
-            restarts, failures = pool.run(group, list(range(chains)), cores, on_rows,
-                                          should_stop, max_restarts, max_seconds)
+            group = self.group(jobs, collector)
+            try:
+                restarts, failures = pool.run(group, chains, self.cores, on_rows, should_stop,
+                                              self.max_restarts, self.max_seconds)
+            finally:
+                with interrupts_held():  # a second Ctrl-C does not cut the cleanup short
+                    group.stop()
         finally:
-            with interrupts_held():  # a second Ctrl-C does not cut the cleanup short
-                group.stop()
-    finally:
-        pool.release()
-    if group.refused:
-        warnings.warn(f"refused {group.refused} message(s) on the worker link that did not "
-                      f"come from this run's workers or did not follow its format; the "
-                      f"trace holds only the workers' draws", RuntimeWarning, stacklevel=3)
-    reasons = [failures[chain] for chain in range(chains)]
-    for chain in range(chains):
-        if not collector.finished[chain] and reasons[chain] is None:
-            reasons[chain] = "interrupted"
-    return collector, [restarts[chain] for chain in range(chains)], reasons
+            pool.release()
+        return self.outcome(group, [restarts[c] for c in chains], [failures[c] for c in chains])

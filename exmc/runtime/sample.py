@@ -13,12 +13,12 @@ import numpy as np
 import exmc
 from exmc.compiler import compile_model
 from exmc.ir.builder import Model
-from exmc.runtime.chain import (ChainResult, check_init, load_kernels, make_settings, run_chain,
-                                start_state)
+from exmc.runtime.chain import ChainResult, check_init, load_kernels, make_settings
+from exmc.runtime.executors import ChainJobs, Outcome, choose
 from exmc.runtime.notices import CompileNotice
 from exmc.runtime.progress import make_progress
 from exmc.runtime.stream import Publisher, make_sink, new_run_id
-from exmc.runtime.worker import WORKER_START_METHOD
+from exmc.runtime.worker import Collector
 from exmc.samplers.nuts import DIVERGING, STAT_NAMES, STEP_SIZE
 
 FAULT_RATE_ENV = "EXMC_INJECT_FAULTS"
@@ -135,8 +135,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         failing (more than 3 restarts in 60 s) is reported and the others are returned.
         By default, all the CPUs this process may use; ``cores=1`` runs the chains one after
         another in this process.
-    executor : {"in-process", "processes", "pool"}, optional
-        Where chains run; the draws are the same, bit for bit, wherever they run.
+    executor : {"in-process", "processes", "pool"} or an executor, optional
+        Where chains run; the draws are the same, bit for bit, wherever they run
+        (``exmc.runtime.executors``).  ``exmc.distributed.Nodes([...])``: on exmc-node
+        daemons on other machines (docs/distributed.md).
         ``"pool"`` (the default for more than one chain on more than one CPU): warm
         supervised worker processes kept for the Python session and reused by later calls
         (``exmc.runtime.pool``), ``min(chains, cores or cpu count)`` of them, each chain
@@ -206,6 +208,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         raise ValueError("adaptation='gradient' adapts a diagonal metric; use dense_mass=False")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if run_id is not None and not (isinstance(run_id, str) and run_id.isidentifier()):
+        raise ValueError(f"run_id must be an identifier, got {run_id!r}")
     if device == "cuda":  # every chain on the GPU: exmc/runtime/gpu.py
         from exmc.runtime import gpu
         gpu.check_options(dense_mass, adaptation, cores, executor, checkpoint)
@@ -215,11 +219,10 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         _check_pathfinder_init(init, checkpoint, device)
         init = None
     if device == "cuda":
-        executor = "device"  # one process drives every chain on the GPU
+        executor = None  # one process drives every chain on the GPU
     else:
-        executor, cores = _choose_executor(executor, cores, chains)
-    if executor == "pool":
-        _start_pool_early(cores, heartbeat_timeout)
+        executor = choose(executor, cores, chains, heartbeat_timeout)
+        executor.prepare()
     fault_rate = float(os.environ.get(FAULT_RATE_ENV, "0") or 0)
     start = time.perf_counter()
     with CompileNotice(enabled=progressbar):
@@ -231,7 +234,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         else:
             load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
-    check_init(compiled, init)
+    init = check_init(compiled, init)
     folder, prior, seed, init = _open_checkpoint(
         checkpoint, model, compiled.dim, init, chains=chains, num_warmup=num_warmup,
         num_samples=num_samples, seed=seed, target_accept=target_accept,
@@ -243,58 +246,47 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if pathfinder_init:
         prior, init_attrs = _pathfinder_prior(compiled, seed_sequence, chain_seeds, dense_mass)
     total = num_warmup + num_samples
-    results = []
     publisher = None
     if dashboard is not None and dashboard is not False:
         from exmc.runtime.dash import attach
         _, stream_to = attach(dashboard, stream_to, chains=chains)
     if stream_to is not None:
         run_id = run_id or new_run_id()
-        if not run_id.isidentifier():
-            raise ValueError(f"run_id must be an identifier, got {run_id!r}")
         publisher = Publisher(make_sink(stream_to), compiled, run_id, num_warmup, chains)
     sampling_start = time.perf_counter()
     display = make_progress(progressbar)
     if device == "cuda":
         display = gpu.AllChainsProgress(display, chains)
     tasks = {}
-    restarts = failures = None
     pointwise = None
     if log_likelihood and compiled.observed:  # as blocks arrive: while workers still sample
         from exmc.runtime.predictive import RunningLogLikelihood
         pointwise = RunningLogLikelihood(compiled, num_warmup)
+    should_stop = _live.aborted.is_set if _live is not None else (lambda: False)
 
     def report(chain, draws, stats, done):
-        display.update(tasks[chain], done, int(stats[:done, DIVERGING].sum()),
+        display.update(tasks[chain], done, int(np.nansum(stats[:done, DIVERGING])),
                        stats[done - 1, STEP_SIZE] if done else 1.0, done < num_warmup)
         if pointwise is not None:
             pointwise.update(chain, draws, done)
         if _live is not None:
             _live.update(compiled, chain, draws, stats, done)
             if _live.aborted.is_set():
-                raise KeyboardInterrupt  # run_chain keeps what was drawn
+                raise KeyboardInterrupt  # the executor stops and keeps what was drawn
 
     try:
         with display:
             for chain in range(chains):
                 tasks[chain] = display.add_chain(chain, total)
-            unfinished = any(prior.get(c, (0,))[0] < total for c in range(chains))
             if device == "cuda":
                 results, device_report = gpu.run_on_device(device_sampler, chain_seeds, init,
                                                            total, report, publisher)
-            elif executor == "in-process" or not unfinished:
-                results = _run_in_process(compiled, settings, chain_seeds, init, dense_mass,
-                                          total, prior, report, publisher, folder)
+                attrs = device_report.attrs()
             else:
-                if executor == "pool" and WORKER_START_METHOD == "fork":
-                    from exmc.runtime.pool import get_pool
-                    get_pool(int(cores), float(heartbeat_timeout))  # forked before the import
-                _import_arviz_meanwhile()
-                results, restarts, failures = _run_in_workers(
-                    model, compiled, settings, chain_seeds, cores, init,
-                    dense_mass, total, report, publisher,
-                    _live.aborted.is_set if _live is not None else (lambda: False),
-                    heartbeat_timeout, prior, folder, executor)
+                jobs = ChainJobs(model, compiled, settings, chain_seeds, init, bool(dense_mass),
+                                 total)
+                results, attrs = _run_chains(executor, jobs, prior, report, publisher, folder,
+                                             should_stop)
     finally:
         sampling_time = time.perf_counter() - sampling_start
         stream_error = publisher.close() if publisher is not None else None
@@ -302,52 +294,30 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
     if stream_error is not None:
         warnings.warn(f"streaming failed: {stream_error!r}; the returned trace is complete",
                       RuntimeWarning, stacklevel=2)
-    attrs = {"exmc_version": exmc.__version__, "sampler": "NUTS", "seed": str(seed_sequence.entropy),
-             "num_warmup": num_warmup, "compile_time": compile_time,
-             "sampling_time": sampling_time, "dense_mass": int(dense_mass),
-             "target_accept": target_accept, "max_tree_depth": max_tree_depth,
-             "adaptation": adaptation}
-    attrs["executor"] = executor
-    attrs.update(init_attrs)
-    if device == "cuda":
-        attrs.update(device_report.attrs())
-    if restarts is not None:
-        attrs["cores"] = int(cores)
-        attrs["restarts"] = [int(r) for r in restarts]
+    attrs = {"exmc_version": exmc.__version__, "sampler": "NUTS",
+             "seed": str(seed_sequence.entropy), "num_warmup": num_warmup,
+             "compile_time": compile_time, "sampling_time": sampling_time,
+             "dense_mass": int(dense_mass), "target_accept": target_accept,
+             "max_tree_depth": max_tree_depth, "adaptation": adaptation,
+             "executor": "device" if device == "cuda" else executor.name, **attrs, **init_attrs}
     if publisher is not None:
         attrs["run_id"] = run_id
         attrs["stream_time"] = stream_time  # until the last message was handed to the sink
     if folder is not None:
         attrs["checkpoint"] = str(folder.path)
-    idata = to_inference_data(compiled, results, num_warmup, num_samples, save_warmup, attrs,
-                              chains=chains, log_likelihood=pointwise or log_likelihood)
+    try:
+        idata = to_inference_data(compiled, results, num_warmup, num_samples, save_warmup,
+                                  attrs, chains=chains, log_likelihood=pointwise or log_likelihood)
+    except SamplingError as err:  # every chain failed: in the executor's terms, if it has them
+        if hasattr(executor, "failed"):
+            raise executor.failed(err) from None
+        raise
     if folder is not None and all(r.done >= total for r in results) and len(results) == chains:
         folder.save_trace(idata)
     if diagnostics:
         from exmc.runtime import diagnostics as checks
         checks.warn(idata, compiled.pointmap.names, max_tree_depth)
     return idata
-
-
-def _choose_executor(executor, cores, chains):
-    """(executor, cores) for the arguments given: see ``sample``'s ``executor``."""
-    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, (int, np.integer))
-                              or cores < 1):
-        raise ValueError(f"cores must be an integer >= 1, got {cores!r}")
-    if executor is None:
-        parallel = chains > 1 and (cores or available_cores()) > 1
-        executor = "pool" if parallel else "in-process"
-        if executor == "in-process":
-            cores = None
-    if executor not in ("in-process", "processes", "pool"):
-        raise ValueError(f"executor must be 'in-process', 'processes' or 'pool', got "
-                         f"{executor!r}")
-    if executor == "in-process" and cores is not None:
-        raise ValueError("executor='in-process' runs chains one after another here; "
-                         "leave cores out or choose executor='pool' or 'processes'")
-    if executor != "in-process" and cores is None:
-        cores = max(1, min(chains, available_cores()))
-    return executor, cores
 
 
 def _import_arviz_meanwhile():
@@ -358,26 +328,6 @@ def _import_arviz_meanwhile():
     if "arviz" not in sys.modules:
         threading.Thread(target=importlib.import_module, args=("arviz",), daemon=True,
                          name="exmc-import-arviz").start()
-
-
-def available_cores():
-    """CPUs this process may run on (its affinity mask, where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _start_pool_early(cores, heartbeat_timeout):
-    """Start the session's pool now, so its workers warm up while this process compiles the
-    model (not on a machine's first run: they would compile the sampler beside it)."""
-    from exmc.runtime import spawning
-    from exmc.runtime.notices import sampler_is_cached
-    from exmc.runtime.pool import get_pool
-
-    spawning.refuse_in_bootstrap()
-    if sampler_is_cached() and WORKER_START_METHOD == "spawn":  # forked workers start later,
-        get_pool(int(cores), float(heartbeat_timeout))        # warm, from a loaded parent
 
 
 def _check_pathfinder_init(init, checkpoint, device):
@@ -394,7 +344,7 @@ def _pathfinder_prior(compiled, seed_sequence, chain_seeds, dense):
     """({chain: (0, packed state, no rows)}, attrs): chains started from Pathfinder draws,
     handed to the executors as a checkpoint's saved chains are (``runtime.chain.pathfinder_states``)."""
     from exmc.runtime.chain import pathfinder_states
-    from exmc.runtime.worker import pack_state
+    from exmc.samplers.chain_state import pack_state
 
     began = time.perf_counter()
     states, attrs = pathfinder_states(compiled, seed_sequence.spawn(1)[0], chain_seeds, dense)
@@ -430,122 +380,56 @@ def _open_checkpoint(path, model, dim, init, **settings):
     return folder, prior, int(settings["seed"]), folder.init()
 
 
-def _run_in_process(compiled, settings, chain_seeds, init, dense, total, prior, report,
-                    publisher, folder):
-    """Chains one after another in this process, each continued from ``prior`` if saved there."""
-    from exmc.runtime.worker import pack_state, unpack_state
+def _run_chains(executor, jobs, prior, report, publisher, folder, should_stop):
+    """(ChainResults, the executor's attrs): every chain of ``jobs`` run by ``executor``,
+    each continued from ``prior`` ({chain: (done, packed state, rows)}) when saved there.
 
-    dim, results = compiled.dim, []
-    for chain, seed_sequence in enumerate(chain_seeds):
-        done, packed, rows = prior.get(chain, (0, None, None))
-        draws, stats = np.zeros((total, dim)), np.zeros((total, len(STAT_NAMES)))
-        if packed is not None:
-            state, rng = unpack_state(packed)
-            draws[:done], stats[:done] = rows[:, :dim], rows[:, dim:]
-        else:
-            rng = np.random.Generator(np.random.PCG64(seed_sequence))
-            state = start_state(compiled, init, rng, dense)
-        if publisher is not None and done:
-            publisher.block(chain, 0, draws[:done], stats[:done])
-        kept = [done]  # rows reported, published and saved
-
-        def on_block(result, chain=chain, offset=done, kept=kept, rng=rng, draws=draws,
-                     stats=stats):
-            end = offset + result.done
-            new = slice(kept[0] - offset, result.done)
-            draws[kept[0]:end], stats[kept[0]:end] = result.draws[new], result.stats[new]
-            if folder is not None:
-                folder.save_block(chain, kept[0], draws[kept[0]:end], stats[kept[0]:end],
-                                  pack_state(result.state, rng))
-            if publisher is not None:
-                publisher.block(chain, kept[0], draws[kept[0]:end], stats[kept[0]:end])
-            kept[0] = end
-            report(chain, draws, stats, end)
-
-        result = run_chain(compiled, settings, state, rng, total - done, on_block=on_block)
-        whole = ChainResult(draws, stats, kept[0], result.state)
-        whole.interrupted = result.interrupted
-        results.append(whole)
-        if publisher is not None:
-            publisher.done(chain, whole.done, "failed" if whole.interrupted else "ok",
-                           "interrupted" if whole.interrupted else None)
-        if whole.interrupted:
-            break
-    return results
-
-
-def _run_in_workers(model, compiled, settings, seed_sequences, cores, init, dense, total, report,
-                    publisher, should_stop, heartbeat_timeout, prior=None, folder=None,
-                    executor="processes"):
-    """Chains in supervised worker processes (exmc/runtime/worker.py); ChainResults back.
-
-    ``prior``: {chain: (done, packed state, rows)} saved by a checkpoint, continued from there;
-    ``folder``: the checkpoint folder that each block received is saved into.
+    Each block of rows that arrives is reported, saved in the checkpoint ``folder`` and
+    published, whichever executor made it.
     """
-    import msgpack
+    chains, total = len(jobs.seeds), jobs.total
+    collector = Collector(jobs.compiled.dim, total, chains, files=executor.files)
+    for chain, (done, packed, rows) in prior.items():
+        if packed is not None:
+            collector.resume_from(chain, packed, rows)
+        if publisher is not None and done:
+            publisher.block(chain, 0, collector.draws[chain, :done], collector.stats[chain, :done])
+            if done >= total:
+                publisher.done(chain, done)
 
-    from exmc.runtime.worker import run_in_workers
-
-    from exmc.runtime import spawning
-    spawning.refuse_in_bootstrap()
-    spawning.install()  # workers never re-run the user's script: no __main__ guard needed
-    options = {"dim": compiled.dim, "total": total, "num_warmup": settings.num_warmup,
-               "max_tree_depth": settings.max_tree_depth, "target_accept": settings.target_accept,
-               "fault_rate": settings.fault_rate, "gradient_metric": settings.gradient_metric,
-               "init": init, "dense": dense}
-    prior = prior or {}
-    dim = compiled.dim
-    restored = set()
-
-    def restore(chain, collector):
-        """Put a resumed chain's saved rows in front of what its worker sends."""
-        if chain not in restored and chain in prior and prior[chain][0]:
-            done, _, rows = prior[chain]
-            collector.draws[chain, :done], collector.stats[chain, :done] = rows[:, :dim], rows[:, dim:]
-            if publisher is not None:
-                publisher.block(chain, 0, collector.draws[chain, :done],
-                                collector.stats[chain, :done])
-        restored.add(chain)
-
-    def on_rows(chain, first, end, collector):
-        restore(chain, collector)
-        if folder is not None:  # the collector has just written this block's state
-            packed = msgpack.unpackb(collector.checkpoint_path(chain).read_bytes(), raw=False)
-            folder.save_block(chain, first, collector.draws[chain, first:end],
-                              collector.stats[chain, first:end], packed["state"])
-        report(chain, collector.draws[chain], collector.stats[chain], end)
+    def on_rows(chain, first, end):
+        draws, stats = collector.draws[chain], collector.stats[chain]
+        if folder is not None:
+            folder.save_block(chain, first, draws[first:end], stats[first:end],
+                              collector.states[chain])
+        report(chain, draws, stats, end)
         if publisher is not None:
-            publisher.block(chain, first, collector.draws[chain, first:end],
-                            collector.stats[chain, first:end])
+            publisher.block(chain, first, draws[first:end], stats[first:end])
             if end == total:
                 publisher.done(chain, end)
 
-    if not float(heartbeat_timeout) > 0:
-        raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
-    resume = {chain: packed for chain, (_, packed, _) in prior.items() if packed is not None}
-    outcome = None
-    if executor == "pool":
-        from exmc.runtime.pool import run_in_pool
-        outcome = run_in_pool(model, options, seed_sequences, int(cores), on_rows, should_stop,
-                              float(heartbeat_timeout), resume=resume)
-    if outcome is None:  # one worker process per chain (or the pool is busy with another run)
-        outcome = run_in_workers(model, options, seed_sequences, int(cores), on_rows,
-                                 should_stop, float(heartbeat_timeout), resume=resume)
-    collector, restarts, failures = outcome
-    for chain in range(len(seed_sequences)):
-        restore(chain, collector)
-    if publisher is not None:
-        for chain, reason in enumerate(failures):
-            if reason is not None:
-                publisher.done(chain, collector.received[chain], "failed", reason)
+    if all(collector.finished):
+        outcome = Outcome([None] * chains, {})
+    else:
+        if hasattr(executor, "start"):
+            executor.start()  # a forked pool: before the import below starts a thread
+        _import_arviz_meanwhile()
+        try:
+            outcome = executor.run(jobs, collector, on_rows, should_stop)
+        finally:
+            collector.close()
     results = []
-    for chain in range(len(seed_sequences)):
+    for chain, reason in enumerate(outcome.failures):
+        if reason is None and not collector.finished[chain]:
+            reason = "interrupted"
+        if publisher is not None and reason is not None:
+            publisher.done(chain, collector.received[chain], "failed", reason)
         result = ChainResult(collector.draws[chain], collector.stats[chain],
                              collector.received[chain], None)
-        result.interrupted = failures[chain] == "interrupted"
-        result.failure = None if result.interrupted else failures[chain]
+        result.interrupted = reason == "interrupted"
+        result.failure = None if result.interrupted else reason
         results.append(result)
-    return results, restarts, failures
+    return results, outcome.attrs
 
 
 class _Live:

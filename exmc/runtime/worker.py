@@ -51,15 +51,14 @@ import msgpack
 import numpy as np
 
 from exmc.runtime.chain import MAX_BLOCK
+from exmc.runtime.executors import Outcome
 from exmc.runtime.protocol import unpack_bounded
-from exmc.samplers.integrators import Metric
-from exmc.samplers.nuts import ITERATION, N_SCALARS, STAT_NAMES, ChainState
+from exmc.samplers.chain_state import iteration_of, pack_state, unpack_state
+from exmc.samplers.nuts import ITERATION, N_SCALARS, STAT_NAMES
 
 log = logging.getLogger("exmc.runtime")
 
 CRASH_ENV = "EXMC_CRASH_AT"
-STATE_ARRAYS = ("position", "grad", "scalars", "window_mean", "window_m2", "gradient_windows")
-METRIC_ARRAYS = ("inverse_diag", "inverse_dense", "momentum_factor")
 MAX_ERROR_TEXT = 1000  # characters of a worker's exception kept for its chain's reason
 LOAD_SECONDS = 600.0  # to load the model before the first block: a cold cache compiles
 BEAT_MARGIN = 10.0    # a block may take this many times the previous one before it is hung
@@ -78,39 +77,6 @@ def link_message_limit(dim):
     rows = MAX_BLOCK * (dim + len(STAT_NAMES))
     state = 3 * dim * dim + 13 * dim + N_SCALARS
     return 8 * (rows + state) + 65536
-
-
-def _pack_array(a):
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    return {"shape": list(a.shape), "bytes": a.tobytes()}
-
-
-def _unpack_array(obj):
-    return np.frombuffer(obj["bytes"], dtype=np.float64).reshape(obj["shape"]).copy()
-
-
-def pack_state(state: ChainState, rng) -> dict:
-    """Plain-data snapshot of a chain: its arrays and its generator's state (big ints as text)."""
-    rs = rng.bit_generator.state
-    return {"arrays": {k: _pack_array(getattr(state, k)) for k in STATE_ARRAYS},
-            "metric": {k: _pack_array(getattr(state.metric, k)) for k in METRIC_ARRAYS},
-            "dense": bool(state.metric.dense),
-            "rng": {"state": str(rs["state"]["state"]), "inc": str(rs["state"]["inc"]),
-                    "has_uint32": int(rs["has_uint32"]), "uinteger": int(rs["uinteger"])}}
-
-
-def unpack_state(obj):
-    """(ChainState, Generator) from ``pack_state``'s output."""
-    arrays = {k: _unpack_array(obj["arrays"][k]) for k in STATE_ARRAYS}
-    metric = Metric(*(_unpack_array(obj["metric"][k]) for k in METRIC_ARRAYS), bool(obj["dense"]))
-    state = ChainState(arrays["position"], arrays["grad"], arrays["scalars"], metric,
-                       arrays["window_mean"], arrays["window_m2"], arrays["gradient_windows"])
-    rng = np.random.Generator(np.random.PCG64())
-    r = obj["rng"]
-    rng.bit_generator.state = {"bit_generator": "PCG64",
-                               "state": {"state": int(r["state"]), "inc": int(r["inc"])},
-                               "has_uint32": r["has_uint32"], "uinteger": r["uinteger"]}
-    return state, rng
 
 
 def _crash_plan(chain):
@@ -231,38 +197,50 @@ class Gap(ValueError):
 
 
 class Collector:
-    """Parent side: assembles each chain's draws from blocks and keeps checkpoints.
+    """Every chain's draws and latest state, from blocks in any order, each draw kept once.
 
-    With ``keep_draws=False`` (an ``exmc-node`` relaying blocks onward) only the
-    counters and checkpoints are kept.  ``close`` removes a checkpoint folder it made
-    (private, mode 0700, in ``parent`` or the temporary folder).
+    Whatever runs the chains (``exmc.runtime.executors``) hands it blocks: ``receive`` a
+    worker-link message, ``add`` a block made in this process.  ``states`` holds each
+    chain's latest packed state (``exmc.samplers.chain_state``).  With ``files=True`` it
+    is also written to ``checkpoint_path(chain)``, where a restarted worker resumes from
+    (the message as it came: nothing is encoded again), in a private folder (mode 0700,
+    in ``parent`` or the temporary folder) that ``close`` removes.  With
+    ``keep_draws=False`` (an ``exmc-node`` relaying blocks onward) only the counters and
+    states are kept.
     """
 
-    def __init__(self, dim, total, chains, directory=None, keep_draws=True, parent=None):
+    def __init__(self, dim, total, chains, keep_draws=True, files=True, parent=None):
         self.dim, self.total = dim, total
         rows = total if keep_draws else 0
         self.draws = np.zeros((chains, rows, dim))
         self.stats = np.zeros((chains, rows, len(STAT_NAMES)))
         self.received = [0] * chains
         self.finished = [False] * chains
-        self.own_directory = directory is None
-        self.directory = Path(directory or tempfile.mkdtemp(prefix="exmc-run-", dir=parent))
+        self.states = {}
+        self.directory = Path(tempfile.mkdtemp(prefix="exmc-run-", dir=parent)) if files else None
 
     def checkpoint_path(self, chain):
         return self.directory / f"chain-{chain}.msgpack"
 
-    def resume_from(self, chain, packed_state):
-        """Start ``chain`` from a packed state (``pack_state``): its worker will read it."""
-        self.received[chain] = int(unpack_state(packed_state)[0].scalars[ITERATION])
-        self._write_checkpoint(chain, packed_state)
+    def resume_from(self, chain, packed_state, rows=None):
+        """Start ``chain`` from a packed state, after the draws and stats ``rows`` (done, dim +
+        len(STAT_NAMES)) that led to it, when they are kept."""
+        self.received[chain] = iteration_of(packed_state)
+        if rows is not None and len(rows) and self.draws.shape[1]:
+            done = len(rows)
+            self.draws[chain, :done], self.stats[chain, :done] = rows[:, :self.dim], rows[:, self.dim:]
+        self._keep_state(chain, packed_state)
+        self.finished[chain] = self.received[chain] >= self.total
 
-    def _write_checkpoint(self, chain, packed_state):
-        tmp = self.checkpoint_path(chain).with_suffix(".tmp")
-        tmp.write_bytes(msgpack.packb({"state": packed_state}, use_bin_type=True))
-        os.replace(tmp, self.checkpoint_path(chain))
+    def _keep_state(self, chain, packed_state, payload=None):
+        self.states[chain] = packed_state
+        if self.directory is not None:
+            tmp = self.checkpoint_path(chain).with_suffix(".tmp")
+            tmp.write_bytes(payload or msgpack.packb({"state": packed_state}, use_bin_type=True))
+            os.replace(tmp, self.checkpoint_path(chain))
 
     def receive(self, payload, sender=None):
-        """Fold one message in; returns (chain, first, end) of the rows it added.
+        """Fold one worker-link message in; returns (chain, first, end) of the rows it added.
 
         ``sender``: the chain whose worker sent it (known from its token), if known.
         Raises ``ValueError`` for a message that does not follow the worker link's format
@@ -279,26 +257,32 @@ class Collector:
         if msg["kind"] == "done":
             self.finished[chain] = self.received[chain] >= msg["done"] >= self.total
             return chain, 0, 0
-        first, n = msg["first"], msg["n"]
-        if msg["draws"].shape[1:] != (self.dim,) or first + n > self.total:
+        if msg["draws"].shape[1:] != (self.dim,) or msg["first"] + msg["n"] > self.total:
             raise ValueError(f"malformed worker message: draws of shape {msg['draws'].shape} "
-                             f"from iteration {first}; expected {self.dim} columns up to {self.total}")
+                             f"from iteration {msg['first']}; expected {self.dim} columns up "
+                             f"to {self.total}")
+        return (chain, *self.add(chain, msg["first"], msg["draws"], msg["stats"], msg["state"],
+                                 payload))
+
+    def add(self, chain, first, draws, stats, packed_state, payload=None):
+        """Fold in a block of rows from iteration ``first`` and the chain's state after it;
+        returns (first, end) of the rows that were new.  A resumed chain regenerates draws
+        after its last saved state: only indices not received before are kept."""
         if first > self.received[chain]:
             raise Gap(chain, first, self.received[chain])
-        # A resumed worker regenerates draws after its checkpoint; keep only new indices.
-        new = max(self.received[chain] - first, 0)
-        end, start = first + n, self.received[chain]
-        if new < n:
-            if self.draws.shape[1]:
-                self.draws[chain, first + new:end] = msg["draws"][new:]
-                self.stats[chain, first + new:end] = msg["stats"][new:]
-            self.received[chain] = end
-            self._write_checkpoint(chain, msg["state"])
-            return chain, start, end
-        return chain, start, start
+        start, end = self.received[chain], first + len(draws)
+        if end <= start:
+            return start, start
+        new = start - first
+        if self.draws.shape[1]:
+            self.draws[chain, start:end] = draws[new:]
+            self.stats[chain, start:end] = stats[new:]
+        self.received[chain] = end
+        self._keep_state(chain, packed_state, payload)
+        return start, end
 
     def close(self):
-        if self.own_directory:
+        if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -369,7 +353,7 @@ class ChainGroup:
         self.refused = 0  # messages that did not come from this run's workers
         self.collector = collector
         self.limits = (heartbeat_timeout, max_restarts, max_seconds)
-        self.waiting = sorted(self.seeds)
+        self.waiting = sorted(c for c in self.seeds if not collector.finished[c])
         self.running = {}
         self.restarts = {chain: 0 for chain in self.seeds}
         self.failures = {chain: None for chain in self.seeds}
@@ -399,15 +383,16 @@ class ChainGroup:
             max_restarts=max_restarts, max_seconds=max_seconds)
         self.running[chain] = Supervisor(spec, on_event=count).start()
 
-    def deliver(self, on_rows, collector):
-        """Receive one message and hand its new rows to ``on_rows``; a refused one is logged, never used."""
+    def deliver(self, on_rows):
+        """Receive one message and hand its new rows to ``on_rows(chain, first, end)``; a
+        refused one is logged, never used."""
         try:
             chain, first, end, _ = self.receive()
         except ValueError as err:  # not from our workers, or nonsense
             log.warning("%s", err)
             return
         if end > first:
-            on_rows(chain, first, end, collector)
+            on_rows(chain, first, end)
 
     def receive(self, flags=0):
         """(chain, first, end, payload) of one message from the workers; with ``zmq.NOBLOCK``
@@ -481,39 +466,53 @@ def interrupts_held():
         raise KeyboardInterrupt
 
 
-def run_in_workers(model, options, seed_sequences, cores, on_rows, should_stop=lambda: False,
-                   heartbeat_timeout=HEARTBEAT_TIMEOUT, max_restarts=3, max_seconds=60.0,
-                   resume=None):
-    """Run every chain in supervised worker processes, at most ``cores`` at once.
+class Processes:
+    """Executor: a new supervised worker process per chain, at most ``cores`` at once
+    (``exmc.sample(..., executor="processes")``).  A worker that crashes is restarted and
+    resumes from its chain's last delivered draw; a chain whose worker needs more than
+    ``max_restarts`` restarts in ``max_seconds`` is given up."""
 
-    ``on_rows(chain, first, end, collector)`` is called as draws arrive.  Ctrl-C or
-    ``should_stop()`` stops every worker and keeps what arrived.  ``resume``: {chain:
-    packed state} of chains to continue from a saved state (a checkpointed run).  Returns
-    (collector, restarts per chain, failure reason per chain or None).
-    """
-    chains = len(seed_sequences)
-    collector = Collector(options["dim"], options["total"], chains)
-    for chain, packed_state in (resume or {}).items():
-        collector.resume_from(chain, packed_state)
-    group = ChainGroup(model.to_msgpack(), options, enumerate(seed_sequences), collector,
-                       heartbeat_timeout, max_restarts, max_seconds)
-    try:
-        while group.active and not should_stop():
-            group.launch_waiting(cores - len(group.running))
-            if group.pull.poll(100):
-                group.deliver(on_rows, collector)
-            group.reap()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        with interrupts_held():
-            group.stop()
-    if group.refused:
-        warnings.warn(f"refused {group.refused} message(s) on the worker link that did not "
-                      f"come from this run's workers or did not follow its format; the "
-                      f"trace holds only the workers' draws", RuntimeWarning, stacklevel=3)
-    failures = [group.failures[chain] for chain in range(chains)]
-    for chain in range(chains):
-        if not collector.finished[chain] and failures[chain] is None:
-            failures[chain] = "interrupted"
-    return collector, [group.restarts[chain] for chain in range(chains)], failures
+    name = "processes"
+    files = True  # restarted workers resume from the collector's checkpoint files
+
+    def __init__(self, cores, heartbeat_timeout=HEARTBEAT_TIMEOUT, max_restarts=3,
+                 max_seconds=60.0):
+        if not float(heartbeat_timeout) > 0:
+            raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
+        self.cores, self.heartbeat_timeout = int(cores), float(heartbeat_timeout)
+        self.max_restarts, self.max_seconds = max_restarts, max_seconds
+
+    def prepare(self):
+        """Before compiling: refuse to start from a worker's own bootstrap."""
+        from exmc.runtime import spawning
+        spawning.refuse_in_bootstrap()
+
+    def group(self, jobs, collector):
+        from exmc.runtime import spawning
+        spawning.install()  # workers never re-run the user's script: no __main__ guard needed
+        return ChainGroup(jobs.model.to_msgpack(), jobs.options,
+                          enumerate(jobs.seeds), collector, self.heartbeat_timeout,
+                          self.max_restarts, self.max_seconds)
+
+    def run(self, jobs, collector, on_rows, should_stop):
+        group = self.group(jobs, collector)
+        try:
+            while group.active and not should_stop():
+                group.launch_waiting(self.cores - len(group.running))
+                if group.pull.poll(100):
+                    group.deliver(on_rows)
+                group.reap()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            with interrupts_held():
+                group.stop()
+        return self.outcome(group, [group.restarts[c] for c in range(len(jobs.seeds))],
+                            [group.failures[c] for c in range(len(jobs.seeds))])
+
+    def outcome(self, group, restarts, failures):
+        if group.refused:
+            warnings.warn(f"refused {group.refused} message(s) on the worker link that did not "
+                          f"come from this run's workers or did not follow its format; the "
+                          f"trace holds only the workers' draws", RuntimeWarning, stacklevel=4)
+        return Outcome(failures, {"cores": self.cores, "restarts": [int(r) for r in restarts]})

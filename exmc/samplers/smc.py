@@ -649,7 +649,7 @@ def sample_smc(model, draws=2000, chains=4, seed=None, kernel="imh", threshold=0
             resampling=resampling, correlation_threshold=correlation_threshold,
             max_steps=max_steps, max_stages=max_stages, cores=cores, progressbar=progressbar))
     if cores is None:
-        from exmc.runtime.sample import available_cores
+        from exmc.runtime.executors import available_cores
         cores = min(chains, available_cores())
     elif isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
         raise ValueError(f"sample_smc: cores must be an integer >= 1, got {cores!r}")

@@ -229,14 +229,21 @@ def test_a_model_larger_than_the_node_accepts_is_refused_up_front(start_node):
 
 
 def test_every_chain_failing_on_a_node_names_the_workers_error(start_node):
+    # A start inside the support (checked here) where the density is zero (found there).
     node = start_node("--workers", "2")
     with pytest.raises(exmc.SamplingError) as caught:
-        sample_chains(SMALL, nodes=[node.address], chains=2, init={"sigma": -1.0}, **RUN)
+        sample_chains(SMALL, nodes=[node.address], chains=2, init={"mu": 0.0, "sigma": 1e300},
+                      **RUN)
     assert isinstance(caught.value, NodeError)
     assert set(caught.value.reasons) == {0, 1}
     for reason in caught.value.reasons.values():
         assert "gave up after 3 restarts" in reason
-        assert "the worker's error: ValueError: init value for 'sigma'" in reason
+        assert "the worker's error: ValueError: the log density is not finite" in reason
+
+
+def test_an_init_outside_its_support_is_refused_before_any_node_is_contacted():
+    with pytest.raises(ValueError, match="init value for 'sigma'.*support"):
+        sample_chains(SMALL, nodes=["tcp://127.0.0.1:9"], chains=2, init={"sigma": -1.0}, **RUN)
 
 
 COORDINATOR = """

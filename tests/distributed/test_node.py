@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 import exmc
 from exmc.distributed import cli, wire
-from exmc.runtime.worker import Collector, pack_state
-from exmc.samplers.nuts import new_chain_state
+from exmc.runtime.worker import Collector
+from exmc.samplers.chain_state import pack_state
+from exmc.samplers.nuts import STAT_NAMES, new_chain_state
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ exmc-node (DEBUG|INFO|WARNING|ERROR) ")
 
@@ -590,9 +591,10 @@ def test_a_model_that_takes_too_long_to_read_is_refused(start_node, client):
 def test_a_job_too_large_for_a_worker_is_refused_naming_its_size(start_node, client):
     node = start_node("--workers", "1")
     c = client(node.address)
-    reply = c.ask(submit(total=10**8, num_warmup=10))  # 1 parameter x 1e8 iterations: 7.5 GiB
+    reply = c.ask(submit(total=10**8, num_warmup=10))  # 1 parameter x 1e8 iterations: > 7 GiB
     assert reply["type"] == "error", reply
-    for words in ("7,629 MiB", "100,000,000 iterations", "4,096 MiB"):
+    need = 8 * (10**8 * (1 + len(STAT_NAMES)) + 13) / 2**20  # a draw and its stats per iteration
+    for words in (f"{need:,.0f} MiB", "100,000,000 iterations", "4,096 MiB"):
         assert words in reply["message"], reply["message"]
     assert workers(node.popen.pid) == set()
 

@@ -4,8 +4,9 @@ import pytest
 
 import exmc
 from exmc import Builder, HalfNormal, Normal
-from exmc.runtime.worker import CRASH_ENV, Collector, Gap, pack_state, unpack_state
-from exmc.samplers.nuts import new_chain_state
+from exmc.runtime.worker import CRASH_ENV, Collector, Gap
+from exmc.samplers.chain_state import pack_state, unpack_state
+from exmc.samplers.nuts import STAT_NAMES, new_chain_state
 
 Y = np.random.default_rng(1).normal(3.0, 1.0, size=20)
 RUN = dict(chains=3, num_samples=400, num_warmup=300, seed=4, progressbar=False)
@@ -79,7 +80,7 @@ def test_collector_keeps_each_draw_once():
     def block(first, values):
         v = np.asarray(values, dtype=float).reshape(-1, 1)
         return msgpack.packb({"kind": "block", "chain": 0, "first": first, "n": len(v),
-                              "draws": v.tobytes(), "stats": np.zeros((len(v), 9)).tobytes(),
+                              "draws": v.tobytes(), "stats": np.zeros((len(v), len(STAT_NAMES))).tobytes(),
                               "state": state}, use_bin_type=True)
 
     assert c.receive(block(0, [0, 1, 2])) == (0, 0, 3)
