@@ -56,6 +56,26 @@ def test_three_nodes_give_the_draws_of_local_chains(trio):
     assert idata.attrs["moves"] == []
 
 
+def test_a_run_on_nodes_keeps_a_checkpoint_that_resumes_anywhere(trio, tmp_path):
+    """Nodes are an executor of exmc.sample: checkpoint= works there, and the run it keeps
+    is extended on this machine with the draws of one longer run."""
+    folder = tmp_path / "run"
+    idata = exmc.sample(SMALL, chains=2, checkpoint=folder, diagnostics=False,
+                        executor=exmc.distributed.Nodes([trio[0].address, trio[1].address]),
+                        **RUN)
+    assert_same_draws(idata, exmc.sample(SMALL, chains=2, **RUN))
+    assert (folder / "trace.nc").exists()
+    more = dict(RUN, num_samples=RUN["num_samples"] + 50)
+    longer = exmc.resume(folder, num_samples=more["num_samples"], progressbar=False,
+                         diagnostics=False)
+    assert_same_draws(longer, exmc.sample(SMALL, chains=2, **more))
+
+
+def test_an_executor_object_takes_no_cores():
+    with pytest.raises(ValueError, match="cores= applies to executor='pool' or 'processes'"):
+        exmc.sample(SMALL, cores=2, executor=exmc.distributed.Nodes(["local"]), **RUN)
+
+
 def test_stream_to_gets_every_draw_of_every_node(trio):
     messages = []
     idata = sample_chains(SMALL, nodes=[node.address for node in trio], chains=3,

@@ -410,3 +410,13 @@ def test_a_worker_using_cpu_beats_and_an_idle_one_does_not():
         stop.set()
         thread.join(5)
         assert bool(beats) == expected, (busy, len(beats))
+
+
+def test_a_packed_state_names_its_scalars_and_a_missing_one_is_named():
+    state = new_chain_state(np.zeros(2), np.zeros(2), -3.5, False)
+    packed = pack_state(state, np.random.default_rng(0))
+    assert packed["scalars"]["logp"] == -3.5 and packed["scalars"]["step_size"] == 1.0
+    assert packed["scalars"]["iteration"] == 0
+    del packed["scalars"]["dual_count"]
+    with pytest.raises(ValueError, match="lack dual_count"):
+        unpack_state(packed)
