@@ -234,7 +234,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         else:
             load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start
-    init = check_init(compiled, init)
+    init = check_init(compiled, init) or None  # checked here, before any chain starts
     folder, prior, seed, init = _open_checkpoint(
         checkpoint, model, compiled.dim, init, chains=chains, num_warmup=num_warmup,
         num_samples=num_samples, seed=seed, target_accept=target_accept,
