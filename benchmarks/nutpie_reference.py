@@ -9,7 +9,9 @@ censoring; their only simplexes are the 2-state transition rows of the HMMs
 model on a small simulated data set (a fixed seed; the data are stored with the
 reference), sampled by nutpie for 4 chains of 25,000 draws after 2,000 tuning steps,
 and the same model written in exmc is compared with it parameter by parameter in units
-of both runs' MCSE, as in ``posteriordb_reference.py``.
+of both runs' MCSE, as in ``posteriordb_reference.py``.  ``VARIANTS`` are exmc models
+written differently with the same posterior (LKJCorr's matrix for LKJCholeskyCov's
+factor), compared with that posterior's reference.
 
     python benchmarks/nutpie_reference.py --reference [--only NAME ...]   # refresh the data file
     python benchmarks/nutpie_reference.py [--draws 1000 --warmup 1000 --chains 4 --seed 1]
@@ -32,7 +34,7 @@ import numpy as np
 
 import exmc
 from exmc import (Beta, Builder, Censored, Custom, Dirichlet, DirichletMultinomial, Gamma, HalfNormal,
-                  LogNormal, Mixture, MvNormal, Normal, NormalMixture, Poisson, Weibull, ref)
+                  LKJCorr, LogNormal, Mixture, MvNormal, Normal, NormalMixture, Poisson, Weibull, ref)
 from exmc import math as em
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -196,6 +198,16 @@ def exmc_mvnormal_lkj(d):
             .obs("y", MvNormal("mu", chol="chol"), np.array(d["y"])))
 
 
+def exmc_mvnormal_lkjcorr(d):
+    # the same prior as LKJCholeskyCov's (sds ~ sd_dist, correlation ~ LKJ(eta)), written with
+    # LKJCorr's correlation matrix and a covariance: checked against mvnormal_lkj's reference
+    sds = ref("chol_stds")
+    return (Builder().rv("mu", Normal(0.0, 5.0, shape=3))
+            .rv("chol_stds", HalfNormal(2.5, shape=3)).rv("chol_corr", LKJCorr(3, 2.0))
+            .obs("y", MvNormal("mu", cov=((ref("chol_corr") * sds).T * sds).T),  # diag(s) C diag(s)
+                 np.array(d["y"])))
+
+
 def exmc_tobit(d):
     return (Builder().rv("a", Normal(0.0, 5.0)).rv("b", Normal(0.0, 5.0))
             .rv("sigma", HalfNormal(5.0))
@@ -244,6 +256,14 @@ POSTERIORS = {
 }
 
 
+# exmc models compared with another posterior's reference: name -> (reference, kind, exmc model)
+VARIANTS = {
+    "mvnormal_lkjcorr": ("mvnormal_lkj", "LKJCorr correlation matrix and sds (the same prior), "
+                         "MvNormal with a covariance", exmc_mvnormal_lkjcorr),
+}
+COMPARISONS = {**{name: (name, p[0], p[3]) for name, p in POSTERIORS.items()}, **VARIANTS}
+
+
 def locate(label):
     """(variable, 0-based index) of a label such as "chol_corr[0,1]" or "sigma"."""
     match = re.fullmatch(r"(\w+)(?:\[([\d,]+)\])?", label)
@@ -262,9 +282,9 @@ def load():
 
 
 def model(name, entry=None):
-    """The exmc model of ``name`` on its stored data."""
-    entry = entry or load()["posteriors"][name]
-    return POSTERIORS[name][3](entry["data"])
+    """The exmc model of comparison ``name`` on its reference's stored data."""
+    reference_name, _, make = COMPARISONS[name]
+    return make((entry or load()["posteriors"][reference_name])["data"])
 
 
 # ---- the reference runs ----------------------------------------------------------------------
@@ -313,7 +333,7 @@ def write_references(names, seed):
 # ---- the comparison --------------------------------------------------------------------------
 def run(name, num_draws, warmup, chains, seed):
     import arviz as az
-    entry = load()["posteriors"][name]
+    entry = load()["posteriors"][COMPARISONS[name][0]]
     start = time.perf_counter()
     idata = exmc.sample(model(name, entry), num_samples=num_draws, num_warmup=warmup,
                         chains=chains, seed=seed, progressbar=False)
@@ -345,7 +365,7 @@ def report(results, args):
     for name, r in results.items():
         ps = r["parameters"].values()
         ratios = [p["sd_ratio"] for p in ps]
-        lines.append(f"| {name} | {POSTERIORS[name][0]} | {len(ratios)} "
+        lines.append(f"| {name} | {COMPARISONS[name][1]} | {len(ratios)} "
                      f"| {max(abs(p['z']) for p in ps):.2f} "
                      f"| {max(abs(z) for p in ps for z in p['quantile_z'].values()):.2f} "
                      f"| {max(ratios, key=lambda x: abs(np.log(x))):.3f} | {r['divergences']} "
@@ -368,22 +388,24 @@ def main():
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", nargs="*", default=list(POSTERIORS), help="posterior names")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="names (default: every comparison, or with --reference every "
+                             "posterior)")
     parser.add_argument("--reference", action="store_true",
                         help="run nutpie and rewrite the data file (for --only's posteriors)")
     args = parser.parse_args()
     if args.reference:
-        return write_references(args.only, seed=16)
+        return write_references(args.only or list(POSTERIORS), seed=16)
     settings = {k: getattr(args, k) for k in ("draws", "warmup", "chains", "seed")}
     path = RESULTS / "nutpie_reference.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     results = previous["posteriors"] if previous.get("settings") == settings else {}
-    for name in args.only:
+    for name in args.only or list(COMPARISONS):
         results[name] = r = run(name, args.draws, args.warmup, args.chains, args.seed)
         print(f"{name}: worst |z| {max(abs(p['z']) for p in r['parameters'].values()):.2f}, "
               f"divergences {r['divergences']}, {r['seconds']:.0f} s", flush=True)
         RESULTS.mkdir(exist_ok=True)
-        ordered = {n: results[n] for n in POSTERIORS if n in results}
+        ordered = {n: results[n] for n in COMPARISONS if n in results}
         path.write_text(json.dumps({"settings": settings, "posteriors": ordered}, indent=1) + "\n")
         (RESULTS / "nutpie_reference.md").write_text(report(ordered, args))
 
