@@ -85,8 +85,8 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
            target_accept=0.8, max_tree_depth=10, dense_mass=False, progressbar=True,
            save_warmup=False, adaptation="stan", stream_to=None, run_id=None, cores=None,
            blocking=True, dashboard=None, heartbeat_timeout=10.0, diagnostics=True,
-           checkpoint=None, executor=None, device="cpu", log_likelihood=False, _live=None,
-           **unknown):
+           checkpoint=None, executor=None, device="cpu", log_likelihood=False, sampler="nuts",
+           _live=None, **unknown):
     """Draw from the posterior of ``model`` with NUTS and Stan's windowed warmup.
 
     Parameters
@@ -152,6 +152,11 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         ``"cuda"`` runs every chain on the GPU (one thread each, thousands at once: the
         same NUTS and Stan warmup with a diagonal metric), needs ``exmc[cuda]`` and a GPU,
         and streams and returns like any other run; see docs/gpu.md.
+    sampler : {"nuts", "chees"}
+        ``"chees"`` (with ``device="cuda"`` only): ChEES-HMC, one step size, jittered
+        trajectory length and diagonal metric shared by all chains, adapted across them
+        in warmup, so every GPU lane makes the same number of leapfrog steps; see
+        docs/gpu.md.
     heartbeat_timeout : float
         With ``cores``: a worker silent this long is taken as hung, killed and restarted.
         It is a floor: after each block of draws a worker promises its next within ten
@@ -197,7 +202,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
             progressbar=progressbar, save_warmup=save_warmup, adaptation=adaptation,
             stream_to=stream_to, run_id=run_id, cores=cores, dashboard=dashboard,
             heartbeat_timeout=heartbeat_timeout, diagnostics=diagnostics, checkpoint=checkpoint,
-            executor=executor, device=device, log_likelihood=log_likelihood))
+            executor=executor, device=device, log_likelihood=log_likelihood, sampler=sampler))
     if not isinstance(model, Model):
         raise TypeError(f"exmc.sample needs a model from Builder or @exmc.model, got "
                         f"{type(model).__name__}")
@@ -208,6 +213,9 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         raise ValueError("adaptation='gradient' adapts a diagonal metric; use dense_mass=False")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if sampler != "nuts":
+        from exmc.runtime.gpu import check_sampler
+        check_sampler(sampler, device)
     if run_id is not None and not (isinstance(run_id, str) and run_id.isidentifier()):
         raise ValueError(f"run_id must be an identifier, got {run_id!r}")
     if device == "cuda":  # every chain on the GPU: exmc/runtime/gpu.py
@@ -230,7 +238,7 @@ def sample(model, init=None, num_samples=1000, num_warmup=1000, chains=4, seed=N
         settings = make_settings(num_warmup, max_tree_depth, target_accept, fault_rate,
                                  gradient_metric=(adaptation == "gradient"))
         if device == "cuda":
-            device_sampler = gpu.DeviceSampler(model, compiled, settings)
+            device_sampler = gpu.device_sampler(model, compiled, settings, sampler)
         else:
             load_kernels(compiled, settings, dense_mass)
     compile_time = time.perf_counter() - start

@@ -160,3 +160,10 @@ def test_dims_and_coords_label_the_inference_data():
     assert idata.posterior["theta"].dims == ("chain", "draw", "school")
     assert list(idata.posterior["z"].coords["school"].values) == schools
     assert idata.observed_data["obs"].dims == ("school",)
+
+
+def test_chees_is_a_gpu_sampler_and_unknown_samplers_are_named():
+    with pytest.raises(ValueError, match="device='cuda'"):
+        exmc.sample(model(), sampler="chees", progressbar=False)
+    with pytest.raises(ValueError, match="'hmc'"):
+        exmc.sample(model(), sampler="hmc", progressbar=False)
