@@ -27,3 +27,15 @@ def test_every_scalar_family_has_a_readme_row_and_a_docs_row():
     assert scalar - _table_rows(README.read_text()) == set()
     docs = README.parent / "docs" / "distributions.md"
     assert scalar - _table_rows(docs.read_text()) == set()
+
+
+def test_the_docs_cdf_column_says_which_families_have_a_logcdf():
+    """docs/distributions.md's last column ("yes"/"no") against the kernel registry."""
+    from exmc.compiler.families import KERNELS
+    with_cdf = {family for (family, _), kernel in KERNELS.items() if kernel.logcdf is not None}
+    docs = (README.parent / "docs" / "distributions.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|.*\| (yes|no) \|$", docs, flags=re.M)
+    assert rows
+    said = {family for family, answer in rows if answer == "yes"}
+    listed = {family for family, _ in rows}
+    assert said == with_cdf & listed

@@ -4,7 +4,7 @@ from typing import Callable, NamedTuple, Optional
 
 from exmc.compiler.njit import kernel
 from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, bessel_i1_over_i0, digamma,
-                                  log1mexp, log_bessel_i0, log_normal_cdf,
+                                  log1mexp, log_bessel_i0, log_gamma_inc, log_normal_cdf,
                                   log_normal_cdf_derivative, logsumexp2, sigmoid, softplus,
                                   xlog1py, xlogy)
 
@@ -2072,6 +2072,115 @@ def lkj_corr_cholesky_logp_grad(L, eta, gL):
     return lp, deta
 
 
+# ---- cdfs that are incomplete gamma functions (Gamma, InverseGamma, ChiSquared, Chi) --------
+@kernel
+def gamma_logcdf(x, alpha, beta):
+    if x <= 0.0:
+        return -INF
+    return log_gamma_inc(alpha, beta * x)[0]
+
+
+@kernel
+def gamma_logcdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    log_p, _, dlog_p_da, _, dlog_p_dz, _ = log_gamma_inc(alpha, beta * x)
+    return log_p, dlog_p_dz * beta, dlog_p_da, dlog_p_dz * x
+
+
+@kernel
+def gamma_logccdf(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0
+    return log_gamma_inc(alpha, beta * x)[1]
+
+
+@kernel
+def gamma_logccdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    _, log_q, _, dlog_q_da, _, dlog_q_dz = log_gamma_inc(alpha, beta * x)
+    return log_q, dlog_q_dz * beta, dlog_q_da, dlog_q_dz * x
+
+
+@kernel
+def inversegamma_logcdf(x, alpha, beta):
+    if x <= 0.0:
+        return -INF
+    return log_gamma_inc(alpha, beta / x)[1]  # P(X <= x) = P(1/X >= 1/x), 1/X ~ Gamma(alpha, beta)
+
+
+@kernel
+def inversegamma_logcdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    _, log_q, _, dlog_q_da, _, dlog_q_dz = log_gamma_inc(alpha, beta / x)
+    return log_q, -dlog_q_dz * beta / (x * x), dlog_q_da, dlog_q_dz / x
+
+
+@kernel
+def inversegamma_logccdf(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0
+    return log_gamma_inc(alpha, beta / x)[0]
+
+
+@kernel
+def inversegamma_logccdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    log_p, _, dlog_p_da, _, dlog_p_dz, _ = log_gamma_inc(alpha, beta / x)
+    return log_p, -dlog_p_dz * beta / (x * x), dlog_p_da, dlog_p_dz / x
+
+
+@kernel
+def chisquared_logcdf(x, nu):
+    return gamma_logcdf(x, 0.5 * nu, 0.5)
+
+
+@kernel
+def chisquared_logcdf_grad(x, nu):
+    value, dx, dalpha, _ = gamma_logcdf_grad(x, 0.5 * nu, 0.5)
+    return value, dx, 0.5 * dalpha
+
+
+@kernel
+def chisquared_logccdf(x, nu):
+    return gamma_logccdf(x, 0.5 * nu, 0.5)
+
+
+@kernel
+def chisquared_logccdf_grad(x, nu):
+    value, dx, dalpha, _ = gamma_logccdf_grad(x, 0.5 * nu, 0.5)
+    return value, dx, 0.5 * dalpha
+
+
+@kernel
+def chi_logcdf(x, nu):
+    return chisquared_logcdf(x * x, nu) if x > 0.0 else -INF  # X^2 ~ ChiSquared(nu)
+
+
+@kernel
+def chi_logcdf_grad(x, nu):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0
+    value, dx, dnu = chisquared_logcdf_grad(x * x, nu)
+    return value, 2.0 * x * dx, dnu
+
+
+@kernel
+def chi_logccdf(x, nu):
+    return chisquared_logccdf(x * x, nu) if x > 0.0 else 0.0
+
+
+@kernel
+def chi_logccdf_grad(x, nu):
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0
+    value, dx, dnu = chisquared_logccdf_grad(x * x, nu)
+    return value, 2.0 * x * dx, dnu
+
+
 # ---- registry ----------------------------------------------------------------------------------
 class FamilyKernel(NamedTuple):
     """The kernels of one family with one choice of parameters, as ``KERNELS`` registers them.
@@ -2162,13 +2271,16 @@ KERNELS = {
         ("lam",), exponential_logp, exponential_logp_grad,
         (exponential_logcdf, exponential_logcdf_grad,
          exponential_logccdf, exponential_logccdf_grad)),
-    # Gamma, InverseGamma, Beta and StudentT have no logcdf here: their cdfs are incomplete
-    # gamma / beta functions, whose shape-parameter derivatives have no cheap exact form.
+    # Beta and StudentT have no logcdf here: their cdfs are incomplete beta functions,
+    # whose shape-parameter derivatives have no cheap exact form.
     ("Gamma", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), gamma_logp, gamma_logp_grad,
+        (gamma_logcdf, gamma_logcdf_grad, gamma_logccdf, gamma_logccdf_grad),
         normalizer=(("alpha", "beta"), gamma_normalizer_grad, gamma_body_grad)),
     ("InverseGamma", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), inversegamma_logp, inversegamma_logp_grad,
+        (inversegamma_logcdf, inversegamma_logcdf_grad, inversegamma_logccdf,
+         inversegamma_logccdf_grad),
         normalizer=(("alpha", "beta"), gamma_normalizer_grad, inversegamma_body_grad)),
     ("Beta", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), beta_logp, beta_logp_grad,
@@ -2205,9 +2317,8 @@ KERNELS = {
         ("mu",), poisson_logp, poisson_logp_grad,
         (poisson_logcdf, poisson_logcdf_grad, poisson_logccdf, poisson_logccdf_grad),
         constant_args=("x",)),
-    # PyMC's further scalar families; without a logcdf where the cdf is an incomplete gamma,
-    # beta or Bessel-type integral or Owen's T (HalfStudentT, SkewNormal, VonMises, Rice,
-    # ChiSquared, Chi).  Flat and HalfFlat are improper: logp 0 on their support.
+    # PyMC's further scalar families; without a logcdf where the cdf is an incomplete beta or
+    # Bessel-type integral or Owen's T (HalfStudentT, SkewNormal, VonMises, Rice).  Flat and HalfFlat are improper: logp 0 on their support.
     ("Flat", ()): _scalar((), flat_logp, flat_logp_grad),
     ("HalfFlat", ()): _scalar((), flat_logp, flat_logp_grad),
     ("HalfStudentT", ("nu", "sigma")): _scalar(
@@ -2257,8 +2368,12 @@ KERNELS = {
         ("mu", "sigma", "lower", "upper"), truncatednormal_logp, truncatednormal_logp_grad,
         (truncatednormal_logcdf, truncatednormal_logcdf_grad, truncatednormal_logccdf,
          truncatednormal_logccdf_grad)),
-    ("ChiSquared", ("nu",)): _scalar(("nu",), chisquared_logp, chisquared_logp_grad),
-    ("Chi", ("nu",)): _scalar(("nu",), chi_logp, chi_logp_grad),
+    ("ChiSquared", ("nu",)): _scalar(
+        ("nu",), chisquared_logp, chisquared_logp_grad,
+        (chisquared_logcdf, chisquared_logcdf_grad, chisquared_logccdf, chisquared_logccdf_grad)),
+    ("Chi", ("nu",)): _scalar(
+        ("nu",), chi_logp, chi_logp_grad,
+        (chi_logcdf, chi_logcdf_grad, chi_logccdf, chi_logccdf_grad)),
     ("NegativeBinomial", ("mu", "alpha")): _scalar(
         ("mu", "alpha"), negativebinomial_logp, negativebinomial_logp_grad, constant_args=("x",)),
     ("BetaBinomial", ("alpha", "beta", "n")): _scalar(

@@ -34,10 +34,12 @@ SCALAR_CASES = {
         [(0.7, 1.3), (5.0, 0.2), (0.01, 3.0), (30.0, 1.5)]),
     ("Gamma", ("alpha", "beta")): (
         lambda alpha, beta: stats.gamma(alpha, scale=1.0 / beta),
-        [(0.7, 2.5, 1.3), (5.0, 0.6, 0.2), (0.01, 1.0, 3.0)]),
+        # the last two: beta x above alpha + 1, where the cdfs use the continued fraction
+        [(0.7, 2.5, 1.3), (5.0, 0.6, 0.2), (0.01, 1.0, 3.0), (10.0, 2.0, 1.0),
+         (105.0, 100.0, 1.0)]),
     ("InverseGamma", ("alpha", "beta")): (
         lambda alpha, beta: stats.invgamma(alpha, scale=beta),
-        [(0.7, 2.5, 1.3), (5.0, 0.6, 0.2), (0.3, 3.0, 1.0)]),
+        [(0.7, 2.5, 1.3), (5.0, 0.6, 0.2), (0.3, 3.0, 1.0), (0.1, 2.0, 1.5)]),
     ("Beta", ("alpha", "beta")): (
         lambda alpha, beta: stats.beta(alpha, beta),
         [(0.3, 2.0, 5.0), (0.9, 0.5, 0.7), (0.02, 1.5, 1.0)]),

@@ -68,6 +68,19 @@ MODELS = {
                  + stats.expon(scale=1 / v["lam"]).logpdf(CENSORED[:3]).sum()
                  + stats.expon(scale=1 / v["lam"]).logsf(3.0)
                  + 2 * stats.expon(scale=1 / v["lam"]).logcdf(0.2), ["lam"]),
+    # the incomplete-gamma cdfs: shape and rate both learned through a censoring bound
+    "censored-gamma": (lambda: exmc.Builder().rv("a", exmc.HalfNormal(3)).rv("b", exmc.HalfNormal(2))
+                       .obs("y", exmc.Censored(exmc.Gamma("a", "b"), 0.2, 3.0), CENSORED),
+                       lambda v: stats.halfnorm(scale=3).logpdf(v["a"]) + stats.halfnorm(scale=2).logpdf(v["b"])
+                       + stats.gamma(v["a"], scale=1 / v["b"]).logpdf(CENSORED[:3]).sum()
+                       + stats.gamma(v["a"], scale=1 / v["b"]).logsf(3.0)
+                       + 2 * stats.gamma(v["a"], scale=1 / v["b"]).logcdf(0.2), ["a", "b"]),
+    "truncated-inversegamma": (lambda: exmc.Builder().rv("a", exmc.HalfNormal(3))
+                               .obs("y", exmc.Truncated(exmc.InverseGamma("a", 1.5), 0.05, 2.6), TRUNCATED),
+                               lambda v: stats.halfnorm(scale=3).logpdf(v["a"])
+                               + (stats.invgamma(v["a"], scale=1.5).logpdf(TRUNCATED)
+                                  - np.log(stats.invgamma(v["a"], scale=1.5).cdf(2.6)
+                                           - stats.invgamma(v["a"], scale=1.5).cdf(0.05))).sum(), ["a"]),
     "mixture": (lambda: exmc.Builder().rv("w", exmc.Dirichlet(np.ones(2))).rv("mu", exmc.Normal(0, 5, shape=2))
                 .obs("y", exmc.Mixture("w", [exmc.Normal(ref("mu")[0], 1.0),
                                              exmc.StudentT(3.0, ref("mu")[1], 2.0)]), X),
