@@ -3,6 +3,15 @@
 Names: q position, p momentum, v = M^{-1} p velocity ("p_sharp" in Stan), grad
 the gradient of the log density at q.  The log density is called through its
 C address (see ``exmc/compiler/njit.py``).
+
+Inlining and compile time (the sampler's first compile on a machine): Numba's IR-level
+inlining (exmc's default, ``inline="always"``) copies the callee's IR at every call site,
+and the sampler's loop had about a hundred such sites.  Small functions of plain arrays and
+numbers (``dot``, ``copy``, ``velocity``, the U-turn checks, ...) are therefore compiled as
+real functions (``inline="never"``): LLVM still inlines them into their callers, and the
+draws are bit for bit the same.  Functions that take the workspace or settings tuples stay
+inlined at IR level (a real call would update a reference count per array they hold), and
+code that runs once per draw or rarer (step-size search, metric updates) is a real call.
 """
 import math
 from typing import NamedTuple
@@ -35,29 +44,50 @@ class Metric(NamedTuple):
     dense: bool
 
 
+# The dense metric's products are real calls, not inlined: a matrix product costs far more
+# than a call, and inlining Numba's np.dot at each of the many sites that use a velocity
+# was a large share of the sampler's first compile.  np.dot's ``out`` form writes BLAS's
+# result in place (the same gemv call as ``out[:] = np.dot(...)``, without the copy).
+
+@njit(inline="never")
+def dense_momentum(factor, rng, p):
+    np.dot(factor, rng.standard_normal(p.shape[0]), p)
+
+
+@njit(inline="never")
+def dense_product(matrix, x, out):
+    np.dot(matrix, x, out)
+
+
 @njit
 def draw_momentum(metric, rng, p):
     """p ~ N(0, M), written into ``p``."""
-    d = p.shape[0]
     if metric.dense:
-        z = rng.standard_normal(d)
-        p[:] = np.dot(metric.momentum_factor, z)
+        dense_momentum(metric.momentum_factor, rng, p)
     else:
-        for i in range(d):
+        for i in range(p.shape[0]):
             p[i] = rng.standard_normal() / math.sqrt(metric.inverse_diag[i])
 
 
-@njit
+@njit(inline="never")
 def velocity(metric, p, v):
     """v = M^{-1} p, written into ``v``."""
     if metric.dense:
-        v[:] = np.dot(metric.inverse_dense, p)
+        dense_product(metric.inverse_dense, p, v)
     else:
         for i in range(p.shape[0]):
             v[i] = metric.inverse_diag[i] * p[i]
 
 
-@njit
+@njit(inline="never")
+def copy(dst, src):
+    """dst[:] = src for two vectors of one length.  A loop: an array assignment inlines
+    Numba's broadcasting and overlap checks at every site, which costs compile time."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(inline="never")
 def dot(a, b):
     """Inner product of two vectors (a loop: cheaper than a BLAS call at these sizes)."""
     total = 0.0
@@ -66,7 +96,7 @@ def dot(a, b):
     return total
 
 
-@njit
+@njit(inline="never")
 def kinetic_energy(p, v):
     return 0.5 * dot(p, v)
 
@@ -99,7 +129,7 @@ def leapfrog(address, data, metric, q, p, grad, logp, v, step, rng, fault_rate):
     return status
 
 
-@njit
+@njit(inline="never")
 def hamiltonian(status, logp, p, v):
     """H = -log p(q) + K(p), infinite for a failed or non-finite evaluation."""
     if status != 0:

@@ -25,7 +25,7 @@ from exmc.samplers.adaptation.gradient import (BACKGROUND, FOREGROUND, add_draw,
 from exmc.samplers.adaptation.metric import update_metric, welford_add
 from exmc.samplers.adaptation.stepsize import (final_step_size, init_step_size, learn_step_size,
                                                restart_dual_averaging)
-from exmc.samplers.integrators import Metric, draw_momentum, kinetic_energy, velocity
+from exmc.samplers.integrators import Metric, copy, draw_momentum, kinetic_energy, velocity
 from exmc.samplers.trajectory import (build_subtree, log_sum_exp, make_workspace, no_u_turn,
                                       no_u_turn_across)
 
@@ -99,16 +99,16 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
     velocity(metric, ws.p, ws.v)
     H0 = -logp + kinetic_energy(ws.p, ws.v)
     for e in range(2):
-        ws.end_q[e] = q
-        ws.end_p[e] = ws.p
-        ws.end_grad[e] = grad
-        ws.end_v[e] = ws.v
+        copy(ws.end_q[e], q)
+        copy(ws.end_p[e], ws.p)
+        copy(ws.end_grad[e], grad)
+        copy(ws.end_v[e], ws.v)
         ws.end_logp[e] = logp
-    ws.sample_q[:] = q
-    ws.sample_p[:] = ws.p
-    ws.sample_grad[:] = grad
+    copy(ws.sample_q, q)
+    copy(ws.sample_p, ws.p)
+    copy(ws.sample_grad, grad)
     ws.sample_logp[0] = logp
-    ws.rho[:] = ws.p
+    copy(ws.rho, ws.p)
     top = ws.tree_q.shape[0] - 1
     log_weight = 0.0
     depth = 0
@@ -119,10 +119,10 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
     max_error = 0.0
     while depth < max_depth:
         e = 1 if rng.random() > 0.5 else 0  # 1: extend forward in time, 0: backward
-        ws.q[:] = ws.end_q[e]
-        ws.p[:] = ws.end_p[e]
-        ws.grad[:] = ws.end_grad[e]
-        ws.v[:] = ws.end_v[e]
+        copy(ws.q, ws.end_q[e])
+        copy(ws.p, ws.end_p[e])
+        copy(ws.grad, ws.end_grad[e])
+        copy(ws.v, ws.end_v[e])
         ws.logp[0] = ws.end_logp[e]
         valid, n, metro, div, rec, error = build_subtree(
             address, data, metric, ws, depth, step if e == 1 else -step, H0, max_energy_error,
@@ -139,9 +139,9 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
         # Biased progressive sampling: favour the new subtree when it carries more weight.
         log_weight_new = ws.tree_log_weight[top]
         if log_weight_new > log_weight or rng.random() < math.exp(log_weight_new - log_weight):
-            ws.sample_q[:] = ws.tree_q[top]
-            ws.sample_p[:] = ws.tree_p[top]
-            ws.sample_grad[:] = ws.tree_grad[top]
+            copy(ws.sample_q, ws.tree_q[top])
+            copy(ws.sample_p, ws.tree_p[top])
+            copy(ws.sample_grad, ws.tree_grad[top])
             ws.sample_logp[0] = ws.tree_logp[top]
         log_weight = log_sum_exp(log_weight, log_weight_new)
         # U-turn checks on the merged trajectory and across the seam; end e is still the
@@ -151,17 +151,18 @@ def nuts_transition(address, data, metric, ws, q, grad, logp, step, max_depth,
                                    ws.tree_p_begin[top])
         persist = persist and no_u_turn_across(ws.end_v[e], ws.tree_v_end[top], ws.tree_rho[top],
                                                ws.end_p[e])
-        ws.rho[:] += ws.tree_rho[top]
+        for i in range(ws.rho.shape[0]):
+            ws.rho[i] += ws.tree_rho[top, i]
         persist = persist and no_u_turn(ws.end_v[outer], ws.tree_v_end[top], ws.rho)
-        ws.end_q[e] = ws.q
-        ws.end_p[e] = ws.p
-        ws.end_grad[e] = ws.grad
-        ws.end_v[e] = ws.v
+        copy(ws.end_q[e], ws.q)
+        copy(ws.end_p[e], ws.p)
+        copy(ws.end_grad[e], ws.grad)
+        copy(ws.end_v[e], ws.v)
         ws.end_logp[e] = ws.logp[0]
         if not persist:
             break
-    q[:] = ws.sample_q
-    grad[:] = ws.sample_grad
+    copy(q, ws.sample_q)
+    copy(grad, ws.sample_grad)
     velocity(metric, ws.sample_p, ws.v)
     stats[LP] = ws.sample_logp[0]
     stats[DIVERGING] = 1.0 if divergent else 0.0
@@ -235,7 +236,7 @@ def run_block(address, data, settings, state, rng, ws, num_iterations, draws, st
                 restart_dual_averaging(dual, s[STEP])
         s[ITERATION] = it + 1
 
-@njit
+@njit(inline="never")
 def adapt_gradient_metric(address, data, settings, state, rng, ws, it, moved):
     """One warmup draw of nutpie-style metric adaptation (see adaptation/gradient.py)."""
     s, est, metric = state.scalars, state.gradient_windows, state.metric

@@ -62,20 +62,20 @@ def make_workspace(dim, max_depth):
                      stack(), stack(), stack(), stack(), stack())
 
 
-@njit
+@njit(inline="never")
 def no_u_turn(v_minus, v_plus, rho):
     """Stan's compute_criterion: both ends' velocities still point along rho (no U-turn)."""
     return dot(v_plus, rho) > 0.0 and dot(v_minus, rho) > 0.0
 
 
-@njit
+@njit(inline="never")
 def no_u_turn_across(v_minus, v_plus, rho, extra_p):
     """``no_u_turn`` on rho + extra_p, without forming the sum."""
     return (dot(v_plus, rho) + dot(v_plus, extra_p) > 0.0
             and dot(v_minus, rho) + dot(v_minus, extra_p) > 0.0)
 
 
-@njit
+@njit(inline="never")
 def log_sum_exp(a, b):
     if a == -np.inf:
         return b
@@ -111,9 +111,10 @@ def merge_subtrees(ws, left, top, rng):
     log_w = log_sum_exp(log_w_left, log_w_right)
     if not log_w_right > log_w:
         if not rng.random() < math.exp(log_w_right - log_w):
-            ws.tree_q[top] = ws.tree_q[left]
-            ws.tree_p[top] = ws.tree_p[left]
-            ws.tree_grad[top] = ws.tree_grad[left]
+            for i in range(ws.tree_q.shape[1]):
+                ws.tree_q[top, i] = ws.tree_q[left, i]
+                ws.tree_p[top, i] = ws.tree_p[left, i]
+                ws.tree_grad[top, i] = ws.tree_grad[left, i]
             ws.tree_logp[top] = ws.tree_logp[left]
     # Extra checks across the seam: left subtree plus the right's first step, and
     # right subtree plus the left's last step.
@@ -121,9 +122,10 @@ def merge_subtrees(ws, left, top, rng):
                                ws.tree_p_begin[top])
     persist = persist and no_u_turn_across(ws.tree_v_end[left], ws.tree_v_end[top],
                                            ws.tree_rho[top], ws.tree_p_end[left])
-    ws.tree_rho[top] += ws.tree_rho[left]
-    ws.tree_p_begin[top] = ws.tree_p_begin[left]
-    ws.tree_v_begin[top] = ws.tree_v_begin[left]
+    for i in range(ws.tree_q.shape[1]):  # loops, not array assignments: see copy()
+        ws.tree_rho[top, i] += ws.tree_rho[left, i]
+        ws.tree_p_begin[top, i] = ws.tree_p_begin[left, i]
+        ws.tree_v_begin[top, i] = ws.tree_v_begin[left, i]
     ws.tree_log_weight[top] = log_w
     return persist and no_u_turn(ws.tree_v_begin[top], ws.tree_v_end[top], ws.tree_rho[top])
 

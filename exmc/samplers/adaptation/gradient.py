@@ -34,8 +34,11 @@ def add_draw(estimates, which, count, q, grad):
 
 @njit
 def promote_background(estimates):
-    estimates[FOREGROUND] = estimates[BACKGROUND]
-    estimates[BACKGROUND] = 0.0
+    """The background window becomes the foreground; a new, empty background starts."""
+    for row in range(estimates.shape[1]):  # loops: see adaptation/metric.py
+        for i in range(estimates.shape[2]):
+            estimates[FOREGROUND, row, i] = estimates[BACKGROUND, row, i]
+            estimates[BACKGROUND, row, i] = 0.0
 
 
 @njit

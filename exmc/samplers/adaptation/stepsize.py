@@ -2,8 +2,8 @@
 import math
 
 from exmc.compiler.njit import njit
-from exmc.samplers.integrators import (draw_momentum, hamiltonian, kinetic_energy, leapfrog,
-                                       velocity)
+from exmc.samplers.integrators import (copy, draw_momentum, hamiltonian, kinetic_energy,
+                                       leapfrog, velocity)
 
 # Slots of the dual-averaging state vector (kept in a float array so it survives between blocks).
 MU, S_BAR, X_BAR, COUNTER = range(4)
@@ -36,15 +36,15 @@ def final_step_size(state):
     return math.exp(state[X_BAR])
 
 
-@njit
+@njit(inline="never")  # called once per metric window: a call costs nothing here
 def init_step_size(address, data, metric, ws, q, grad, logp, step, rng, fault_rate):
     """Stan's init_stepsize heuristic: double or halve until one leapfrog step's
     acceptance crosses 0.8.  Bounded to 100 trials; ``q`` is left untouched."""
     log_target = math.log(0.8)
     direction = 0
     for trial in range(100):
-        ws.q[:] = q
-        ws.grad[:] = grad
+        copy(ws.q, q)
+        copy(ws.grad, grad)
         ws.logp[0] = logp
         draw_momentum(metric, rng, ws.p)
         velocity(metric, ws.p, ws.v)
