@@ -4,7 +4,8 @@ from typing import Callable, NamedTuple, Optional
 
 from exmc.compiler.njit import kernel
 from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, bessel_i1_over_i0, digamma,
-                                  log1mexp, log_bessel_i0, log_gamma_inc, log_normal_cdf,
+                                  log1mexp, log_bessel_i0, log_beta_inc, log_gamma_inc,
+                                  log_normal_cdf,
                                   log_normal_cdf_derivative, logsumexp2, sigmoid, softplus,
                                   xlog1py, xlogy)
 
@@ -2181,6 +2182,170 @@ def chi_logccdf_grad(x, nu):
     return value, 2.0 * x * dx, dnu
 
 
+# ---- cdfs that are incomplete beta functions (Beta, StudentT, HalfStudentT, NegativeBinomial)
+@kernel
+def beta_logcdf(x, alpha, beta):
+    if x <= 0.0:
+        return -INF
+    if x >= 1.0:
+        return 0.0
+    return log_beta_inc(alpha, beta, x)[0]
+
+
+@kernel
+def beta_logcdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    if x >= 1.0:
+        return 0.0, 0.0, 0.0, 0.0
+    r = log_beta_inc(alpha, beta, x)
+    return r[0], r[6], r[2], r[3]
+
+
+@kernel
+def beta_logccdf(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return -INF
+    return log_beta_inc(alpha, beta, x)[1]
+
+
+@kernel
+def beta_logccdf_grad(x, alpha, beta):
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    if x >= 1.0:
+        return -INF, 0.0, 0.0, 0.0
+    r = log_beta_inc(alpha, beta, x)
+    return r[1], r[7], r[4], r[5]
+
+
+@kernel
+def _studentt_tail_grad(t, nu):
+    """log P(T > t) for T ~ StudentT(nu) and t >= 0, with its partials in t and nu:
+    P(T > t) = I_z(nu / 2, 1 / 2) / 2, z = nu / (nu + t^2), through the complement
+    I_(1 - z)(1 / 2, nu / 2) when z is near 1 (1 - z = t^2 / (nu + t^2) keeps its digits)."""
+    if t <= 0.0:  # P = 1/2 for every nu; the slope is minus the density at 0
+        log_density0 = (math.lgamma(0.5 * nu + 0.5) - math.lgamma(0.5 * nu)
+                        - 0.5 * math.log(nu) - 0.5 * LOG_PI)
+        return -LOG_2, -2.0 * math.exp(log_density0), 0.0
+    s = nu + t * t
+    if nu / s > 0.5:
+        r = log_beta_inc(0.5, 0.5 * nu, t * t / s)
+        log_i, di_shape, di_w = r[1], r[5], r[7]
+        dw_dt, dw_dnu = 2.0 * t * nu / (s * s), -t * t / (s * s)
+    else:
+        r = log_beta_inc(0.5 * nu, 0.5, nu / s)
+        log_i, di_shape, di_w = r[0], r[2], r[6]
+        dw_dt, dw_dnu = -2.0 * t * nu / (s * s), t * t / (s * s)
+    return log_i - LOG_2, di_w * dw_dt, 0.5 * di_shape + di_w * dw_dnu
+
+
+@kernel
+def _studentt_standard_logcdf_grad(t, nu):
+    """log P(T <= t) with its partials in t and nu."""
+    tail, d_abs, d_nu = _studentt_tail_grad(abs(t), nu)
+    if t < 0.0:
+        return tail, -d_abs, d_nu
+    other = log1mexp(-tail)
+    ratio = math.exp(tail - other)
+    return other, -ratio * d_abs, -ratio * d_nu
+
+
+@kernel
+def studentt_logcdf(x, nu, mu, sigma):
+    return _studentt_standard_logcdf_grad((x - mu) / sigma, nu)[0]
+
+
+@kernel
+def studentt_logcdf_grad(x, nu, mu, sigma):
+    t = (x - mu) / sigma
+    value, dt, dnu = _studentt_standard_logcdf_grad(t, nu)
+    return value, dt / sigma, dnu, -dt / sigma, -dt * t / sigma
+
+
+@kernel
+def studentt_logccdf(x, nu, mu, sigma):
+    return _studentt_standard_logcdf_grad((mu - x) / sigma, nu)[0]
+
+
+@kernel
+def studentt_logccdf_grad(x, nu, mu, sigma):
+    t = (mu - x) / sigma
+    value, dt, dnu = _studentt_standard_logcdf_grad(t, nu)
+    return value, -dt / sigma, dnu, dt / sigma, -dt * t / sigma
+
+
+@kernel
+def halfstudentt_logccdf_grad(x, nu, sigma):
+    """P(X > x) = 2 P(T > x / sigma)."""
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    t = x / sigma
+    tail, dt, dnu = _studentt_tail_grad(t, nu)
+    return LOG_2 + tail, dt / sigma, dnu, -dt * t / sigma
+
+
+@kernel
+def halfstudentt_logccdf(x, nu, sigma):
+    return halfstudentt_logccdf_grad(x, nu, sigma)[0]
+
+
+@kernel
+def halfstudentt_logcdf_grad(x, nu, sigma):
+    if x <= 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    upper, dx, dnu, dsigma = halfstudentt_logccdf_grad(x, nu, sigma)
+    value = log1mexp(-upper)
+    ratio = -math.exp(upper - value)
+    return value, ratio * dx, ratio * dnu, ratio * dsigma
+
+
+@kernel
+def halfstudentt_logcdf(x, nu, sigma):
+    return halfstudentt_logcdf_grad(x, nu, sigma)[0]
+
+
+@kernel
+def _negativebinomial_cdf_terms(x, mu, alpha):
+    """(log_beta_inc at p = alpha / (alpha + mu) for P(X <= k) = I_p(alpha, k + 1), dp/dmu,
+    dp/dalpha)."""
+    s = alpha + mu
+    return (log_beta_inc(alpha, math.floor(x) + 1.0, alpha / s), -alpha / (s * s),
+            mu / (s * s))
+
+
+@kernel
+def negativebinomial_logcdf(x, mu, alpha):
+    if x < 0.0:
+        return -INF
+    return _negativebinomial_cdf_terms(x, mu, alpha)[0][0]
+
+
+@kernel
+def negativebinomial_logcdf_grad(x, mu, alpha):
+    if x < 0.0:
+        return -INF, 0.0, 0.0, 0.0
+    r, dp_dmu, dp_dalpha = _negativebinomial_cdf_terms(x, mu, alpha)
+    return r[0], 0.0, r[6] * dp_dmu, r[2] + r[6] * dp_dalpha
+
+
+@kernel
+def negativebinomial_logccdf(x, mu, alpha):
+    if x < 0.0:
+        return 0.0
+    return _negativebinomial_cdf_terms(x, mu, alpha)[0][1]
+
+
+@kernel
+def negativebinomial_logccdf_grad(x, mu, alpha):
+    if x < 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    r, dp_dmu, dp_dalpha = _negativebinomial_cdf_terms(x, mu, alpha)
+    return r[1], 0.0, r[7] * dp_dmu, r[4] + r[7] * dp_dalpha
+
+
 # ---- registry ----------------------------------------------------------------------------------
 class FamilyKernel(NamedTuple):
     """The kernels of one family with one choice of parameters, as ``KERNELS`` registers them.
@@ -2271,8 +2436,6 @@ KERNELS = {
         ("lam",), exponential_logp, exponential_logp_grad,
         (exponential_logcdf, exponential_logcdf_grad,
          exponential_logccdf, exponential_logccdf_grad)),
-    # Beta and StudentT have no logcdf here: their cdfs are incomplete beta functions,
-    # whose shape-parameter derivatives have no cheap exact form.
     ("Gamma", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), gamma_logp, gamma_logp_grad,
         (gamma_logcdf, gamma_logcdf_grad, gamma_logccdf, gamma_logccdf_grad),
@@ -2284,12 +2447,14 @@ KERNELS = {
         normalizer=(("alpha", "beta"), gamma_normalizer_grad, inversegamma_body_grad)),
     ("Beta", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), beta_logp, beta_logp_grad,
+        (beta_logcdf, beta_logcdf_grad, beta_logccdf, beta_logccdf_grad),
         normalizer=(("alpha", "beta"), beta_normalizer_grad, beta_body_grad)),
     ("Uniform", ("lower", "upper")): _scalar(
         ("lower", "upper"), uniform_logp, uniform_logp_grad,
         (uniform_logcdf, uniform_logcdf_grad, uniform_logccdf, uniform_logccdf_grad)),
     ("StudentT", ("nu", "mu", "sigma")): _scalar(
         ("nu", "mu", "sigma"), studentt_logp, studentt_logp_grad,
+        (studentt_logcdf, studentt_logcdf_grad, studentt_logccdf, studentt_logccdf_grad),
         normalizer=(("nu",), studentt_normalizer_grad, studentt_body_grad)),
     ("Cauchy", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), cauchy_logp, cauchy_logp_grad,
@@ -2317,12 +2482,14 @@ KERNELS = {
         ("mu",), poisson_logp, poisson_logp_grad,
         (poisson_logcdf, poisson_logcdf_grad, poisson_logccdf, poisson_logccdf_grad),
         constant_args=("x",)),
-    # PyMC's further scalar families; without a logcdf where the cdf is an incomplete beta or
-    # Bessel-type integral or Owen's T (HalfStudentT, SkewNormal, VonMises, Rice).  Flat and HalfFlat are improper: logp 0 on their support.
+    # PyMC's further scalar families; without a logcdf where the cdf is a Bessel-type
+    # integral or Owen's T (SkewNormal, VonMises, Rice).  Flat and HalfFlat are improper: logp 0 on their support.
     ("Flat", ()): _scalar((), flat_logp, flat_logp_grad),
     ("HalfFlat", ()): _scalar((), flat_logp, flat_logp_grad),
     ("HalfStudentT", ("nu", "sigma")): _scalar(
-        ("nu", "sigma"), halfstudentt_logp, halfstudentt_logp_grad),
+        ("nu", "sigma"), halfstudentt_logp, halfstudentt_logp_grad,
+        (halfstudentt_logcdf, halfstudentt_logcdf_grad, halfstudentt_logccdf,
+         halfstudentt_logccdf_grad)),
     ("Weibull", ("alpha", "beta")): _scalar(
         ("alpha", "beta"), weibull_logp, weibull_logp_grad,
         (weibull_logcdf, weibull_logcdf_grad, weibull_logccdf, weibull_logccdf_grad)),
@@ -2375,7 +2542,9 @@ KERNELS = {
         ("nu",), chi_logp, chi_logp_grad,
         (chi_logcdf, chi_logcdf_grad, chi_logccdf, chi_logccdf_grad)),
     ("NegativeBinomial", ("mu", "alpha")): _scalar(
-        ("mu", "alpha"), negativebinomial_logp, negativebinomial_logp_grad, constant_args=("x",)),
+        ("mu", "alpha"), negativebinomial_logp, negativebinomial_logp_grad,
+        (negativebinomial_logcdf, negativebinomial_logcdf_grad, negativebinomial_logccdf,
+         negativebinomial_logccdf_grad), constant_args=("x",)),
     ("BetaBinomial", ("alpha", "beta", "n")): _scalar(
         ("alpha", "beta", "n"), betabinomial_logp, betabinomial_logp_grad,
         constant_args=("x", "n")),

@@ -48,7 +48,9 @@ SCALAR_CASES = {
         [(0.3, 0.0, 1.0), (-2.0, -3.5, 4.0), (10.1, 10.0, 10.5)]),
     ("StudentT", ("nu", "mu", "sigma")): (
         lambda nu, mu, sigma: stats.t(nu, mu, sigma),
-        [(0.3, 4.0, 0.1, 2.0), (-7.0, 1.5, 1.0, 0.5), (2.0, 30.0, -1.0, 3.0)]),
+        # the last two: at the centre, and in a far tail (the cdfs' other branches)
+        [(0.3, 4.0, 0.1, 2.0), (-7.0, 1.5, 1.0, 0.5), (2.0, 30.0, -1.0, 3.0),
+         (1.0, 2.5, 1.0, 2.0), (60.0, 3.0, 0.0, 1.0)]),
     ("Cauchy", ("alpha", "beta")): (
         lambda alpha, beta: stats.cauchy(alpha, beta),
         [(0.3, 0.1, 2.0), (-7.0, 1.0, 0.5), (40.0, -1.0, 3.0)]),
@@ -87,7 +89,9 @@ class _Reference:
 
 def _half_student_t(nu, sigma):
     t = stats.t(nu, 0.0, sigma)
-    return _Reference(lambda x: math.log(2.0) + t.logpdf(x))
+    return _Reference(lambda x: math.log(2.0) + t.logpdf(x),
+                      lambda x: math.log(2.0 * t.cdf(x) - 1.0),  # 1 - 2 P(T > x)
+                      lambda x: math.log(2.0) + t.logsf(x))
 
 
 def _logit_normal(mu, sigma):

@@ -81,6 +81,12 @@ MODELS = {
                                + (stats.invgamma(v["a"], scale=1.5).logpdf(TRUNCATED)
                                   - np.log(stats.invgamma(v["a"], scale=1.5).cdf(2.6)
                                            - stats.invgamma(v["a"], scale=1.5).cdf(0.05))).sum(), ["a"]),
+    "truncated-studentt": (lambda: exmc.Builder().rv("nu", exmc.Gamma(2.0, 0.1)).rv("mu", exmc.Normal(0, 2))
+                           .obs("y", exmc.Truncated(exmc.StudentT("nu", "mu", 0.8), 0.0, 2.6), TRUNCATED),
+                           lambda v: stats.gamma(2.0, scale=10.0).logpdf(v["nu"]) + stats.norm(0, 2).logpdf(v["mu"])
+                           + (stats.t(v["nu"], v["mu"], 0.8).logpdf(TRUNCATED)
+                              - np.log(stats.t(v["nu"], v["mu"], 0.8).cdf(2.6)
+                                       - stats.t(v["nu"], v["mu"], 0.8).cdf(0.0))).sum(), ["nu"]),
     "mixture": (lambda: exmc.Builder().rv("w", exmc.Dirichlet(np.ones(2))).rv("mu", exmc.Normal(0, 5, shape=2))
                 .obs("y", exmc.Mixture("w", [exmc.Normal(ref("mu")[0], 1.0),
                                              exmc.StudentT(3.0, ref("mu")[1], 2.0)]), X),
