@@ -213,7 +213,7 @@ def run_block(address, data, settings, state, rng, ws, num_iterations, draws, st
                                   settings.max_tree_depth, settings.max_energy_error, rng,
                                   settings.fault_rate, stats[k])
         stats[k, WARMUP] = 1.0 if warmup else 0.0
-        draws[k] = q
+        copy(draws[k], q)
         if warmup and settings.gradient_metric:
             if stats[k, RECOVERED] == 0.0:
                 s[STEP] = learn_step_size(dual, stats[k, ACCEPTANCE], settings.target_accept,
@@ -236,7 +236,7 @@ def run_block(address, data, settings, state, rng, ws, num_iterations, draws, st
                 restart_dual_averaging(dual, s[STEP])
         s[ITERATION] = it + 1
 
-@njit(inline="never")
+@njit
 def adapt_gradient_metric(address, data, settings, state, rng, ws, it, moved):
     """One warmup draw of nutpie-style metric adaptation (see adaptation/gradient.py)."""
     s, est, metric = state.scalars, state.gradient_windows, state.metric
