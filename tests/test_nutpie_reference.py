@@ -35,14 +35,15 @@ def posterior(name):
     return _cache[name]
 
 
-def mismatches(post, reference, shift=0.0):
+def mismatches(post, reference, shift=0.0, draws=bench.draws):
     """Each reference parameter whose mean is off by more than Z MCSE of both runs, whose ESS
     is below MIN_ESS, or whose sd is off by more than SD_TOLERANCE; ``shift`` moves every
-    reference mean by that many reference sds (for the negative control)."""
+    reference mean by that many reference sds (for the negative control); ``draws(post, label)``
+    reads one labelled element."""
     out = []
     for label, r in reference.items():
         stats.checks_made += 1
-        v = bench.draws(post, label)
+        v = draws(post, label)
         estimate, mcse, ess = expectation_error(v)
         z = (estimate - r["mean"] - shift * r["sd"]) / np.hypot(mcse, r["sd"] / np.sqrt(r["ess"]))
         ratio = float(v.std(ddof=1)) / r["sd"]
