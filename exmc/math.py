@@ -7,7 +7,7 @@ functions of one argument are made from the registry itself.
 """
 from exmc.ir.expr import Expr, as_expr, postorder
 from exmc.ir.ops import REGISTRY
-from exmc.ir.recursion import OdeSpec, Recursion
+from exmc.ir.recursion import ODE_ALIASES, ODE_METHODS, OdeSpec, Recursion
 
 
 def _unary(op):
@@ -93,6 +93,7 @@ def _binary(op):
 
 
 maximum, minimum = _binary("maximum"), _binary("minimum")
+arctan2 = _binary("arctan2")
 eq, ne, lt, le, gt, ge = (_binary(op) for op in ("eq", "ne", "lt", "le", "gt", "ge"))
 logical_and, logical_or = _binary("logical_and"), _binary("logical_or")
 
@@ -222,8 +223,13 @@ def ode_solve(rhs, y0, times, params=(), t0=0.0, method="rk45", rtol=1e-6, atol=
         Parameters of the right-hand side (may depend on model variables).
     t0 : float
         Initial time (a constant).
-    method : "rk45"
-        Dormand-Prince 5(4) with adaptive steps (the only method so far).
+    method : "rk45", "sdirk4" or "bdf"
+        "rk45": Dormand-Prince 5(4), explicit, with adaptive steps (non-stiff systems).
+        "sdirk4": an L-stable singly diagonally implicit Runge-Kutta method of order 4
+        (Hairer and Wanner's SDIRK4, embedded order 3) with adaptive steps, for stiff
+        systems: each stage is solved by Newton's method to rounding.  "bdf" is accepted
+        as another name for the stiff method (Stan's and the issue's name); it is
+        SDIRK4, not a backward differentiation formula.
     rtol, atol : float
         Error per step relative to ``atol + rtol * |y|`` (root mean square over components).
     max_steps : int
@@ -239,21 +245,23 @@ def ode_solve(rhs, y0, times, params=(), t0=0.0, method="rk45", rtol=1e-6, atol=
     accepted step sizes held fixed (discretise-then-differentiate), so they match
     the solution to the solver's tolerance.  See ``docs/recursions.md``.
     """
-    if method != "rk45":
-        raise NotImplementedError(f"ode_solve method {method!r}: only 'rk45' (adaptive "
-                                  f"Dormand-Prince) is available; stiff solvers are not yet")
+    methods = ODE_METHODS + tuple(ODE_ALIASES)
+    if not isinstance(method, str) or method not in methods:
+        raise ValueError(f"ode_solve: unknown method {method!r}; the methods are "
+                         f"{', '.join(map(repr, methods))} ('bdf' is the stiff SDIRK4)")
+    method = ODE_ALIASES.get(method, method)
     params = list(params)
     count = 2 + len(params)
     placeholders = _placeholders(count)
     body, hoisted = _body(rhs(*placeholders), placeholders, "ode_solve's rhs")
     if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
         raise TypeError(f"max_steps must be a positive int, got {max_steps!r}")
-    spec = OdeSpec(body, float(rtol), float(atol), max_steps)
+    spec = OdeSpec(body, float(rtol), float(atol), max_steps, method)
     args = [as_expr(y0), as_expr(t0), as_expr(times)] + [as_expr(p) for p in params + hoisted]
     return Expr("ode_solve", tuple(args), spec)
 
 
 __all__ = [*_ELEMENTWISE_UNARY, "invlogit", "gammaln", "sum", "mean", "logsumexp", "cumsum",
-           "concatenate", "stack", "transpose", "dot", "where", "switch", "clip", "maximum",
+           "concatenate", "stack", "transpose", "dot", "where", "switch", "clip", "maximum", "arctan2",
            "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
            "cholesky", "solve_triangular", "logdet", "scan", "ode_solve", "reshape"]

@@ -135,6 +135,7 @@ class Emitter:
                 size += size_of(node.shape)
         self.scratch_size = size
         self.fail = ""
+        self.ode_sink = {}  # ODE node id -> where its parameters' adjoints go while a Jacobian is built
 
     def is_view(self, i):
         return self.nodes[i].op in ("index", "transpose", "arg", "reshape")
@@ -148,6 +149,14 @@ class Emitter:
         """Sizes of the blocks of ODE node ``i``'s aux space, in order (see ``forward_ode``)."""
         node = self.nodes[i]
         n, steps = node.shape[1], node.attr.spec.max_steps
+        if node.attr.spec.method == "sdirk4":
+            stages = recursion.SD_STAGES
+            params = [size_of(self.nodes[j].shape) for j in node.inputs[3:]]
+            return {"trajectory": (steps + 1) * n, "stages": steps * stages * n, "start": steps,
+                    "step": steps, "reached": node.shape[0], "y": n, "t": 1, "count": 1,
+                    "jac": n * n, "lu": n * n, "piv": n, "f0": n, "known": n, "hk": stages * n,
+                    "d": n, "ybar": n, "yout": n, "r": stages * n, "seed": n, "stage_bar": n,
+                    "sink": max(params, default=0)}
         return {"trajectory": (steps + 1) * n, "start": steps, "step": steps,
                 "reached": node.shape[0], "k": 7 * n, "y": n, "t": 1, "count": 1,
                 "ybar": n, "kbar": 7 * n, "stage_bar": n}
@@ -181,6 +190,8 @@ class Emitter:
                 return place(source, f"t{i} * {row} + {k}")
             return place(node.inputs[position], k)
         if position >= 2:
+            if adjoint and i in self.ode_sink:  # building a Jacobian: parameters' parts dropped
+                return f"w[{self.ode_sink[i]} + {k}]"
             return place(node.inputs[position + 1], k)
         at = self.ode_at(i)
         if position == 0:
@@ -782,6 +793,8 @@ class Emitter:
         A solve needing more than max_steps attempts, or whose error is not finite,
         fails the evaluation (status 1), as a failed check does.
         """
+        if self.nodes[i].attr.spec.method == "sdirk4":
+            return self.forward_sdirk(i)
         node, at = self.nodes[i], self.ode_at(i)
         spec, table = node.attr.spec, node.attr.table
         n, outputs = node.shape[1], node.shape[0]
@@ -840,6 +853,8 @@ class Emitter:
         stage input (recomputed) goes to y and, through A, to the earlier stages.  The
         seventh stage only estimates the error, which sets h: h is held fixed.
         """
+        if self.nodes[i].attr.spec.method == "sdirk4":
+            return self.backward_sdirk(i)
         node, at = self.nodes[i], self.ode_at(i)
         n, outputs, table = node.shape[1], node.shape[0], node.attr.table
         m, t, hh = f"m{i}", f"tc{i}", f"hh{i}"
@@ -878,6 +893,266 @@ class Emitter:
                  f"    if {m} == 0:",
                  "        break",
                  f"    {m} -= 1"] + _indent(step)
+        y0 = node.inputs[0]
+        if self.nodes[y0].active:
+            lines += [f"for oe{i} in range({n}):",
+                      f"    {self.adjoint(y0, f'oe{i}')} += w[{at['ybar']} + oe{i}]"]
+        return lines
+
+    # ---- the stiff method (SDIRK4, ``recursion.sdirk4_solve``) ---------------------------
+    def sdirk_constants(self, i):
+        """Locals holding SDIRK4's coefficients: A (5x5, row major), C and B - B_hat."""
+        stages = recursion.SD_STAGES
+        a = [0.0] * (stages * stages)
+        for s, row in enumerate(recursion.SD_A):
+            a[s * stages:s * stages + len(row)] = row
+        return [f"sa{i} = ({', '.join(map(repr, a))})",
+                f"sc{i} = ({', '.join(map(repr, recursion.SD_C))})",
+                f"se{i} = ({', '.join(map(repr, recursion.SD_E))})"]
+
+    def lu_lines(self, i, n, failed):
+        """Lines factoring the n x n block ``lu`` in place (partial pivoting, as
+        ``recursion.lu_factor``); a zero or NaN pivot runs ``failed`` (lines)."""
+        at = self.ode_at(i)
+        lu, piv = at["lu"], at["piv"]
+        return [f"for lc{i} in range({n}):",
+                f"    lp{i} = lc{i}",
+                f"    lb{i} = abs(w[{lu} + lc{i} * {n} + lc{i}])",
+                f"    for lr{i} in range(lc{i} + 1, {n}):",
+                f"        if abs(w[{lu} + lr{i} * {n} + lc{i}]) > lb{i}:",
+                f"            lb{i} = abs(w[{lu} + lr{i} * {n} + lc{i}])",
+                f"            lp{i} = lr{i}",
+                f"    if not lb{i} > 0.0:"] + _indent(_indent(failed)) + [
+                f"    if lp{i} != lc{i}:",
+                f"        for lq{i} in range({n}):",
+                f"            lu{i} = w[{lu} + lc{i} * {n} + lq{i}]",
+                f"            w[{lu} + lc{i} * {n} + lq{i}] = w[{lu} + lp{i} * {n} + lq{i}]",
+                f"            w[{lu} + lp{i} * {n} + lq{i}] = lu{i}",
+                f"    w[{piv} + lc{i}] = lp{i}",
+                f"    for lr{i} in range(lc{i} + 1, {n}):",
+                f"        w[{lu} + lr{i} * {n} + lc{i}] /= w[{lu} + lc{i} * {n} + lc{i}]",
+                f"        for lq{i} in range(lc{i} + 1, {n}):",
+                f"            w[{lu} + lr{i} * {n} + lq{i}] -= "
+                f"w[{lu} + lr{i} * {n} + lc{i}] * w[{lu} + lc{i} * {n} + lq{i}]"]
+
+    def lu_solve_lines(self, i, n):
+        """Lines overwriting block ``d`` with the factored matrix's inverse times it."""
+        at = self.ode_at(i)
+        lu, piv, b = at["lu"], at["piv"], at["d"]
+        return [f"for lc{i} in range({n}):",
+                f"    lp{i} = int(w[{piv} + lc{i}])",
+                f"    lu{i} = w[{b} + lc{i}]",
+                f"    w[{b} + lc{i}] = w[{b} + lp{i}]",
+                f"    w[{b} + lp{i}] = lu{i}",
+                f"for lr{i} in range({n}):",
+                f"    lu{i} = w[{b} + lr{i}]",
+                f"    for lq{i} in range(lr{i}):",
+                f"        lu{i} -= w[{lu} + lr{i} * {n} + lq{i}] * w[{b} + lq{i}]",
+                f"    w[{b} + lr{i}] = lu{i}",
+                f"for lk{i} in range({n}):",
+                f"    lr{i} = {n - 1} - lk{i}",
+                f"    lu{i} = w[{b} + lr{i}]",
+                f"    for lq{i} in range(lr{i} + 1, {n}):",
+                f"        lu{i} -= w[{lu} + lr{i} * {n} + lq{i}] * w[{b} + lq{i}]",
+                f"    w[{b} + lr{i}] = lu{i} / w[{lu} + lr{i} * {n} + lr{i}]"]
+
+    def forward_sdirk(self, i):
+        """Adaptive SDIRK4 steps landing on each output time (``recursion.sdirk4_solve``).
+
+        Aux blocks (``ode_layout``): the accepted states, each accepted step's five
+        converged stage increments Z, start time and size, the step count at each
+        output; then a forward-difference Jacobian (once per accepted point), the
+        factored iteration matrix I - h gamma J and the Newton work.
+        """
+        node, at = self.nodes[i], self.ode_at(i)
+        spec, n, outputs = node.attr.spec, node.shape[1], node.shape[0]
+        stages, gamma = recursion.SD_STAGES, recursion.SD_GAMMA
+        y0, t0, times = node.inputs[:3]
+        m, t, h, hh, a, ok = (f"{name}{i}" for name in ("m", "tc", "h", "hh", "na", "ok"))
+        traj, out = at["trajectory"], node.attr.output
+        zrow = f"{at['stages']} + ({m} * {stages} + st{i}) * {n}"  # this step's stage st
+        tol = f"{spec.atol!r} + {spec.rtol!r} * "
+        jacobian = [f"for jc{i} in range({n + 1}):",
+                    f"    for oe{i} in range({n}):",
+                    f"        w[{at['y']} + oe{i}] = w[{traj} + {m} * {n} + oe{i}]",
+                    f"    dl{i} = 1.0",
+                    f"    if jc{i} > 0:",
+                    f"        dl{i} = {recursion.JACOBIAN_STEP!r} * max(abs(w[{at['y']} + jc{i} - 1]), 1.0)",
+                    f"        w[{at['y']} + jc{i} - 1] += dl{i}",
+                    f"    w[{at['t']}] = {t}"] + _indent(self.body_forward(i) + [
+                    f"for oe{i} in range({n}):",
+                    f"    if jc{i} == 0:",
+                    f"        w[{at['f0']} + oe{i}] = {self.read(out, f'oe{i}')}",
+                    "    else:",
+                    f"        w[{at['jac']} + oe{i} * {n} + jc{i} - 1] = "
+                    f"({self.read(out, f'oe{i}')} - w[{at['f0']} + oe{i}]) / dl{i}"]) + [
+                    f"for oe{i} in range({n * n}):",
+                    f"    if not abs(w[{at['jac']} + oe{i}]) <= 1e300:",
+                    f"        return {self.fail}",
+                    f"fresh{i} = 0"]
+        newton = [f"w[{at['y']} + oe{i}] = w[{traj} + {m} * {n} + oe{i}] + w[{zrow} + oe{i}]"]
+        newton = ([f"for oe{i} in range({n}):"] + _indent(newton)
+                  + [f"w[{at['t']}] = {t} + sc{i}[st{i}] * {hh}"] + self.body_forward(i)
+                  + [f"for oe{i} in range({n}):",
+                     f"    w[{at['d']} + oe{i}] = w[{at['known']} + oe{i}] + {hh} * {gamma!r} * "
+                     f"{self.read(out, f'oe{i}')} - w[{zrow} + oe{i}]"]
+                  + self.lu_solve_lines(i, n)
+                  + [f"nn{i} = 0.0",
+                     f"for oe{i} in range({n}):",
+                     f"    w[{zrow} + oe{i}] += w[{at['d']} + oe{i}]",
+                     f"    u{i} = w[{at['d']} + oe{i}] / ({tol}abs(w[{traj} + {m} * {n} + oe{i}] "
+                     f"+ w[{zrow} + oe{i}]))",
+                     f"    nn{i} += u{i} * u{i}",
+                     f"nn{i} = math.sqrt(nn{i} / {n})",
+                     f"if not nn{i} <= 1e300:",
+                     "    break",
+                     f"if nn{i} <= {recursion.NEWTON_TOL!r} or (nn{i} <= {recursion.NEWTON_FLOOR!r} "
+                     f"and nn{i} > 0.5 * pv{i}):",
+                     f"    {ok} = 1",
+                     "    break",
+                     f"if nn{i} > 2.0 * pv{i}:",
+                     "    break",
+                     f"pv{i} = nn{i}"])
+        stage = ([f"for oe{i} in range({n}):",
+                  f"    u{i} = 0.0",
+                  f"    for ol{i} in range(st{i}):",
+                  f"        u{i} += sa{i}[st{i} * {stages} + ol{i}] * w[{at['hk']} + ol{i} * {n} + oe{i}]",
+                  f"    w[{at['known']} + oe{i}] = u{i}",
+                  f"    w[{zrow} + oe{i}] = w[{zrow} - {n} + oe{i}] if st{i} > 0 else 0.0",
+                  f"{ok} = 0",
+                  f"pv{i} = math.inf",
+                  f"for it{i} in range({recursion.NEWTON_ITERS}):"] + _indent(newton)
+                 + [f"if {ok} == 0:",
+                    "    break",
+                    f"for oe{i} in range({n}):",
+                    f"    w[{at['hk']} + st{i} * {n} + oe{i}] = "
+                    f"(w[{zrow} + oe{i}] - w[{at['known']} + oe{i}]) / {gamma!r}"])
+        last = f"{at['stages']} + ({m} * {stages} + {stages - 1}) * {n}"
+        step = ([f"if fresh{i} == 1:"] + _indent(jacobian)
+                + [f"for oe{i} in range({n * n}):",
+                   f"    w[{at['lu']} + oe{i}] = (1.0 if oe{i} % {n + 1} == 0 else 0.0) - "
+                   f"{hh} * {gamma!r} * w[{at['jac']} + oe{i}]",
+                   f"{ok} = 1"] + self.lu_lines(i, n, [f"{ok} = 0", "break"])
+                + [f"for st{i} in range({stages}):",
+                   f"    if {ok} == 0:",
+                   "        break"] + _indent(stage)
+                + [f"if {ok} == 0:",
+                   f"    {h} = {hh} * {recursion.NEWTON_SHRINK!r}",
+                   "    continue",
+                   f"for oe{i} in range({n}):",
+                   f"    u{i} = 0.0",
+                   f"    for st{i} in range({stages}):",
+                   f"        u{i} += se{i}[st{i}] * w[{at['hk']} + st{i} * {n} + oe{i}]",
+                   f"    w[{at['d']} + oe{i}] = u{i}"] + self.lu_solve_lines(i, n)
+                + [f"en{i} = 0.0",
+                   f"for oe{i} in range({n}):",
+                   f"    u{i} = w[{traj} + {m} * {n} + oe{i}]",
+                   f"    yn{i} = u{i} + w[{last} + oe{i}]",
+                   f"    er{i} = w[{at['d']} + oe{i}] / ({tol}max(abs(u{i}), abs(yn{i})))",
+                   f"    en{i} += er{i} * er{i}",
+                   f"    w[{traj} + ({m} + 1) * {n} + oe{i}] = yn{i}",
+                   f"en{i} = math.sqrt(en{i} / {n})",
+                   f"if not en{i} <= 1e300:",
+                   f"    return {self.fail}",
+                   f"if en{i} <= 1.0:",
+                   f"    w[{at['start']} + {m}] = {t}",
+                   f"    w[{at['step']} + {m}] = {hh}",
+                   f"    {t} = end{i} if {hh} == end{i} - {t} else {t} + {hh}",
+                   f"    {m} += 1",
+                   f"    fresh{i} = 1",
+                   f"if en{i} == 0.0:",
+                   f"    {h} = {hh} * {recursion.GROW!r}",
+                   "else:",
+                   f"    {h} = {hh} * min({recursion.GROW!r}, max({recursion.SHRINK!r}, "
+                   f"{recursion.SAFETY!r} * en{i} ** {recursion.SD_EXPONENT!r}))"])
+        loop = [f"end{i} = {self.read(times, f'oj{i}')}",
+                f"while {t} < end{i}:",
+                f"    if {a} >= {spec.max_steps}:",
+                f"        return {self.fail}",
+                f"    {a} += 1",
+                f"    {hh} = min({h}, end{i} - {t})"] + _indent(step) + [
+                f"w[{at['reached']} + oj{i}] = {m}",
+                f"for oe{i} in range({n}):",
+                f"    {self.read(i, f'oj{i} * {n} + oe{i}')} = w[{traj} + {m} * {n} + oe{i}]"]
+        last_time = self.read(times, str(outputs - 1))
+        return (self.sdirk_constants(i)
+                + [f"for oe{i} in range({n}):",
+                   f"    w[{traj} + oe{i}] = {self.read(y0, f'oe{i}')}",
+                   f"{t} = {self.read(t0)}",
+                   f"{h} = 0.01 * ({last_time} - {t}) if {last_time} > {t} else 1.0",
+                   f"{m} = 0",
+                   f"{a} = 0",
+                   f"fresh{i} = 1",
+                   f"for oj{i} in range({outputs}):"] + _indent(loop)
+                + [f"w[{at['count']}] = {m}"])
+
+    def backward_sdirk(self, i):
+        """Accepted SDIRK4 steps in reverse, by the implicit function theorem per stage.
+
+        Stage s solves Z_s = h sum_{l<=s} A_sl f(y + Z_l), and y' = y + Z_5.  Backwards
+        over the stages: Zbar_s = [s = 5] ybar' + J_s^T r_s, where r_s = sum_{q>s} A_qs mu_q;
+        solve (I - h gamma J_s)^T lambda = Zbar_s, mu_s = h lambda; the body's adjoint at
+        the stage seeded with r_s + gamma mu_s adds to ybar and the parameters.  J_s (exact,
+        at the stored converged stage) is built row by row from the body's adjoint, with
+        the parameters' parts sent to a sink.
+        """
+        node, at = self.nodes[i], self.ode_at(i)
+        n, outputs = node.shape[1], node.shape[0]
+        stages, gamma = recursion.SD_STAGES, recursion.SD_GAMMA
+        m, t, hh = f"m{i}", f"tc{i}", f"hh{i}"
+        traj = at["trajectory"]
+        zrow = f"{at['stages']} + ({m} * {stages} + st{i}) * {n}"
+        self.ode_sink[i] = at["sink"]
+        try:
+            rows = self.body_backward(i, lambda e: f"(1.0 if {e} == jr{i} else 0.0)")
+        finally:
+            del self.ode_sink[i]
+        stage = ([f"st{i} = {stages - 1} - qs{i}",
+                  f"for oe{i} in range({n}):",
+                  f"    w[{at['y']} + oe{i}] = w[{traj} + {m} * {n} + oe{i}] + w[{zrow} + oe{i}]",
+                  f"w[{at['t']}] = {t} + sc{i}[st{i}] * {hh}"] + self.body_forward(i)
+                 + [f"for jr{i} in range({n}):",
+                    f"    for oe{i} in range({n}):",
+                    f"        w[{at['stage_bar']} + oe{i}] = 0.0"] + _indent(rows + [
+                    f"for oe{i} in range({n}):",
+                    f"    w[{at['jac']} + jr{i} * {n} + oe{i}] = w[{at['stage_bar']} + oe{i}]"])
+                 + [f"for oe{i} in range({n}):",
+                    f"    u{i} = w[{at['yout']} + oe{i}] if st{i} == {stages - 1} else 0.0",
+                    f"    for ol{i} in range({n}):",
+                    f"        u{i} += w[{at['jac']} + ol{i} * {n} + oe{i}] * w[{at['r']} + st{i} * {n} + ol{i}]",
+                    f"    w[{at['d']} + oe{i}] = u{i}",
+                    f"for oe{i} in range({n * n}):",  # the transposed iteration matrix
+                    f"    w[{at['lu']} + oe{i}] = (1.0 if oe{i} % {n + 1} == 0 else 0.0) - {hh} * "
+                    f"{gamma!r} * w[{at['jac']} + (oe{i} % {n}) * {n} + oe{i} // {n}]"]
+                 + self.lu_lines(i, n, [f"return {self.fail}"]) + self.lu_solve_lines(i, n)
+                 + [f"for oe{i} in range({n}):",
+                    f"    u{i} = {hh} * w[{at['d']} + oe{i}]",
+                    f"    w[{at['d']} + oe{i}] = u{i}",
+                    f"    w[{at['seed']} + oe{i}] = w[{at['r']} + st{i} * {n} + oe{i}] + {gamma!r} * u{i}",
+                    f"    w[{at['stage_bar']} + oe{i}] = 0.0"]
+                 + self.body_backward(i, lambda e: f"w[{at['seed']} + {e}]")
+                 + [f"for oe{i} in range({n}):",
+                    f"    w[{at['ybar']} + oe{i}] += w[{at['stage_bar']} + oe{i}]",
+                    f"    for ol{i} in range(st{i}):",
+                    f"        w[{at['r']} + ol{i} * {n} + oe{i}] += "
+                    f"sa{i}[st{i} * {stages} + ol{i}] * w[{at['d']} + oe{i}]"])
+        step = ([f"{t} = w[{at['start']} + {m}]", f"{hh} = w[{at['step']} + {m}]",
+                 f"for oe{i} in range({stages * n}):", f"    w[{at['r']} + oe{i}] = 0.0",
+                 f"for oe{i} in range({n}):", f"    w[{at['yout']} + oe{i}] = w[{at['ybar']} + oe{i}]",
+                 f"for qs{i} in range({stages}):"] + _indent(stage))
+        lines = self.sdirk_constants(i) + [
+            f"for oe{i} in range({n}):", f"    w[{at['ybar']} + oe{i}] = 0.0",
+            f"oj{i} = {outputs - 1}",
+            f"total{i} = int(w[{at['count']}])",
+            f"for qm{i} in range(total{i} + 1):",
+            f"    {m} = total{i} - qm{i}",
+            f"    while oj{i} >= 0 and int(w[{at['reached']} + oj{i}]) == {m}:",
+            f"        for oe{i} in range({n}):",
+            f"            w[{at['ybar']} + oe{i}] += {self.adjoint(i, f'oj{i} * {n} + oe{i}')}",
+            f"        oj{i} -= 1",
+            f"    if {m} == 0:",
+            "        break",
+            f"    {m} -= 1"] + _indent(step)
         y0 = node.inputs[0]
         if self.nodes[y0].active:
             lines += [f"for oe{i} in range({n}):",

@@ -39,12 +39,20 @@ class Recursion(NamedTuple):
 
 
 class OdeSpec(NamedTuple):
-    """Value of an ``ode_solve`` node: dy/dt = body(t, y, *params), solved by adaptive RK45."""
+    """Value of an ``ode_solve`` node: dy/dt = body(t, y, *params), solved by ``method``."""
 
     body: object  # Expr over ``arg`` leaves
     rtol: float
     atol: float
     max_steps: int  # most step attempts (accepted or rejected) of one solve
+    method: str = "rk45"  # one of ODE_METHODS
+
+
+# "rk45": explicit Dormand-Prince 5(4); "sdirk4": L-stable singly diagonally implicit
+# Runge-Kutta of order 4 (for stiff systems).  ``exmc.math.ode_solve`` also takes "bdf"
+# for the stiff one (the name the issue and Stan use); it is not a BDF and is stored as "sdirk4".
+ODE_METHODS = ("rk45", "sdirk4")
+ODE_ALIASES = {"bdf": "sdirk4"}
 
 
 BODY_OPS = ("scan", "ode_solve")
@@ -185,7 +193,10 @@ def ode_shape(shapes, spec, where):
         raise OpError(f"{where}: ode_solve needs rtol > 0, atol > 0 and max_steps >= 1")
     if not times[0] >= 1:
         raise OpError(f"{where}: ode_solve needs at least one output time")
-    if (spec.max_steps + 1) * max(y0[0], 1) > MAX_BODY_ELEMENTS:
+    if spec.method not in ODE_METHODS:
+        raise OpError(f"{where}: unknown ode_solve method {spec.method!r}; the methods are "
+                      f"{', '.join(ODE_METHODS)}")
+    if (spec.max_steps + 1) * max(y0[0], 1) * stored_rows(spec.method) > MAX_BODY_ELEMENTS:
         raise OpError(f"{where}: max_steps={spec.max_steps} would store more than "
                       f"{MAX_BODY_ELEMENTS} values of the trajectory")
     out = body_shape(spec.body, [(), y0] + list(shapes[3:]), where)
@@ -209,7 +220,8 @@ def dp45_solve(rhs, y0, t0, times, rtol, atol, max_steps):
     """Solution of dy/dt = rhs(t, y) at ``times``: the algorithm the compiled code runs.
 
     Returns the (len(times), n) solution, or NaN rows from the first output not
-    reached within ``max_steps`` step attempts or where the solution stops being finite.
+    reached within ``max_steps`` step attempts or where the solution stops being finite,
+    and the number of step attempts.
     """
     y, t = np.array(y0, dtype=float), float(t0)
     n, out = y.size, np.full((len(times), y.size), np.nan)
@@ -218,7 +230,7 @@ def dp45_solve(rhs, y0, t0, times, rtol, atol, max_steps):
     for j, end in enumerate(times):
         while t < end:
             if attempts >= max_steps:
-                return out
+                return out, attempts
             attempts += 1
             hh = min(h, end - t)
             for s in range(STAGES):
@@ -232,18 +244,148 @@ def dp45_solve(rhs, y0, t0, times, rtol, atol, max_steps):
                 err += hh * DP_E[s] * k[s]
             norm = math.sqrt(np.mean((err / (atol + rtol * np.maximum(abs(y), abs(ynew)))) ** 2))
             if not norm <= 1e300:
-                return out
+                return out, attempts
             if norm <= 1.0:
                 t = end if hh == end - t else t + hh
                 y = ynew
             h = hh * (GROW if norm == 0.0 else min(GROW, max(SHRINK, SAFETY * norm ** -0.2)))
         out[j] = y
-    return out
+    return out, attempts
 
 
 def ode_numpy(args, spec: OdeSpec):
     y0, t0, times = args[:3]
     params = list(args[3:])
     check_times(t0, times, "ode_solve")
-    return dp45_solve(lambda t, y: evaluate_body(spec.body, [np.float64(t), y] + params),
-                      y0, t0, times, spec.rtol, spec.atol, spec.max_steps)
+    solve = sdirk4_solve if spec.method == "sdirk4" else dp45_solve
+    return solve(lambda t, y: evaluate_body(spec.body, [np.float64(t), y] + params),
+                 y0, t0, times, spec.rtol, spec.atol, spec.max_steps)[0]
+
+
+# ---- the stiff method: SDIRK4 -----------------------------------------------------------------
+# Hairer & Wanner, "Solving Ordinary Differential Equations II", section IV.6, table 6.5: the
+# L-stable, stiffly accurate SDIRK method of order 4 with gamma = 1/4 and an embedded
+# order-3 solution.  Stage i solves Z_i = h sum_{j<=i} A_ij f(t + C_j h, y + Z_j) and the
+# step's result is y + Z_5 (B is A's last row).  SD_E = B - B_hat weighs the error estimate.
+SD_GAMMA = 0.25
+SD_C = (1 / 4, 3 / 4, 11 / 20, 1 / 2, 1.0)
+SD_A = ((1 / 4,), (1 / 2, 1 / 4), (17 / 50, -1 / 25, 1 / 4),
+        (371 / 1360, -137 / 2720, 15 / 544, 1 / 4),
+        (25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4))
+SD_B_HAT = (59 / 48, -17 / 96, 225 / 32, -85 / 12, 0.0)
+SD_E = tuple(b - bh for b, bh in zip(SD_A[-1], SD_B_HAT))
+SD_STAGES = 5
+# Newton's iteration on each stage stops when its correction, relative to atol + rtol * |y|
+# (root mean square), is below NEWTON_TOL, or below NEWTON_FLOOR and no longer halving
+# (rounding): the stages are solved to rounding, so the gradient (the implicit function
+# theorem's, exact for exactly solved stages) is the computed solution's.  A stage that
+# does not converge within NEWTON_ITERS iterations rejects the step (h * NEWTON_SHRINK).
+NEWTON_TOL, NEWTON_FLOOR, NEWTON_ITERS, NEWTON_SHRINK = 1e-10, 1e-5, 20, 0.25
+# SDIRK4's error estimate is of order 3: the controller's exponent is -1/4.
+SD_EXPONENT = -0.25
+JACOBIAN_STEP = 1.4901161193847656e-08  # sqrt(machine epsilon), times max(|y_c|, 1)
+
+
+def stored_rows(method):
+    """Values of the trajectory stored per accepted step, in units of len(y0)."""
+    return 1 + SD_STAGES if method == "sdirk4" else 1
+
+
+def lu_factor(a):
+    """In-place LU with partial pivoting (the compiled code's loop order); pivots, or None if singular."""
+    n = a.shape[0]
+    piv = np.arange(n)
+    for c in range(n):
+        p = c + int(np.argmax(np.abs(a[c:, c])))
+        if not abs(a[p, c]) > 0.0:  # zero or NaN
+            return None
+        if p != c:
+            a[[c, p]] = a[[p, c]]
+        piv[c] = p
+        for r in range(c + 1, n):
+            a[r, c] /= a[c, c]
+            a[r, c + 1:] -= a[r, c] * a[c, c + 1:]
+    return piv
+
+
+def lu_solve(lu, piv, b):
+    """x with (the factored matrix) x = b, in place in ``b``."""
+    n = lu.shape[0]
+    for c in range(n):
+        b[c], b[piv[c]] = b[piv[c]], b[c]
+    for r in range(n):
+        b[r] -= lu[r, :r] @ b[:r]
+    for r in range(n - 1, -1, -1):
+        b[r] = (b[r] - lu[r, r + 1:] @ b[r + 1:]) / lu[r, r]
+    return b
+
+
+def sdirk4_solve(rhs, y0, t0, times, rtol, atol, max_steps):
+    """Solution of dy/dt = rhs(t, y) at ``times`` by adaptive SDIRK4: the compiled code's algorithm.
+
+    The Newton iteration matrix I - h gamma J uses a forward-difference Jacobian at
+    the step's start (only the iteration's speed depends on it).  The error estimate
+    is filtered through that matrix (Hairer & Wanner IV.8), so stiff components do
+    not inflate it.  Returns the solution (NaN rows past a failure, as ``dp45_solve``),
+    and the number of step attempts.
+    """
+    y, t = np.array(y0, dtype=float), float(t0)
+    n, out = y.size, np.full((len(times), y.size), np.nan)
+    h, attempts = initial_step(t, float(times[-1]) if len(times) else t), 0
+    big_z, hk = np.zeros((SD_STAGES, n)), np.zeros((SD_STAGES, n))
+    jac = None
+    for j, end in enumerate(times):
+        while t < end:
+            if attempts >= max_steps:
+                return out, attempts
+            attempts += 1
+            hh = min(h, end - t)
+            if jac is None:  # once per accepted point: rejected attempts reuse it
+                f0 = rhs(t, y)
+                jac = np.empty((n, n))
+                for c in range(n):
+                    yc = y.copy()
+                    delta = JACOBIAN_STEP * max(abs(y[c]), 1.0)
+                    yc[c] += delta
+                    jac[:, c] = (rhs(t, yc) - f0) / delta
+                if not np.all(np.isfinite(jac)):
+                    return out, attempts
+            lu = np.eye(n) - hh * SD_GAMMA * jac
+            piv = lu_factor(lu)
+            ok = piv is not None
+            for s in range(SD_STAGES if ok else 0):
+                known = np.zeros(n)
+                for m in range(s):
+                    known += SD_A[s][m] * hk[m]
+                big_z[s] = big_z[s - 1] if s else 0.0
+                ok, prev = False, math.inf
+                for _ in range(NEWTON_ITERS):
+                    f = rhs(t + SD_C[s] * hh, y + big_z[s])
+                    d = lu_solve(lu, piv, known + hh * SD_GAMMA * f - big_z[s])
+                    big_z[s] += d
+                    norm = math.sqrt(np.mean((d / (atol + rtol * np.abs(y + big_z[s]))) ** 2))
+                    if not norm <= 1e300:
+                        break
+                    if norm <= NEWTON_TOL or (norm <= NEWTON_FLOOR and norm > 0.5 * prev):
+                        ok = True
+                        break
+                    if norm > 2.0 * prev:
+                        break
+                    prev = norm
+                if not ok:
+                    break
+                hk[s] = (big_z[s] - known) / SD_GAMMA
+            if not ok:
+                h = hh * NEWTON_SHRINK
+                continue
+            ynew = y + big_z[-1]
+            err = lu_solve(lu, piv, sum(SD_E[s] * hk[s] for s in range(SD_STAGES)))
+            norm = math.sqrt(np.mean((err / (atol + rtol * np.maximum(abs(y), abs(ynew)))) ** 2))
+            if not norm <= 1e300:
+                return out, attempts
+            if norm <= 1.0:
+                t = end if hh == end - t else t + hh
+                y, jac = ynew, None
+            h = hh * (GROW if norm == 0.0 else min(GROW, max(SHRINK, SAFETY * norm ** SD_EXPONENT)))
+        out[j] = y
+    return out, attempts

@@ -9,7 +9,8 @@ Wire form, version 2 (msgpack maps with string keys, in this key order)::
                                       index of an EARLIER node of the same table
     dist     {"family": str, "params": {name: int | dist}, "shape": [int, ...] | nil}
     value    nil | float (const) | str (ref) | int | ["slice", a, b, c] | array (index) | array (const)
-             | [sequences, steps | nil, body] (scan) | [rtol, atol, max_steps, body] (ode_solve)
+             | [sequences, steps | nil, body] (scan) | [rtol, atol, max_steps, body, method?] (ode_solve;
+             method "sdirk4", absent for "rk45")
 
 A scan's or an ODE's body (``exmc/ir/recursion.py``) is an expression over
 ``arg`` nodes (value: the placeholder's position); its nodes sit in the same
@@ -49,7 +50,7 @@ import numpy as np
 from exmc.ir.builder import KINDS, MAX_ELEMENTS, MAX_TOTAL_ELEMENTS, Model, ModelError, Variable
 from exmc.ir.dists import FAMILIES, Distribution
 from exmc.ir.expr import OPS, Expr, postorder
-from exmc.ir.recursion import BODY_OPS, OdeSpec, Recursion
+from exmc.ir.recursion import BODY_OPS, ODE_METHODS, OdeSpec, Recursion
 
 FORMAT, VERSION = "exmc-ir", 2
 DTYPES = {"<f8": np.float64, "<i8": np.int64}
@@ -90,8 +91,8 @@ def _node(e: Expr, args, for_hash, body=None):
     v = e.value
     if e.op == "scan":
         v = [v.sequences, v.steps, body]
-    elif e.op == "ode_solve":
-        v = [v.rtol, v.atol, v.max_steps, body]
+    elif e.op == "ode_solve":  # the method only when not rk45: older payloads have 4 fields
+        v = [v.rtol, v.atol, v.max_steps, body] + ([] if v.method == "rk45" else [v.method])
     elif e.op == "dslvar":
         raise ModelError("cannot serialise a model that still holds an unnamed DSL variable")
     if for_hash and e.op == "const":
@@ -222,16 +223,19 @@ def _read_array(obj, where):
 
 def _read_body_value(op, v, nodes):
     """A scan's [sequences, steps, body] or an ODE's [rtol, atol, max_steps, body]."""
-    fields = 3 if op == "scan" else 4
-    _need(isinstance(v, list) and len(v) == fields, f"{op} takes a list of {fields} values")
-    body = v[-1]
+    fields = (3,) if op == "scan" else (4, 5)
+    _need(isinstance(v, list) and len(v) in fields,
+          f"{op} takes a list of {' or '.join(map(str, fields))} values")
+    body = v[2] if op == "scan" else v[3]
     _need(_int64(body) and 0 <= body < len(nodes), f"{op}: the body must be an earlier node")
     if op == "scan":
         _need(_int64(v[0]) and v[0] >= 0 and (v[1] is None or _int64(v[1])),
               "scan: bad number of sequences or steps")
         return Recursion(nodes[body], v[0], v[1])
     _need(all(isinstance(x, float) for x in v[:2]) and _int64(v[2]), "ode_solve: bad tolerances")
-    return OdeSpec(nodes[body], v[0], v[1], v[2])
+    method = v[4] if len(v) == 5 else "rk45"
+    _need(method in ODE_METHODS, f"ode_solve: unknown method {method!r}")
+    return OdeSpec(nodes[body], v[0], v[1], v[2], method)
 
 
 def _read_value(op, v, nodes=()):
