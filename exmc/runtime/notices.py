@@ -5,7 +5,10 @@ import sys
 import threading
 import time
 
-SAMPLER_FIRST_COMPILE = "40 to 70 s on 2 cores"  # measured: README; 70.5 s on a loaded 2-core VM
+# Measured (benchmarks/sampler_compile.py, docs/runtime.md): 14.0 s of CPU for the sampler
+# and 18.7 s for a whole first run with empty caches on a 2-core VM; wall time is about
+# that on an idle machine (the compile uses one core) and longer on a busy one.
+SAMPLER_FIRST_COMPILE = "about 15 s, longer on a busy machine"
 MODEL_NOTICE_AFTER = 1.0  # seconds of model compilation before it is worth a line
 
 
