@@ -13,6 +13,7 @@ that same expression evaluated; only the inverse is written apart.
 | upper      | (...)      | upper - exp(z)                                   | z                                |
 | interval   | (...)      | lower + (upper - lower) * sigmoid(z)             | log(upper - lower) - softplus(-z) - softplus(z) |
 | simplex    | (K-1,)     | softmax([z, 0])                                  | sum(z) - K logsumexp([z, 0]) (= sum log x) |
+| circular   | (2, ...)   | atan2(z[0], z[1])                                | -sum(z^2) / 2 (makes z proper)   |
 | ordered    | (K,)       | cumsum([z[0], exp(z[1:])])                       | sum(z[1:])                       |
 | zerosum    | (K-1,)     | [z, f] - m, with s = sum z, m = s / (sqrt K + K), f = m - s / sqrt K | 0 (an isometry) |
 | corr_cholesky, corr | (n(n-1)/2,) | L from canonical partial correlations; corr: L L^T | see CholeskyCorr, CorrMatrix |
@@ -116,6 +117,32 @@ class Interval(Transform):
         x = np.asarray(x, dtype=float)
         _inside(x, lower, upper)
         return logit((x - lower) / (upper - lower))
+
+
+class Circular(Transform):
+    """Angles on [-pi, pi], as Stan's unit vectors: two free values y = (y1, y2) per angle,
+    x = atan2(y1, y2), with the term -|y|^2 / 2 that makes the free density proper (the
+    radius a Rayleigh variable, the angle the model's law).  A chain crosses the cut at
+    +-pi as anywhere else, and nothing drifts: with one free value per angle (PyMC's
+    CircularTransform) the density is periodic on the whole line, the free value wanders
+    over periods, and the adapted metric grows without bound."""
+
+    name = "circular"
+
+    def free_shape(self, shape):
+        return (2, *shape)
+
+    def constrained_shape(self, free_shape):
+        return tuple(free_shape[1:])
+
+    def constrain_exprs(self, z, lower, upper, shape=None):
+        return em.arctan2(z[0], z[1]), -0.5 * em.sum(z * z)
+
+    def inverse(self, x, lower=None, upper=None):
+        x = np.asarray(x, dtype=float)
+        if not np.all(np.abs(x) <= np.pi):
+            raise ValueError("value outside the circle's [-pi, pi]")
+        return np.stack([np.sin(x), np.cos(x)])
 
 
 class LastImplied(Transform):
@@ -255,7 +282,7 @@ IDENTITY = Transform()
 BY_BOUNDS = {(False, False): IDENTITY, (True, False): Lower(), (False, True): Upper(),
              (True, True): Interval()}
 VECTOR = {t.name: t for t in (Simplex(), Ordered(), ZeroSum(), CholeskyCorr(), CorrMatrix())}
-TRANSFORMS = {**{t.name: t for t in BY_BOUNDS.values()}, **VECTOR}
+TRANSFORMS = {**{t.name: t for t in BY_BOUNDS.values()}, **VECTOR, "circular": Circular()}
 
 
 def kind(lower, upper):

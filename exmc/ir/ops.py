@@ -228,6 +228,23 @@ _UNARY = [
      "Elementwise log(1 - exp(-x)) for x > 0, stable (Maechler 2012)."),
     ("logical_not", np.logical_not, "(0.0 if a != 0.0 else 1.0)", None,
      "Elementwise logical not (1.0 or 0.0)."),
+    ("sin", np.sin, "math.sin(a)", "math.cos(a)", "Elementwise sine."),
+    ("cos", np.cos, "math.cos(a)", "-math.sin(a)", "Elementwise cosine."),
+    ("tan", np.tan, "math.tan(a)", "1.0 + o * o", "Elementwise tangent."),
+    ("arcsin", np.arcsin, "math.asin(a)", "1.0 / math.sqrt(1.0 - a * a)",
+     "Elementwise inverse sine, on [-pi/2, pi/2]."),
+    ("arccos", np.arccos, "math.acos(a)", "-1.0 / math.sqrt(1.0 - a * a)",
+     "Elementwise inverse cosine, on [0, pi]."),
+    ("arctan", np.arctan, "math.atan(a)", "1.0 / (1.0 + a * a)",
+     "Elementwise inverse tangent, on (-pi/2, pi/2)."),
+    ("sinh", np.sinh, "math.sinh(a)", "math.cosh(a)", "Elementwise hyperbolic sine."),
+    ("cosh", np.cosh, "math.cosh(a)", "math.sinh(a)", "Elementwise hyperbolic cosine."),
+    ("arcsinh", np.arcsinh, "math.asinh(a)", "1.0 / math.sqrt(a * a + 1.0)",
+     "Elementwise inverse hyperbolic sine."),
+    ("arccosh", np.arccosh, "math.acosh(a)", "1.0 / math.sqrt(a * a - 1.0)",
+     "Elementwise inverse hyperbolic cosine, for x >= 1."),
+    ("arctanh", np.arctanh, "math.atanh(a)", "1.0 / (1.0 - a * a)",
+     "Elementwise inverse hyperbolic tangent, for |x| < 1."),
 ]
 for _name, _np, _code, _partial, _doc in _UNARY:
     _elementwise(_name, 1, _np, _code, (_partial,), _doc)
@@ -253,6 +270,8 @@ _BINARY = [
      "Elementwise logical and (1.0 or 0.0)."),
     ("logical_or", np.logical_or, "(1.0 if (a != 0.0 or b != 0.0) else 0.0)", (None, None),
      "Elementwise logical or (1.0 or 0.0)."),
+    ("arctan2", np.arctan2, "math.atan2(a, b)", ("b / (a * a + b * b)", "-a / (a * a + b * b)"),
+     "Elementwise angle of the point (x2, x1), x1 = y first as NumPy: on [-pi, pi]."),
 ]
 for _name, _np, _code, _partial, _doc in _BINARY:
     _elementwise(_name, 2, _np, _code, _partial, _doc)

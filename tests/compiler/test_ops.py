@@ -26,7 +26,10 @@ spd = em.dot(em.exp(m * 0.3), em.transpose(em.exp(m * 0.3))) + 3.0 * np.eye(3)
 lower = em.cholesky(spd)
 
 UNARY_DOMAIN = {"log": positive, "sqrt": positive, "lgamma": positive, "digamma": positive,
-                "log1mexp": positive, "logit": em.sigmoid(a), "log1p": em.exp(a) - 0.5}
+                "log1mexp": positive, "logit": em.sigmoid(a), "log1p": em.exp(a) - 0.5,
+                "arcsin": em.tanh(a) * 0.9, "arccos": em.tanh(a) * 0.9,
+                "arctanh": em.tanh(a) * 0.9, "arccosh": positive + 1.0,
+                "tan": em.tanh(a)}
 CASES = {name: [getattr(em, name)(UNARY_DOMAIN.get(name, a))]
          for name, op in REGISTRY.items() if op.arity == 1 and op.scalar is not None
          and name not in ("neg", "logical_not")}
@@ -37,6 +40,7 @@ CASES.update({
     "div": [a / positive, b / (em.exp(b) + 1.0)],
     "pow": [positive ** b, positive ** 2.5, 1.7 ** a],
     "maximum": [em.maximum(a, b)], "minimum": [em.minimum(a, b)],
+    "arctan2": [em.arctan2(a, b), em.arctan2(b, -positive), em.arctan2(-positive, b)],
     **{op: [em.where(getattr(em, op)(a, b), a * 3.0, b)] for op in ("lt", "le", "gt", "ge")},
     "eq": [em.where(em.eq(a, a), a, b)], "ne": [em.where(em.ne(a, b), a * b, b)],
     "logical_and": [em.where(em.logical_and(em.gt(a, 0.0), em.gt(b, 0.0)), a, b)],

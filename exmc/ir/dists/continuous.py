@@ -322,12 +322,14 @@ class SkewNormal(Distribution):
 
 
 class VonMises(Distribution):
-    """VonMises(mu=0, kappa=1): circular, on [-pi, pi] (sampled through the interval transform)."""
+    """VonMises(mu=0, kappa=1): circular, on [-pi, pi] (sampled through the circular
+    transform: two free values per angle, so a chain goes round through +-pi)."""
 
     family = "VonMises"
     params = ("mu", "kappa")
     defaults = {"mu": 0.0, "kappa": 1.0}
     lower, upper, open_support = -math.pi, math.pi, False
+    transform = "circular"
     checks = (("kappa", ">", 0.0),)
 
     def random(self, rng, v, size):
