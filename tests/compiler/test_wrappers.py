@@ -287,6 +287,44 @@ def test_random_draws_match_their_moments(case):
     assert abs(x.mean() - (mean + 0.1 * np.sqrt(var))) >= 5 * np.sqrt(var / N)  # negative control
 
 
+def _tail_mean(dist, lower, upper):
+    """Mean and variance of a scipy distribution restricted to [lower, upper], by quadrature
+    (continuous) or by sum (discrete)."""
+    from scipy import integrate
+    if hasattr(dist, "pmf"):
+        k = np.arange(lower, upper + 1)
+        p = dist.pmf(k)
+        mean = (k * p).sum() / p.sum()
+        return mean, (k * k * p).sum() / p.sum() - mean ** 2
+    mass = dist.cdf(upper) - dist.cdf(lower) if dist.cdf(upper) < 0.5 else dist.sf(lower) - dist.sf(upper)
+    moment = [integrate.quad(lambda x: x ** j * dist.pdf(x) / mass, lower, upper, epsabs=0)[0]
+              for j in (1, 2)]
+    return moment[0], moment[1] - moment[0] ** 2
+
+
+TAIL_DRAWS = [  # bounds so far in a tail that rejection cannot reach them: the inverse cdf
+    (exmc.Truncated(exmc.Normal(0.0, 1.0), 8.0, 10.0), {"dist": {"mu": 0.0, "sigma": 1.0}, "lower": 8.0,
+                                                       "upper": 10.0}, stats.norm(0, 1), (8.0, 10.0)),
+    (exmc.Truncated(exmc.Normal(0.0, 1.0), upper=-9.0), {"dist": {"mu": 0.0, "sigma": 1.0}, "upper": -9.0},
+     stats.norm(0, 1), (-12.0, -9.0)),
+    (exmc.Truncated(exmc.Gamma(3.0, 1.0), upper=0.01), {"dist": {"alpha": 3.0, "beta": 1.0}, "upper": 0.01},
+     stats.gamma(3.0), (0.0, 0.01)),
+    (exmc.Truncated(exmc.Poisson(3.0), lower=25), {"dist": {"mu": 3.0}, "lower": 25.0},
+     stats.poisson(3.0), (25, 80)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(TAIL_DRAWS)))
+def test_truncated_draws_far_in_a_tail_use_the_inverse_cdf(case):
+    dist, values, reference, (lower, upper) = TAIL_DRAWS[case]
+    n = 4000
+    x = dist.random(np.random.default_rng(case), values, (n,))
+    mean, var = _tail_mean(reference, lower, upper)
+    assert x.min() >= lower and x.max() <= upper
+    assert abs(x.mean() - mean) < 5 * np.sqrt(var / n) and abs(x.var() - var) < 0.15 * var
+    assert abs(x.mean() - (mean + 0.2 * np.sqrt(var))) >= 5 * np.sqrt(var / n)  # negative control
+
+
 def test_multivariate_random_draws():
     rng = np.random.default_rng(3)
     t = exmc.MvStudentT(6.0, np.zeros(3), scale=S).random(rng, {"nu": 6.0, "mu": np.zeros(3), "scale": S}, 20_000)

@@ -124,26 +124,88 @@ class Truncated(Distribution):
         return [("loglik", family_fn(dist, "logp", value) - self.log_normalizer())]
 
     def random(self, rng, v, size):
-        """Rejection: the family's own draws, kept where they fall inside the bounds.
+        """The family's own draws kept where they fall inside the bounds; where too few do
+        (a bound far in a tail), the inverse of the family's cdf at uniform draws.
 
-        Bounded to 1000 rounds, so a truncation to a region of tiny mass (far in a
-        tail) raises rather than loops; its density and gradient are still exact.
+        The inverse is found by bisection on the log cdf, or the log ccdf when the lower
+        bound is above the median, so it stays exact deep in either tail.
         """
         dist, lower, upper = self.param_exprs["dist"], v.get("lower"), v.get("upper")
         values = _values(v["dist"])
         size = tuple(np.atleast_1d(size)) if size is not None else self.shape
-        lo = -np.inf if lower is None else np.broadcast_to(lower, size)
-        hi = np.inf if upper is None else np.broadcast_to(upper, size)
+        lo = np.broadcast_to(-np.inf if lower is None else lower, size)
+        hi = np.broadcast_to(np.inf if upper is None else upper, size)
         out = np.full(size, np.nan)
-        for _ in range(1000):  # bounded: a bound deep in a tail raises below
+        for _ in range(REJECTION_ROUNDS):
             todo = np.isnan(out)
             if not todo.any():
                 return out
             draw = np.asarray(dist.random(rng, values, size), dtype=float)
             keep = todo & (draw >= lo) & (draw <= hi)
             out[keep] = draw[keep]
-        raise ValueError("Truncated.random: fewer than 1 in 1000 draws of the distribution fall "
-                         "inside the bounds")
+        todo = np.isnan(out)
+        params = {k: np.broadcast_to(np.asarray(values[k], dtype=float), size)[todo]
+                  for k in dist.param_exprs}
+        out[todo] = _inverse_cdf(dist, params, lo[todo], hi[todo], rng.uniform(size=todo.sum()))
+        return out
+
+
+REJECTION_ROUNDS = 20  # then the inverse cdf for what is left: a bound far in a tail
+BISECTIONS = 200       # halvings of a bracket: beyond float64 resolution from any width
+
+
+def _inverse_cdf(dist, params, lower, upper, u):
+    """The value at probability ``u`` of ``dist`` restricted to [lower, upper] (1-d arrays of
+    one length, parameters by name), found by bisection on its log cdf or log ccdf."""
+    kernel = kernel_of(dist, ("logcdf", "logccdf"), "truncated")
+    names = tuple(dist.param_exprs)
+    logcdf, logccdf = np.frompyfunc(kernel.logcdf, 1 + len(names), 1), \
+        np.frompyfunc(kernel.logccdf, 1 + len(names), 1)
+    args = [params[k] for k in names]
+
+    def log_f(x, upper_tail):  # log F(x), or -log S(x): both increase with x
+        return np.where(upper_tail, -logccdf(x, *args).astype(float),
+                        logcdf(x, *args).astype(float))
+
+    step_down = 1.0 if dist.discrete else 0.0  # P(X >= lower) = S(lower - 1) for integers
+    upper_tail = logccdf(np.where(np.isfinite(lower), lower, 0.0), *args).astype(float) < LOG_HALF
+    upper_tail &= np.isfinite(lower)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_lower = np.where(np.isfinite(lower), log_f(lower - step_down, upper_tail),
+                            np.where(upper_tail, 0.0, -np.inf))
+        at_upper = np.where(np.isfinite(upper), log_f(upper, upper_tail),
+                            np.where(upper_tail, np.inf, 0.0))
+        # F(x) = F(u) (1 - (1 - p)(1 - F(l) / F(u))), S(x) = S(l) (1 - p (1 - S(u) / S(l)))
+        target = np.where(
+            upper_tail,
+            at_lower - np.log1p(-u * -np.expm1(at_lower - at_upper)),
+            at_upper + np.log1p(-(1.0 - u) * -np.expm1(at_lower - at_upper)))
+    # A finite bracket [a, b] with log_f(a) < target <= log_f(b): from a finite bound, steps
+    # doubling outward (at most 1100 doublings: past float64's range).
+    a = np.where(np.isfinite(lower), lower - step_down, np.nan)
+    b = np.where(np.isfinite(upper), upper, np.nan)
+    for side, other, sign in ((a, b, -1.0), (b, a, 1.0)):
+        missing = np.isnan(side)
+        width = np.maximum(1.0, np.abs(np.where(missing, other, 0.0)))
+        point = other.copy()
+        for _ in range(1100):
+            if not missing.any():
+                break
+            point = np.where(missing, other + sign * width, point)
+            reached = log_f(point, upper_tail) < target if sign < 0 else \
+                log_f(point, upper_tail) >= target
+            side[missing & reached] = point[missing & reached]
+            missing &= ~reached
+            width *= 2.0
+    for _ in range(BISECTIONS):
+        middle = 0.5 * (a + b)
+        if dist.discrete:
+            middle = np.floor(middle)
+        above = log_f(middle, upper_tail) >= target
+        a, b = np.where(above, a, middle), np.where(above, middle, b)
+        if np.all(b - a <= (1.0 if dist.discrete else 4e-16 * np.maximum(abs(a), abs(b)))):
+            break
+    return b
 
 
 class Censored(Distribution):
