@@ -258,8 +258,9 @@ def ode_numpy(args, spec: OdeSpec):
     params = list(args[3:])
     check_times(t0, times, "ode_solve")
     solve = sdirk4_solve if spec.method == "sdirk4" else dp45_solve
-    return solve(lambda t, y: evaluate_body(spec.body, [np.float64(t), y] + params),
-                 y0, t0, times, spec.rtol, spec.atol, spec.max_steps)[0]
+    with np.errstate(all="ignore"):  # a too-long trial step may overflow; it is then rejected
+        return solve(lambda t, y: evaluate_body(spec.body, [np.float64(t), y] + params),
+                     y0, t0, times, spec.rtol, spec.atol, spec.max_steps)[0]
 
 
 # ---- the stiff method: SDIRK4 -----------------------------------------------------------------

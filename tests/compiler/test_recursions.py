@@ -234,9 +234,9 @@ def test_bad_recursions_get_clear_errors(build, message):
         compile_model(model)
 
 
-def test_stiff_methods_are_not_claimed():
-    with pytest.raises(NotImplementedError, match="rk45"):
-        em.ode_solve(lambda t, y: -y, np.ones(1), np.ones(1), method="bdf")
+def test_an_unknown_ode_method_names_the_methods():
+    with pytest.raises(ValueError, match="'rk45', 'sdirk4', 'bdf'"):
+        em.ode_solve(lambda t, y: -y, np.ones(1), np.ones(1), method="lsoda")
 
 
 def test_the_dsl_writes_the_same_recursion_as_the_builder():
