@@ -1,10 +1,13 @@
 """The compiled NUTS loop: reproducibility, block boundaries, tree sizes, warmup sanity."""
+import numba
 import numpy as np
 import pytest
 
 from exmc import Builder, Custom, value
 from exmc.compiler import compile_model
 from exmc.runtime.chain import make_settings, run_chain, start_state
+from exmc.samplers.adaptation.metric import update_metric, welford_add
+from exmc.samplers.integrators import Metric, draw_momentum, velocity
 from exmc.samplers.nuts import STAT_NAMES, run_block
 from exmc.samplers.trajectory import make_workspace
 
@@ -178,3 +181,75 @@ def test_energy_errors_in_sample_stats(correlated):
         assert stats[name].shape == (2, 50) and stats[name].dtype == np.float64
     assert np.all(np.abs(stats["max_energy_error"]) >= np.abs(stats["energy_error"]))
     assert stats.attrs["inference_library"] == "exmc"
+
+
+# --- loops in place of array expressions (shorter compile) give the same bits -------------
+
+@numba.njit
+def _velocity_as_before(matrix, p):
+    out = np.empty_like(p)
+    out[:] = np.dot(matrix, p)
+    return out
+
+
+@numba.njit
+def _momentum_as_before(factor, rng, d):
+    out = np.empty(d)
+    out[:] = np.dot(factor, rng.standard_normal(d))
+    return out
+
+
+@numba.njit
+def _welford_as_before(count, mean, m2, q, dense):
+    count += 1.0
+    delta = q - mean
+    mean += delta / count
+    if dense:
+        m2 += np.outer(q - mean, delta)
+    else:
+        m2[0] += (q - mean) * delta
+    return count
+
+
+@numba.njit
+def _metric_as_before(count, m2, dense):
+    n = count
+    shrink, ridge = n / (n + 5.0), 1e-3 * 5.0 / (n + 5.0)
+    if dense:
+        cov = shrink * m2 / (n - 1.0)
+        for i in range(cov.shape[0]):
+            cov[i, i] += ridge
+        return cov, np.linalg.inv(np.linalg.cholesky(cov)).T.copy()
+    return (shrink * m2[0] / (n - 1.0) + ridge).reshape(1, -1), np.eye(1)
+
+
+def test_metric_loops_give_the_bits_of_the_array_expressions_they_replace():
+    rng = np.random.default_rng(0)
+    d = 5
+    a = rng.normal(size=(d, d))
+    cov = a @ a.T + d * np.eye(d)
+    factor = np.linalg.inv(np.linalg.cholesky(cov)).T.copy()
+    metric = Metric(np.ones(d), cov, factor, True)
+    p, v = rng.normal(size=d), np.empty(d)
+    velocity(metric, p, v)
+    np.testing.assert_array_equal(v, _velocity_as_before(cov, p))
+    draw_momentum(metric, np.random.default_rng(5), v)
+    np.testing.assert_array_equal(v, _momentum_as_before(factor, np.random.default_rng(5), d))
+    for dense in (False, True):
+        shape = (d, d) if dense else (1, d)
+        mean, m2, count = np.zeros(d), np.zeros(shape), 0.0
+        want_mean, want_m2, want_count = np.zeros(d), np.zeros(shape), 0.0
+        for q in rng.normal(2.0, 3.0, size=(30, d)):
+            count = welford_add(count, mean, m2, q, dense)
+            want_count = _welford_as_before(want_count, want_mean, want_m2, q, dense)
+        np.testing.assert_array_equal(mean, want_mean)
+        np.testing.assert_array_equal(m2, want_m2)
+        want_metric, want_factor = _metric_as_before(want_count, want_m2.copy(), dense)
+        metric = Metric(np.ones(d), np.eye(d), np.eye(d), dense)
+        assert update_metric(metric, count, mean, m2)
+        if dense:
+            np.testing.assert_array_equal(metric.inverse_dense, want_metric)
+            np.testing.assert_array_equal(metric.momentum_factor, want_factor)
+        else:
+            np.testing.assert_array_equal(metric.inverse_diag, want_metric[0])
+        assert not mean.any() and not m2.any()  # the window is cleared
