@@ -5,8 +5,11 @@ chemical kinetics and a Van der Pol oscillator with mu = 1000 (both stiff) and o
 Lotka-Volterra (not stiff); gradients of the compiled density against finite
 differences of the computed solution in y0 and the parameters, with a negative
 control; the step counts of RK45 and SDIRK4 on Robertson; the coefficients' order
-conditions; the NumPy evaluation; serialisation (old payloads still read); errors.
+conditions; the NumPy evaluation; serialisation (old payloads still read); errors; and
+a short sampling run of examples/robertson.py against quadrature.
 """
+from pathlib import Path
+
 import msgpack
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from exmc.compiler import compile_model
 from exmc.ir import recursion
 from exmc.ir.evaluate import evaluate
 from exmc.ir.serialize import structure_hash, to_data
+from tests.stats import assert_mean_close
 
 RATES = np.array([0.04, 3e7, 1e4])  # Robertson (1966)
 TIMES = np.array([0.1, 1.0, 1.0, 10.0, 100.0, 1000.0])
@@ -176,3 +180,23 @@ def test_too_many_steps_fails_the_density():
                          method="bdf", max_steps=5)
     cm = compile_model(exmc.Builder().rv("a", exmc.Normal(0, 1)).potential("u", em.sum(decay)))
     assert cm.logp_and_grad(np.zeros(1))[2] == 1
+
+
+def test_a_stiff_posterior_matches_quadrature():
+    """examples/robertson.py's model (the slow rate of Robertson's kinetics from noisy data),
+    sampled short, against the posterior mean by quadrature of the compiled density.
+    Negative control: the reference shifted by 8 sd / sqrt(200) (8 of this run's MCSE
+    at its minimum ESS of 200) fails."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    try:
+        import robertson as example
+    finally:
+        sys.path.pop(0)
+    built = example.model(example.simulate())
+    mean, sd = example.grid_reference(compile_model(built))
+    idata = exmc.sample(built, num_samples=500, num_warmup=300, chains=2, seed=5, progressbar=False)
+    draws = idata.posterior["log_k1"].values[..., None]
+    assert_mean_close(draws, [mean], min_ess=200)
+    with pytest.raises(AssertionError):
+        assert_mean_close(draws, [mean + 8 * sd / np.sqrt(200)], min_ess=200)
