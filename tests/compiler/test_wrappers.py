@@ -122,6 +122,17 @@ MODELS = {
                                                                                   shape=5)),
                            lambda v: stats.norm(0, 100).logpdf(v["x"][0])
                            + stats.norm(0.1, [0.5, 1.0, 2.0, 0.3]).logpdf(np.diff(v["x"])).sum(), []),
+    # B = 3 series along the last axis, parameters one per series
+    "grw-batched": (lambda: exmc.Builder().rv("s", exmc.HalfNormal(1.0, shape=3))
+                    .rv("x", exmc.GaussianRandomWalk(np.array([0.1, -0.2, 0.0]), "s", shape=(3, 5))),
+                    lambda v: stats.halfnorm.logpdf(v["s"]).sum() + stats.norm(0, 100).logpdf(v["x"][:, 0]).sum()
+                    + stats.norm(np.array([[0.1], [-0.2], [0.0]]), v["s"][:, None])
+                    .logpdf(np.diff(v["x"], axis=1)).sum(), ["s"]),
+    "ar-batched": (lambda: exmc.Builder().rv("rho", exmc.Normal(0, 0.5, shape=(3, 2)))
+                   .rv("x", exmc.AR("rho", np.array([1.0, 0.5, 2.0]), init_dist=exmc.Normal(0, 2), shape=(3, 6))),
+                   lambda v: stats.norm(0, 0.5).logpdf(v["rho"]).sum() + stats.norm(0, 2).logpdf(v["x"][:, :2]).sum()
+                   + stats.norm(v["rho"][:, :1] * v["x"][:, 1:5] + v["rho"][:, 1:] * v["x"][:, :4],
+                                np.array([[1.0], [0.5], [2.0]])).logpdf(v["x"][:, 2:]).sum(), []),
     "mvgrw": (lambda: exmc.Builder().rv("x", exmc.MvGaussianRandomWalk(0.1, cov=S, shape=(5, 3))),
               lambda v: stats.norm(0, 100).logpdf(v["x"][0]).sum()
               + stats.multivariate_normal(np.full(3, 0.1), S).logpdf(np.diff(v["x"], axis=0)).sum(), []),
@@ -143,7 +154,7 @@ def test_log_density_matches_scipy(name):
     cm = compiled(name)
     z, values = point(cm)
     logp, _, status = cm.logp_and_grad(z)
-    jacobian = sum(np.log(values[k]) for k in MODELS[name][2])  # log-transformed positives
+    jacobian = sum(np.log(values[k]).sum() for k in MODELS[name][2])  # log-transformed positives
     assert status == 0
     np.testing.assert_allclose(logp, MODELS[name][1](values) + jacobian, rtol=1e-8)
 
@@ -211,8 +222,8 @@ def test_every_family_with_both_cdfs_can_be_truncated():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(TypeError, match="Gamma has no logcdf or logccdf, so it cannot be truncated"):
-        exmc.Truncated(exmc.Gamma(2.0, 1.0), 0.0, 1.0)
+    with pytest.raises(TypeError, match="SkewNormal has no logcdf or logccdf, so it cannot be truncated"):
+        exmc.Truncated(exmc.SkewNormal(2.0, 0.0, 1.0), 0.0, 1.0)
     with pytest.raises(TypeError, match="Truncated needs a lower or an upper bound"):
         exmc.Truncated(exmc.Normal(0, 1), -np.inf, np.inf)
     with pytest.raises(TypeError, match="MvNormal cannot be truncated"):
@@ -225,8 +236,13 @@ def test_errors_name_the_problem():
         exmc.Builder().rv("x", exmc.GaussianRandomWalk(0.0, np.ones(5), shape=5)).validate()
     with pytest.raises(exmc.ModelError, match="AR has ar_order=3 but 2 coefficients"):
         exmc.Builder().rv("x", exmc.AR(np.array([0.5, 0.1]), ar_order=3, shape=5)).validate()
-    with pytest.raises(TypeError, match="AR needs a 1-d shape"):
+    with pytest.raises(TypeError, match="AR needs a shape T or \\(B, T\\)"):
         exmc.AR(np.array([0.5]), 1.0)
+    with pytest.raises(TypeError, match="GaussianRandomWalk needs a shape T or \\(B, T\\)"):
+        exmc.GaussianRandomWalk(0.0, 1.0, shape=(2, 3, 4))
+    with pytest.raises(exmc.ModelError, match="AR's rho must be a vector of 1 to 5 coefficients "
+                                              "\\(the order\\), or one such row per series \\(3,\\)"):
+        exmc.Builder().rv("x", exmc.AR(np.ones((2, 1)), shape=(3, 6))).validate()
     with pytest.raises(exmc.ModelError, match="missing values .* cannot be imputed for Poisson"):
         exmc.Builder().rv("m", exmc.HalfNormal(1.0)).obs("y", exmc.Poisson("m"), [1.0, np.nan])
 
@@ -323,6 +339,17 @@ def test_truncated_draws_far_in_a_tail_use_the_inverse_cdf(case):
     assert x.min() >= lower and x.max() <= upper
     assert abs(x.mean() - mean) < 5 * np.sqrt(var / n) and abs(x.var() - var) < 0.15 * var
     assert abs(x.mean() - (mean + 0.2 * np.sqrt(var))) >= 5 * np.sqrt(var / n)  # negative control
+
+
+def test_batched_random_walks_draw_one_walk_per_row():
+    rng = np.random.default_rng(4)
+    mu, sigma = np.array([0.5, -1.0]), np.array([1.0, 0.2])
+    walks = exmc.GaussianRandomWalk(mu, sigma, init=exmc.Normal(0.0, 1.0), shape=(2, 6)).random(
+        rng, {"mu": mu, "sigma": sigma, "init": {"mu": 0.0, "sigma": 1.0}}, (20_000, 2, 6))
+    steps = np.diff(walks, axis=-1)
+    np.testing.assert_allclose(steps.mean(axis=(0, 2)), mu, atol=0.02)
+    np.testing.assert_allclose(steps.std(axis=(0, 2)), sigma, rtol=0.02)
+    assert abs(steps[:, 1].mean() - mu[0]) > 1.0  # negative control: the rows differ
 
 
 def test_multivariate_random_draws():

@@ -7,11 +7,13 @@ from exmc.ir.expr import Expr, rewrite
 
 
 class GaussianRandomWalk(Distribution):
-    """GaussianRandomWalk(mu=0, sigma=1, init=Normal(0, 100), shape=T).
+    """GaussianRandomWalk(mu=0, sigma=1, init=Normal(0, 100), shape=T or (B, T)).
 
     ``x[0] ~ init`` and ``x[t] - x[t-1] ~ Normal(mu, sigma)`` for t >= 1; the
     drift ``mu`` and ``sigma`` are scalars shared by all steps or vectors of one
     value per step, shape (T - 1,), as PyMC broadcasts them against the innovations.
+    With shape (B, T), B independent walks along the last axis (PyMC's batch), ``mu``
+    and ``sigma`` scalars or one per walk, shape (B,).
     """
 
     family = "GaussianRandomWalk"
@@ -25,36 +27,49 @@ class GaussianRandomWalk(Distribution):
         super().__init__(*args, **kwargs)
         if "init" not in self.param_exprs:
             self.param_exprs["init"] = Normal(0.0, 100.0)
-        if self.shape is None or len(self.shape) != 1:
-            raise TypeError("GaussianRandomWalk needs a 1-d shape, e.g. shape=100")
+        _time_shape(self, "GaussianRandomWalk")
 
     def parts(self):
         return (("init", self.param_exprs["init"]),)
 
     def value_shape(self, param_shapes, shape, where):
         from exmc.ir.dists.base import ModelError
-        steps = (self.shape[0] - 1,)
+        batch = self.shape[:-1]
+        each = f"one per walk, shape {batch}" if batch else \
+            f"one value per step, shape {(self.shape[0] - 1,)}"
         for key, s in param_shapes.items():
-            allowed = ((), (1,)) if key.startswith("init.") else ((), (1,), steps)
+            allowed = ((), (1,)) + ((batch,) if batch else ((self.shape[0] - 1,),))
+            if key.startswith("init."):
+                allowed = ((), (1,)) + ((batch,) if batch else ())
             if s not in allowed:
-                raise ModelError(f"{where}: GaussianRandomWalk's {key} must be a scalar"
-                                 f"{'' if key.startswith('init.') else f' or one value per step, shape {steps}'}"
-                                 f", got shape {s}")
+                raise ModelError(f"{where}: GaussianRandomWalk's {key} must be a scalar or "
+                                 f"{each}, got shape {s}")
         return self.shape
 
     def expand(self, value):
         steps = Normal(self.param_exprs["mu"], self.param_exprs["sigma"])
-        terms = [(self.param_exprs["init"], value[0])]
-        if self.shape[0] > 1:
-            terms.append((steps, value[1:] - value[:-1]))
+        by_time = value.T  # (T,) or (T, B): time first, so rows index it
+        terms = [(self.param_exprs["init"], by_time[0])]
+        if self.shape[-1] > 1:
+            terms.append((steps, by_time[1:] - by_time[:-1]))
         return terms
 
     def random(self, rng, v, size):
         init = self.param_exprs["init"]
         size = tuple(size) if size is not None else self.shape
-        start = init.random(rng, v["init"], size[:-1] + (1,))
-        steps = rng.normal(v["mu"], v["sigma"], size[:-1] + (size[-1] - 1,))
+        start = np.asarray(init.random(rng, v["init"], size[:-1]), dtype=float)[..., None]
+        mu, sigma = (np.asarray(v[k], dtype=float) for k in ("mu", "sigma"))
+        if len(self.shape) == 2:  # one per walk: against the steps' last axis
+            mu, sigma = (a[..., None] if a.ndim else a for a in (mu, sigma))
+        steps = rng.normal(mu, sigma, size[:-1] + (size[-1] - 1,))
         return np.cumsum(np.concatenate([start, steps], axis=-1), axis=-1)
+
+
+def _time_shape(dist, name):
+    """TypeError unless ``dist`` has a shape (T,) or (B, T): time on the last axis."""
+    if dist.shape is None or len(dist.shape) not in (1, 2):
+        raise TypeError(f"{name} needs a shape T or (B, T) (B series along the last axis), "
+                        f"e.g. shape=100 or shape=(3, 100)")
 
 
 class Custom(Distribution):
@@ -189,13 +204,15 @@ class MvGaussianRandomWalk(Distribution):
 
 
 class AR(Distribution):
-    """AR(rho, sigma=1 or tau, constant=False, init_dist=Normal(0, 100), shape=T): order p.
+    """AR(rho, sigma=1 or tau, constant=False, init_dist=Normal(0, 100), shape=T or (B, T)).
 
     x[t] = c + sum_{i=1..p} rho_i x[t-i] + eps_t, eps_t ~ Normal(0, sigma), for
     t >= p, and ``x[:p] ~ init_dist``; as PyMC's AR, with ``constant=True`` the
     first element of ``rho`` is c and p = len(rho) - 1.  ``rho`` is a vector
     (constant or a variable) whose length gives the order; ``ar_order``, if
-    given, is checked against it.
+    given, is checked against it.  With shape (B, T), B independent series along the
+    last axis (PyMC's batch): ``rho`` shared, shape (p,), or one row per series, (B, p);
+    ``sigma`` and the constant scalars or one per series, (B,).
     """
 
     family = "AR"
@@ -217,8 +234,7 @@ class AR(Distribution):
         self.ar_order = ar_order
         init_dist = Normal(0.0, 100.0) if init_dist is None else init_dist
         super().__init__(rho, sigma, init_dist, constant, **kwargs)
-        if self.shape is None or len(self.shape) != 1:
-            raise TypeError("AR needs a 1-d shape, e.g. shape=100")
+        _time_shape(self, "AR")
 
     @classmethod
     def from_params(cls, params, shape):
@@ -230,27 +246,32 @@ class AR(Distribution):
 
     def value_shape(self, param_shapes, shape, where):
         from exmc.ir.dists.base import ModelError
-        rho = param_shapes["rho"]
+        rho, batch, n = param_shapes["rho"], self.shape[:-1], self.shape[-1]
         for key in ("sigma", "constant"):
-            if param_shapes.get(key, ()) != ():
-                raise ModelError(f"{where}: AR's {key} must be a scalar, got shape {param_shapes[key]}")
-        if len(rho) != 1 or not 1 <= rho[0] < self.shape[0]:
-            raise ModelError(f"{where}: AR's rho must be a vector of 1 to {self.shape[0] - 1} "
-                             f"coefficients (the order), got shape {rho}")
-        if self.ar_order is not None and self.ar_order != rho[0]:
-            raise ModelError(f"{where}: AR has ar_order={self.ar_order} but {rho[0]} coefficients "
-                             f"in rho (besides the constant)")
-        self.order = rho[0]  # from rho's shape, which the structure hash keeps
+            if param_shapes.get(key, ()) not in ((), batch):
+                raise ModelError(f"{where}: AR's {key} must be a scalar"
+                                 f"{f' or one per series, shape {batch}' if batch else ''}, "
+                                 f"got shape {param_shapes[key]}")
+        if len(rho) not in (1, 1 + len(batch)) or tuple(rho[:-1]) not in ((), batch) \
+                or not 1 <= rho[-1] < n:
+            raise ModelError(f"{where}: AR's rho must be a vector of 1 to {n - 1} coefficients "
+                             f"(the order){f', or one such row per series {batch}' if batch else ''}"
+                             f", got shape {rho}")
+        if self.ar_order is not None and self.ar_order != rho[-1]:
+            raise ModelError(f"{where}: AR has ar_order={self.ar_order} but {rho[-1]} "
+                             f"coefficients in rho (besides the constant)")
+        self.order = rho[-1]  # from rho's shape, which the structure hash keeps
         return self.shape
 
     def expand(self, value):
-        p, n = self.order, self.shape[0]
-        rho = self.param_exprs["rho"]
+        p, n = self.order, self.shape[-1]
+        by_time = value.T  # (T,) or (T, B): time first, so rows index it
+        lags = self.param_exprs["rho"].T  # (p,) or (p, B): lag first, each row per series
         mean = self.param_exprs.get("constant", 0.0)
         for i in range(1, p + 1):
-            mean = mean + rho[i - 1] * value[p - i:n - i]
-        return [(self.param_exprs["init_dist"], value[:p]),
-                (Normal(mean, self.param_exprs["sigma"]), value[p:])]
+            mean = mean + lags[i - 1] * by_time[p - i:n - i]
+        return [(self.param_exprs["init_dist"], by_time[:p]),
+                (Normal(mean, self.param_exprs["sigma"]), by_time[p:])]
 
     def random(self, rng, v, size):
         size = tuple(size) if size is not None else self.shape
