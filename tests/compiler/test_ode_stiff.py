@@ -200,3 +200,55 @@ def test_a_stiff_posterior_matches_quadrature():
     assert_mean_close(draws, [mean], min_ess=200)
     with pytest.raises(AssertionError):
         assert_mean_close(draws, [mean + 8 * sd / np.sqrt(200)], min_ess=200)
+
+
+def test_a_stiff_ode_in_a_large_model_has_the_same_gradient():
+    """Over LARGE_MODEL_NODES nodes the emitter keeps scalars in the work buffer and writes chunks."""
+    builder = exmc.Builder()
+    for k in range(150):
+        builder.rv(f"x{k}", exmc.Normal(0.0 if k == 0 else ref(f"x{k - 1}"), 1.0))
+    y = em.ode_solve(lambda t, y, k: em.stack([y[1], -k * y[0] - 30.0 * y[1]]),
+                     em.stack([ref("x1"), ref("x2")]), np.array([0.4, 1.3]),
+                     params=[em.exp(ref("x3"))], method="bdf", rtol=1e-8, atol=1e-8)
+    builder.potential("p", em.sum(y * np.array([[1.0, 2.0], [0.5, -1.0]])))
+    from exmc.compiler.lower import LARGE_MODEL_NODES, lower_model
+    assert len(lower_model(builder).nodes) > LARGE_MODEL_NODES
+    cm = compile_model(builder)
+    z = np.random.default_rng(3).normal(size=cm.dim) * 0.5
+    np.testing.assert_allclose(cm.logp_and_grad(z)[1], finite_differences(cm, z), rtol=1e-6, atol=1e-6)
+
+
+CUDA_CHILD = """
+import sys
+import numpy as np
+sys.path.insert(0, {root!r})
+import exmc
+from exmc import math as em, ref
+from exmc.compiler import compile_model
+y = em.ode_solve(lambda t, y, k: em.stack([y[1], -k * y[0] - 30.0 * y[1] + t * ref("b")[1]]),
+                 ref("b"), np.array([0.0, 0.4, 1.3]), params=[em.exp(ref("v"))], method="sdirk4")
+model = (exmc.Builder().rv("b", exmc.Normal(0, 1, shape=2)).rv("v", exmc.Normal(0, 1))
+         .potential("u", em.sum(y * np.array([[1.0, 2.0], [0.5, -1.0], [0.3, 0.7]]))))
+cpu, gpu = compile_model(model), compile_model(model, target="cuda")
+points = 0.5 * np.random.default_rng(0).normal(size=(2, cpu.dim))
+logps, grads, statuses = gpu.logp_and_grad(points)
+worst = 0.0
+for k, z in enumerate(points):
+    logp, grad, status = cpu.logp_and_grad(z)
+    assert status == statuses[k] == 0
+    worst = max(worst, abs(logps[k] - logp) / max(abs(logp), 1.0),
+                float(np.max(np.abs(grads[k] - grad) / np.maximum(np.abs(grad), 1.0))))
+print(worst)
+"""
+
+
+def test_the_cuda_build_equals_the_cpu_on_numbas_simulator():
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    script = CUDA_CHILD.format(root=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-10
