@@ -4,7 +4,8 @@ from typing import Callable, NamedTuple, Optional
 
 from exmc.compiler.njit import kernel
 from exmc.compiler.scalar import (LOG_2, LOG_PI, LOG_SQRT_2PI, bessel_i1_over_i0, digamma,
-                                  log1mexp, log_bessel_i0, log_beta_inc, log_gamma_inc,
+                                  digamma_rising, log1mexp, log_bessel_i0, log_beta_inc,
+                                  log_gamma_inc, log_rising,
                                   log_normal_cdf,
                                   log_normal_cdf_derivative, logsumexp2, sigmoid, softplus,
                                   xlog1py, xlogy)
@@ -1452,7 +1453,7 @@ def binomial_logit_logccdf(x, n, logit_p):
 # ---- discrete families of PyMC beyond the first three (observed only) -----------------------
 @kernel
 def negativebinomial_logp(x, mu, alpha):
-    return (math.lgamma(x + alpha) - math.lgamma(alpha) - math.lgamma(x + 1.0)
+    return (log_rising(alpha, x) - math.lgamma(x + 1.0)
             - alpha * math.log1p(mu / alpha) + xlogy(x, mu) - x * math.log(alpha + mu))
 
 
@@ -1460,7 +1461,7 @@ def negativebinomial_logp(x, mu, alpha):
 def negativebinomial_logp_grad(x, mu, alpha):
     s = alpha + mu
     return (negativebinomial_logp(x, mu, alpha), 0.0, x / mu - (x + alpha) / s,
-            digamma(x + alpha) - digamma(alpha) - math.log1p(mu / alpha) + (mu - x) / s)
+            digamma_rising(alpha, x) - math.log1p(mu / alpha) + (mu - x) / s)
 
 
 @kernel
@@ -1472,8 +1473,7 @@ def _negativebinomial_log_zero_grad(mu, alpha):
 
 @kernel
 def _log_binomial_beta(x, n, alpha, beta):
-    return (math.lgamma(x + alpha) + math.lgamma(n - x + beta) - math.lgamma(n + alpha + beta)
-            - math.lgamma(alpha) - math.lgamma(beta) + math.lgamma(alpha + beta))
+    return log_rising(alpha, x) + log_rising(beta, n - x) - log_rising(alpha + beta, n)
 
 
 @kernel
@@ -1483,9 +1483,9 @@ def betabinomial_logp(x, alpha, beta, n):
 
 @kernel
 def betabinomial_logp_grad(x, alpha, beta, n):
-    d = digamma(alpha + beta) - digamma(n + alpha + beta)
+    d = -digamma_rising(alpha + beta, n)
     return (betabinomial_logp(x, alpha, beta, n), 0.0,
-            d + digamma(x + alpha) - digamma(alpha), d + digamma(n - x + beta) - digamma(beta), 0.0)
+            d + digamma_rising(alpha, x), d + digamma_rising(beta, n - x), 0.0)
 
 
 @kernel
@@ -1856,10 +1856,10 @@ def dirichletmultinomial_logp(x, n, a):
     """log DirichletMultinomial(x | n, a) for counts x (k,); -inf unless sum(x) = n."""
     if _count_total(x) != n:
         return -INF
-    total = _count_total(a)
-    lp = math.lgamma(n + 1.0) + math.lgamma(total) - math.lgamma(n + total)
+    # differences of lgamma as log rising factorials: exact at large concentrations too
+    lp = math.lgamma(n + 1.0) - log_rising(_count_total(a), n)
     for i in range(x.shape[0]):
-        lp += math.lgamma(x[i] + a[i]) - math.lgamma(a[i]) - math.lgamma(x[i] + 1.0)
+        lp += log_rising(a[i], x[i]) - math.lgamma(x[i] + 1.0)
     return lp
 
 
@@ -1867,10 +1867,9 @@ def dirichletmultinomial_logp(x, n, a):
 def dirichletmultinomial_logp_grad(x, n, a, gx, ga):
     if _count_total(x) != n:
         return -INF, 0.0
-    total = _count_total(a)
-    d = digamma(total) - digamma(n + total)
+    d = -digamma_rising(_count_total(a), n)
     for i in range(x.shape[0]):
-        ga[i] += d + digamma(x[i] + a[i]) - digamma(a[i])
+        ga[i] += d + digamma_rising(a[i], x[i])
     return dirichletmultinomial_logp(x, n, a), 0.0
 
 

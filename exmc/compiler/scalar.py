@@ -349,3 +349,29 @@ def log_beta_inc(a, b, x):
         di_a, di_b = -ratio * dj_a, -ratio * dj_b
     return (log_i, log_j, di_a, di_b, dj_a, dj_b, math.exp(log_density - log_i),
             -math.exp(log_density - log_j))
+
+
+_RISING_ASYMPTOTIC = 1e5  # above it lgamma(a) is so large that a difference loses digits
+
+
+@kernel
+def log_rising(a, x):
+    """lgamma(a + x) - lgamma(a) for a > 0, x >= 0, without the cancellation of the
+    difference at large a (where lgamma(a) ~ a log a swamps it): there Stirling's series
+    is differenced term by term, (a - 1/2) log1p(x / a) + x log(a + x) - x + S(a + x) - S(a)."""
+    if a < _RISING_ASYMPTOTIC:
+        return math.lgamma(a + x) - math.lgamma(a)
+    b = a + x
+    return ((a - 0.5) * math.log1p(x / a) + x * math.log(b) - x
+            + (1.0 / b - 1.0 / a) / 12.0 - (1.0 / (b * b * b) - 1.0 / (a * a * a)) / 360.0)
+
+
+@kernel
+def digamma_rising(a, x):
+    """digamma(a + x) - digamma(a), the derivative of ``log_rising`` in a, likewise
+    differenced term by term at large a."""
+    if a < _RISING_ASYMPTOTIC:
+        return digamma(a + x) - digamma(a)
+    b = a + x
+    return (math.log1p(x / a) - 0.5 * (1.0 / b - 1.0 / a)
+            - (1.0 / (b * b) - 1.0 / (a * a)) / 12.0 + (1.0 / b ** 4 - 1.0 / a ** 4) / 120.0)
