@@ -15,9 +15,10 @@ made from a posteriordb git checkout by ``--extract``.
 Results: ``benchmarks/results/posteriordb_reference.{json,md}``; a run with ``--only`` replaces
 those posteriors' rows of an earlier run with the same settings and keeps the others.
 
-posteriordb (commit 28f8d3d) has reference draws for 49 posteriors and none of them uses a
-simplex, an LKJ correlation or censoring (those families are checked against PyMC/scipy in
-tests/ instead); the ones here cover a non-centred hierarchy, an ordered two-component
+posteriordb (commit 28f8d3d) has reference draws for 49 posteriors; none uses an LKJ
+correlation or censoring, and its only simplexes are HMM transition rows
+(``benchmarks/posteriordb_simplex.py``; long nutpie runs stand in for the rest:
+``benchmarks/nutpie_reference.py``); the ones here cover a non-centred hierarchy, an ordered two-component
 mixture, an autoregression, Gaussian GLMs from Gelman and Hill, a latent GP with a
 Cholesky factor inside the model, a GP's marginal MvNormal and brms's 26-parameter diamonds.
 """
