@@ -41,14 +41,15 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.gpu import MODEL_NAMES, exmc_model  # noqa: E402
+from benchmarks.gpu import MODEL_NAMES, exmc_columns, exmc_model, min_ess  # noqa: E402
 
 WARP = 32
 LAUNCH_SIZES = (1, 10, 100, 1000)
 
 
 def leapfrog_counts(name, chains, warmup, draws, seed):
-    """(chains, warmup + draws) leapfrog steps per draw, from the CPU sampler; and CPU seconds."""
+    """(chains, warmup + draws) leapfrog steps per draw from the CPU sampler, CPU seconds, and
+    the minimum bulk ESS of the post-warmup draws."""
     from exmc.compiler import compile_model
     from exmc.runtime.chain import load_kernels, make_settings, run_chain, start_state
     from exmc.samplers.nuts import STAT_NAMES
@@ -59,12 +60,49 @@ def leapfrog_counts(name, chains, warmup, draws, seed):
     column = STAT_NAMES.index("n_steps")
     start = resource.getrusage(resource.RUSAGE_SELF).ru_utime
     counts = np.zeros((chains, warmup + draws))
+    kept = np.zeros((chains, draws, compiled.dim))
     for chain, sequence in enumerate(np.random.SeedSequence(seed).spawn(chains)):
         rng = np.random.Generator(np.random.PCG64(sequence))  # seeded as exmc.sample seeds
         result = run_chain(compiled, settings, start_state(compiled, None, rng, False), rng,
                            warmup + draws)
         counts[chain] = result.stats[:, column]
-    return counts, resource.getrusage(resource.RUSAGE_SELF).ru_utime - start
+        kept[chain] = result.draws[warmup:]
+    cpu_s = resource.getrusage(resource.RUSAGE_SELF).ru_utime - start
+    return counts, cpu_s, min_ess(exmc_columns(compiled, kept))
+
+
+def chees_run(name, chains, warmup, draws, seed):
+    """ChEES-HMC on the device (a GPU, or the simulator with NUMBA_ENABLE_CUDASIM=1):
+    (leapfrog counts (chains, warmup + draws), minimum bulk ESS, wall seconds)."""
+    from exmc.compiler import compile_model
+    from exmc.runtime.chain import make_settings
+    from exmc.runtime.gpu import device_sampler, run_on_device
+    from exmc.samplers.nuts import STAT_NAMES
+
+    model = exmc_model(name)
+    compiled = compile_model(model)
+    sampler = device_sampler(model, compiled, make_settings(warmup), "chees")
+    start = time.perf_counter()
+    results, _ = run_on_device(sampler, np.random.SeedSequence(seed).spawn(chains), None,
+                               warmup + draws, lambda *args: None, None)
+    wall = time.perf_counter() - start
+    counts = np.stack([r.stats[:, STAT_NAMES.index("n_steps")] for r in results])
+    kept = np.stack([r.draws[warmup:] for r in results])
+    return counts, min_ess(exmc_columns(compiled, kept)), wall
+
+
+def efficiency(counts, ess, warmup, chains):
+    """ESS per 1000 leapfrog steps, and per 1000 lane-steps of warp time (idle lanes count)."""
+    sampling = counts[:, warmup:]
+    share, _ = idle_share(sampling, sampling.shape[1])  # one launch: the most lenient case
+    per_draw, _ = idle_share(sampling, 1)
+    steps = sampling.sum()
+    return {"chains": chains, "ess": ess, "steps_per_draw": float(sampling.mean()),
+            "ess_per_1000_steps": 1000.0 * ess / steps,
+            "idle_share_per_draw": per_draw, "idle_share_one_launch": share,
+            # Warp time in lane-steps: steps / (1 - idle); best (one launch) and worst (per draw).
+            "ess_per_1000_warp_steps_best": 1000.0 * ess * (1.0 - share) / steps,
+            "ess_per_1000_warp_steps_worst": 1000.0 * ess * (1.0 - per_draw) / steps}
 
 
 def idle_share(counts, launch):
@@ -106,6 +144,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--chees", default="", help="models to run ChEES-HMC on as well, on "
+                        "the device (a GPU, or the simulator: NUMBA_ENABLE_CUDASIM=1)")
+    parser.add_argument("--chees-chains", type=int, default=64)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,16 +154,24 @@ def main():
                         "seed": args.seed, "warp": WARP, "python": platform.python_version(),
                         "date": time.strftime("%Y-%m-%d", time.gmtime())}, "models": {}}
     for name in args.models.split(","):
-        counts, cpu_s = leapfrog_counts(name, args.chains, args.warmup, args.draws, args.seed)
+        counts, cpu_s, ess = leapfrog_counts(name, args.chains, args.warmup, args.draws,
+                                             args.seed)
         sampling = counts[:, args.warmup:]
         results["models"][name] = {
             "cpu_seconds": cpu_s, "rows": measure(counts, args.warmup),
+            "nuts": efficiency(counts, ess, args.warmup, args.chains),
             "mean_steps_per_draw_sampling": float(sampling.mean()),
             "sd_steps_per_draw_sampling": float(sampling.std()),
             "max_steps_per_draw_sampling": float(sampling.max()),
             "step_histogram_sampling": {int(k): int(v) for k, v in zip(
                 *np.unique(sampling, return_counts=True))}}
         print(name, json.dumps(results["models"][name]["rows"]), flush=True)
+        if name in args.chees.split(","):
+            counts, ess, wall = chees_run(name, args.chees_chains, args.warmup, args.draws,
+                                          args.seed)
+            results["models"][name]["chees"] = {
+                **efficiency(counts, ess, args.warmup, args.chees_chains), "wall_seconds": wall}
+            print(name, "chees", json.dumps(results["models"][name]["chees"]), flush=True)
     (out / "gpu_divergence.json").write_text(json.dumps(results, indent=1))
     (out / "gpu_divergence.md").write_text(markdown(results))
 
@@ -148,6 +197,24 @@ def markdown(results):
         lines.append(f"| {name} | {model['mean_steps_per_draw_sampling']:.3g} | "
                      f"{model['sd_steps_per_draw_sampling']:.3g} | "
                      f"{model['max_steps_per_draw_sampling']:.0f} | {hist} |")
+    lines += ["", "Efficiency after warmup: minimum bulk ESS over parameters (all chains) per "
+              "1000 leapfrog steps, and per 1000 lane-steps of warp time (steps / (1 - idle "
+              "share)): best case one launch for all draws, worst case lanes meeting at every "
+              "draw. NUTS from the CPU runs above; ChEES-HMC from the device sampler "
+              "(`sampler=\"chees\"`; on the simulator here, so its seconds mean nothing).", "",
+              "| model | sampler | chains | min ESS | steps per draw | ESS / 1000 steps | idle "
+              "(one launch, per draw) | ESS / 1000 warp lane-steps (best, worst) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, model in results["models"].items():
+        for sampler in ("nuts", "chees"):
+            if sampler not in model:
+                continue
+            e = model[sampler]
+            lines.append(f"| {name} | {'NUTS' if sampler == 'nuts' else 'ChEES-HMC'} | "
+                         f"{e['chains']} | {e['ess']:.0f} | {e['steps_per_draw']:.3g} | "
+                         f"{e['ess_per_1000_steps']:.3g} | {e['idle_share_one_launch']:.1%}, "
+                         f"{e['idle_share_per_draw']:.1%} | {e['ess_per_1000_warp_steps_best']:.3g}"
+                         f", {e['ess_per_1000_warp_steps_worst']:.3g} |")
     return "\n".join(lines) + "\n"
 
 
