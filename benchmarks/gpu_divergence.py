@@ -2,6 +2,8 @@
 
     python benchmarks/gpu_divergence.py          # 256 chains of 1000 + 1000, ~2 min of CPU
     python benchmarks/gpu_divergence.py --chains 64 --out /tmp/d
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu_divergence.py --chees eight_schools_nc
+        # also ChEES-HMC, 64 chains on the simulator (~35 min here; what the results hold)
 
 The GPU path (``device="cuda"``) runs one chain per thread; the 32 threads of a warp
 execute in lockstep, so a warp lasts as long as its chain with the most leapfrog steps
