@@ -20,7 +20,8 @@ from exmc.ir.builder import Model, ModelError
 from exmc.ir.dists.base import Distribution
 from exmc.ir.expr import Expr
 from exmc.ir import recursion
-from exmc.ir.ops import OpError, evaluate_op, index_to_python, op_shape, size_of
+from exmc.ir.ops import (OpError, axes_to_python, evaluate_op, index_to_python, op_shape,
+                         size_of)
 from exmc.ir.recursion import BODY_OPS
 
 
@@ -166,6 +167,8 @@ class _Lowering:
             return self.data_node(np.broadcast_to(value, shape))
         if e.op == "index":
             return self.lower_index(inputs[0], e.value, shape)
+        if e.op == "index_axes":
+            return self.lower_index_axes(inputs[0], e.value, shape)
         if e.op in BODY_OPS:
             return self.lower_body_op(e, inputs, shape, where)
         return self.add(e.op, inputs, e.value, shape)
@@ -212,6 +215,47 @@ class _Lowering:
             start, _, step = index_to_python(index).indices(n)
             return self.add("index", (source,), IndexAttr("slice", start, step), shape)
         return self.add("index", (source,), IndexAttr("int", index % n, 1), shape)
+
+    def lower_index_axes(self, source, entries, out_shape):
+        """x[i, j, ...] as views the emitter already has (index, transpose, reshape): the
+        first axis is indexed directly; axis p > 0 of a (A, B, C)-blocked array by taking the
+        rows b * C + c of its (B * C, A) transposed reshape; new axes by a last reshape."""
+        shape = self.nodes[source].shape
+        index = list(axes_to_python(entries))
+        at = [k for k, e in enumerate(index) if e is Ellipsis]
+        if at:
+            given = sum(1 for e in index if e is not None and e is not Ellipsis)
+            index[at[0]:at[0] + 1] = [slice(None)] * (len(shape) - given)
+        node, p = source, 0
+        for e in (e for e in index if e is not None):
+            n = shape[p]
+            if isinstance(e, slice) and e == slice(None):
+                p += 1
+                continue
+            if isinstance(e, np.ndarray):
+                positions = e % n
+            elif isinstance(e, slice):
+                positions = np.arange(*e.indices(n))
+            else:
+                positions = np.array([e % n])
+            kept = () if isinstance(e, int) else (len(positions),)
+            new_shape = shape[:p] + kept + shape[p + 1:]
+            if p == 0:
+                single = e if isinstance(e, (int, np.ndarray)) else ("slice", e.start, e.stop, e.step)
+                node = self.lower_index(node, single, new_shape)
+            else:
+                a, b, c = size_of(shape[:p]), n, size_of(shape[p + 1:])
+                rows = (positions[:, None] * c + np.arange(c)[None, :]).ravel()
+                flat = self.add("reshape", (node,), (a, b * c), (a, b * c))
+                turned = self.add("transpose", (flat,), None, (b * c, a))
+                taken = self.add("index", (turned, self.data_node(rows)), IndexAttr("take", 0, 1),
+                                 (rows.size, a))
+                back = self.add("transpose", (taken,), None, (a, rows.size))
+                node = self.add("reshape", (back,), new_shape, new_shape)
+            shape, p = new_shape, p + len(kept)
+        if shape != tuple(out_shape):  # new axes of length 1
+            node = self.add("reshape", (node,), tuple(out_shape), tuple(out_shape))
+        return node
 
     def run(self) -> Program:
         model = self.model

@@ -111,6 +111,8 @@ class ExprOps:
         return Expr("transpose", (self.as_expr(),))
 
     def __getitem__(self, index):
+        if index is None or index is Ellipsis or isinstance(index, tuple):  # x[:, 0], x[None]
+            return Expr("index_axes", (self.as_expr(),), normalize_axes(index))
         return Expr("index", (self.as_expr(),), normalize_index(index))
 
     __hash__ = object.__hash__
@@ -261,6 +263,20 @@ def as_expr(x) -> Expr:
     if isinstance(x, str):
         return ref(x)
     return constant(x)
+
+
+def normalize_axes(index):
+    """A multi-axis index as static plain data: a tuple with, per entry, what
+    ``normalize_index`` makes, or "newaxis" (None) or "..." (Ellipsis)."""
+    entries = index if isinstance(index, tuple) else (index,)
+    out = tuple("newaxis" if e is None else "..." if e is Ellipsis else normalize_index(e)
+                for e in entries)
+    if sum(isinstance(e, str) and e == "..." for e in out) > 1:
+        raise TypeError(f"an index can have only one ellipsis (...), got {index!r}")
+    if sum(isinstance(e, np.ndarray) for e in out) > 1:
+        raise TypeError(f"an index may hold one integer array, got {index!r}: with two, "
+                        f"NumPy pairs them elementwise; index one axis, then the other")
+    return out
 
 
 def normalize_index(index):

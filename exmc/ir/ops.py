@@ -125,6 +125,26 @@ def _index_shape(shapes, index, where):
         raise OpError(f"{where}: index {index!r} does not fit shape {shape}: {err}") from None
 
 
+def axes_to_python(entries):
+    """The Python index tuple that a normalised multi-axis index stands for."""
+    return tuple(e if isinstance(e, np.ndarray) else None if e == "newaxis"
+                 else Ellipsis if e == "..." else index_to_python(e) for e in entries)
+
+
+def _index_axes_shape(shapes, entries, where):
+    (shape,) = shapes
+    index = axes_to_python(entries)
+    for axis, e in enumerate(e for e in index if e is not None and e is not Ellipsis):
+        if isinstance(e, np.ndarray) and e.size and axis < len(shape) and not (
+                -shape[axis] <= e.min() and e.max() < shape[axis]):
+            raise OpError(f"{where}: index array has values outside [-{shape[axis]}, "
+                          f"{shape[axis]}) for axis {axis}")
+    try:
+        return np.broadcast_to(0.0, shape)[index].shape
+    except IndexError as err:
+        raise OpError(f"{where}: index {index!r} does not fit shape {shape}: {err}") from None
+
+
 def _concatenate_shape(shapes, axis, where):
     if not shapes or any(s == () for s in shapes):
         raise OpError(f"{where}: concatenate needs one or more arrays (not scalars)")
@@ -303,6 +323,10 @@ declare(Op("matmul", 2, _matmul_shape, lambda args, attr: np.matmul(*args), layo
 declare(Op("index", 1, _index_shape,
            lambda args, index: np.asarray(args[0])[index_to_python(index)], layout="index",
            doc="x[i], x[a:b:c] or x[int_array] along the first axis."))
+declare(Op("index_axes", 1, _index_axes_shape,
+           lambda args, entries: np.asarray(args[0])[axes_to_python(entries)], layout="index_axes",
+           doc="x[i, j], x[:, j], x[None], x[..., k]: ints, slices and one integer array per "
+               "axis, None for a new axis of length 1 (NumPy's basic indexing)."))
 declare(Op("concatenate", VARIADIC, _concatenate_shape,
            lambda args, axis: np.concatenate(args, axis=axis), layout="concatenate",
            doc="Arrays joined along an existing axis."))

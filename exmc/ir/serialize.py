@@ -11,6 +11,8 @@ Wire form, version 2 (msgpack maps with string keys, in this key order)::
     value    nil | float (const) | str (ref) | int | ["slice", a, b, c] | array (index) | array (const)
              | [sequences, steps | nil, body] (scan) | [rtol, atol, max_steps, body, method?] (ode_solve;
              method "sdirk4", absent for "rk45")
+             | [entry, ...] (index_axes; each entry an int, ["slice", a, b, c], an index
+             array, "newaxis" or "...")
 
 A scan's or an ODE's body (``exmc/ir/recursion.py``) is an expression over
 ``arg`` nodes (value: the placeholder's position); its nodes sit in the same
@@ -69,6 +71,8 @@ MAX_SMALL = max(MAX_NDIM, MAX_COMPONENTS, 3 + max(len(c.params) for c in FAMILIE
 # distribution (its map, params map, shape list) at each level of nesting, and
 # a list of components with theirs.
 ARRAY_CONTAINERS, DIST_CONTAINERS = 2, 3 * MAX_DIST_DEPTH + 1 + 3 * MAX_COMPONENTS
+MAX_INDEX_AXES = MAX_NDIM + 8  # entries of a multi-axis index (new axes count too)
+INDEX_AXES_CONTAINERS = 1 + 2 * MAX_INDEX_AXES  # its list, and per entry a slice or an array
 FIELDS = {"rv": ("dist",), "obs": ("dist", "data"), "det": ("expr",)}
 _OP_NAMES = {op: op for op in OPS}
 
@@ -97,6 +101,9 @@ def _node(e: Expr, args, for_hash, body=None):
         raise ModelError("cannot serialise a model that still holds an unnamed DSL variable")
     if for_hash and e.op == "const":
         v = {"shape": list(np.shape(v))}  # constants are data of the compiled code
+    elif e.op == "index_axes":  # per axis: int, slice, index array, "newaxis" or "..."
+        v = [_array(x, for_hash) if isinstance(x, np.ndarray) else list(x)
+             if isinstance(x, tuple) else x for x in v]
     elif isinstance(v, np.ndarray):
         v = _array(v, for_hash)  # an index array: data too, only its shape is code
     elif isinstance(v, tuple):
@@ -256,6 +263,13 @@ def _read_value(op, v, nodes=()):
         _need(isinstance(v, list) and len(v) <= MAX_NDIM and all(_int64(s) and s > 0 for s in v),
               "reshape takes a shape")
         return tuple(v)
+    if op == "index_axes":
+        _need(isinstance(v, list) and 0 < len(v) <= MAX_INDEX_AXES, "bad multi-axis index")
+        entries = tuple(x if isinstance(x, str) and x in ("newaxis", "...")
+                        else _read_value("index", x) for x in v)
+        _need(sum(isinstance(x, str) and x == "..." for x in entries) <= 1
+              and sum(isinstance(x, np.ndarray) for x in entries) <= 1, "bad multi-axis index")
+        return entries
     if op == "index":
         if isinstance(v, dict):
             v = _read_array(v, "index").astype(np.int64)
@@ -288,7 +302,8 @@ def _read_node(reader, nodes) -> Expr:
     arity, given = OPS[op], count - 2  # a negative arity (ops.VARIADIC): one or more
     if not (given == arity or (arity < 0 and given > 0)):
         raise SchemaError(f"{op} takes {'one or more' if arity < 0 else arity} arguments")
-    value = _read_value(op, reader.piece(ARRAY_CONTAINERS), nodes)
+    value = _read_value(op, reader.piece(INDEX_AXES_CONTAINERS if op == "index_axes"
+                                         else ARRAY_CONTAINERS), nodes)
     args = []
     for _ in range(given):
         arg = reader.piece()

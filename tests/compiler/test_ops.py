@@ -53,6 +53,8 @@ CASES.update({
     "cumsum": [em.cumsum(a), em.cumsum(a, axis=0), em.cumsum(a, axis=1), em.cumsum(v)],
     "matmul": [m @ a, v @ a, v @ v, a @ b, em.dot(m, v)],
     "index": [a[1], a[-1], a[1:], a[::2], v[np.array([2, 0, 2, 1])], a[np.array([0, 2])], m[1][2]],
+    "index_axes": [a[:, 0], a[1, 1], a[::-1, 1:], a[:, None], v[None], a[..., 1],
+                   m[np.array([2, 0]), 1:], m[:, np.array([2, 2, 0])], a[None, :, 1]],
     "concatenate": [em.concatenate([a, a * 2.0]), em.concatenate([a, m[:1].T], axis=1),
                     em.concatenate([v, b])],
     "stack": [em.stack([v, v * v]), em.stack([v, v * 2.0], axis=1), em.stack([v[0], b[1]])],

@@ -81,7 +81,7 @@ def test_bad_models_raise_clear_errors(build, message):
     (lambda: Normal(0, sd=1), TypeError, "has no parameter 'sd'; its parameters are mu, sigma, tau"),
     (lambda: Normal({"a": 1}), TypeError, "Normal parameter 'mu'"),
     (lambda: Bernoulli(p=0.5, logit_p=0.0), TypeError, "exactly one of p and logit_p"),
-    (lambda: GaussianRandomWalk(sigma=1.0), TypeError, "needs a 1-d shape"),
+    (lambda: GaussianRandomWalk(sigma=1.0), TypeError, "needs a shape T or \\(B, T\\)"),
     (lambda: Custom(logp=exmc.value, support="sideways"), TypeError, "Custom support"),
     (lambda: Normal(0, 1, shape=(0,)), ValueError, "shape entries must be positive"),
 ])
