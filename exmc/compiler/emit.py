@@ -977,7 +977,8 @@ class Emitter:
                     f"        w[{at['y']} + oe{i}] = w[{traj} + {m} * {n} + oe{i}]",
                     f"    dl{i} = 1.0",
                     f"    if jc{i} > 0:",
-                    f"        dl{i} = {recursion.JACOBIAN_STEP!r} * max(abs(w[{at['y']} + jc{i} - 1]), 1.0)",
+                    f"        dl{i} = {recursion.JACOBIAN_STEP!r} * max(abs(w[{at['y']} + jc{i} - 1]), "
+                    f"{spec.atol / spec.rtol!r})",
                     f"        w[{at['y']} + jc{i} - 1] += dl{i}",
                     f"    w[{at['t']}] = {t}"] + _indent(self.body_forward(i) + [
                     f"for oe{i} in range({n}):",
@@ -1018,7 +1019,8 @@ class Emitter:
                   f"    for ol{i} in range(st{i}):",
                   f"        u{i} += sa{i}[st{i} * {stages} + ol{i}] * w[{at['hk']} + ol{i} * {n} + oe{i}]",
                   f"    w[{at['known']} + oe{i}] = u{i}",
-                  f"    w[{zrow} + oe{i}] = w[{zrow} - {n} + oe{i}] if st{i} > 0 else 0.0",
+                  f"    w[{zrow} + oe{i}] = u{i} + {gamma!r} * (w[{at['hk']} + (st{i} - 1) * {n} + oe{i}] "
+                  f"if st{i} > 0 else {hh} * w[{at['f0']} + oe{i}])",
                   f"{ok} = 0",
                   f"pv{i} = math.inf",
                   f"for it{i} in range({recursion.NEWTON_ITERS}):"] + _indent(newton)

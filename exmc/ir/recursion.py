@@ -284,7 +284,10 @@ SD_STAGES = 5
 NEWTON_TOL, NEWTON_FLOOR, NEWTON_ITERS, NEWTON_SHRINK = 1e-10, 1e-5, 20, 0.25
 # SDIRK4's error estimate is of order 3: the controller's exponent is -1/4.
 SD_EXPONENT = -0.25
-JACOBIAN_STEP = 1.4901161193847656e-08  # sqrt(machine epsilon), times max(|y_c|, 1)
+# The forward-difference Jacobian's step for component c: sqrt(machine epsilon) times
+# max(|y_c|, atol / rtol), the scale below which a component counts as small: a step
+# far larger than a tiny component (Robertson's y2 ~ 1e-10) spoils its column.
+JACOBIAN_STEP = 1.4901161193847656e-08
 
 
 def stored_rows(method):
@@ -346,7 +349,7 @@ def sdirk4_solve(rhs, y0, t0, times, rtol, atol, max_steps):
                 jac = np.empty((n, n))
                 for c in range(n):
                     yc = y.copy()
-                    delta = JACOBIAN_STEP * max(abs(y[c]), 1.0)
+                    delta = JACOBIAN_STEP * max(abs(y[c]), atol / rtol)
                     yc[c] += delta
                     jac[:, c] = (rhs(t, yc) - f0) / delta
                 if not np.all(np.isfinite(jac)):
@@ -358,7 +361,8 @@ def sdirk4_solve(rhs, y0, t0, times, rtol, atol, max_steps):
                 known = np.zeros(n)
                 for m in range(s):
                     known += SD_A[s][m] * hk[m]
-                big_z[s] = big_z[s - 1] if s else 0.0
+                # first guess: f at this stage as at the one before (at y for the first)
+                big_z[s] = known + SD_GAMMA * (hk[s - 1] if s else hh * f0)
                 ok, prev = False, math.inf
                 for _ in range(NEWTON_ITERS):
                     f = rhs(t + SD_C[s] * hh, y + big_z[s])

@@ -252,3 +252,15 @@ def test_the_cuda_build_equals_the_cpu_on_numbas_simulator():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-10
+
+
+def test_robertson_over_ten_decades_of_time():
+    """To t = 1e10 (y2 falls to ~1e-15): a few hundred attempts, matching Radau.  A Jacobian
+    step sized by max(|y|, 1) instead of atol / rtol made this take over 50,000."""
+    times = np.array([1e-3, 1.0, 1e2, 1e4, 1e6, 1e8, 1e10])
+    with np.errstate(all="ignore"):
+        stiff, attempts = recursion.sdirk4_solve(robertson_numpy, [1.0, 0.0, 0.0], 0.0, times,
+                                                 1e-6, 1e-14, 10_000)
+    exact = radau(robertson_numpy, [1.0, 0.0, 0.0], times, 1e-10)
+    np.testing.assert_allclose(stiff, exact, rtol=1e-4, atol=1e-14)
+    assert attempts < 1000
