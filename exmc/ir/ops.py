@@ -422,7 +422,7 @@ declare(Op("scan", VARIADIC, recursion.scan_shape, lambda args, spec: recursion.
 declare(Op("ode_solve", VARIADIC, recursion.ode_shape,
            lambda args, spec: recursion.ode_numpy(args, spec), layout="ode",
            doc="Solution at the output times of dy/dt = rhs(t, y, *params) from y(t0) = y0 "
-               "(adaptive Dormand-Prince RK45)."))
+               "(adaptive Dormand-Prince RK45, or the stiff L-stable SDIRK4)."))
 
 
 def op_shape(op, arg_shapes, attr, where):

@@ -75,7 +75,10 @@ CASES.update({
     # tight tolerances: finite differences must not see the step sequence change
     "ode_solve": [em.ode_solve(lambda t, y, k: em.stack([y[1], -k * y[0] - 0.3 * y[1] + t * b[1]]),
                                b, np.array([0.0, 0.4, 0.4, 1.3]), params=[em.exp(v[0])],
-                               rtol=1e-12, atol=1e-12)],
+                               rtol=1e-12, atol=1e-12),
+                  em.ode_solve(lambda t, y, k: em.stack([-k * y[0] + y[1], -30.0 * y[1] + y[0] * b[1]]),
+                               b, np.array([0.0, 0.3, 0.9]), params=[em.exp(v[0])],
+                               method="sdirk4", rtol=1e-12, atol=1e-12)],
     "family_fn": [exmc.ir.expr.Expr("family_fn", (a, b, em.exp(b) + 0.5), ("Normal", ("mu", "sigma"), fn))
                   for fn in ("logp", "logcdf", "logccdf")]
     + [exmc.ir.expr.Expr("family_fn", (a, positive + 1.0, b, exmc.ir.expr.as_expr(2.0)), ("StudentT", ("nu", "mu", "sigma"), "logp"))],
