@@ -39,6 +39,7 @@ from exmc import math as em
 
 sys.path.insert(0, str(Path(__file__).parent))
 from posteriordb_recursions import compare, compare_quantiles  # noqa: E402
+import reference_report  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 DATA = ROOT / "benchmarks" / "data" / "nutpie_reference.json"
@@ -356,29 +357,12 @@ def report(results, args):
              f"Command: `python benchmarks/nutpie_reference.py --draws {args.draws} "
              f"--warmup {args.warmup} --chains {args.chains} --seed {args.seed}` "
              "(shared 2-core machine; seconds include compiling).", "",
-             "z = (exmc mean - reference mean) / sqrt(MCSE_exmc^2 + MCSE_ref^2); "
-             "sd ratio = exmc sd / reference sd; z of the 5%, 50% and 95% quantiles: the same "
-             "with each run's quantile MCSE.", "",
-             "| posterior | checks | parameters | worst abs z (mean) | worst abs z (quantiles) "
-             "| worst sd ratio | divergences | min ESS | seconds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             reference_report.EXPLAIN, "",
+             *reference_report.header(["posterior", "checks", *reference_report.SUMMARY])]
     for name, r in results.items():
-        ps = r["parameters"].values()
-        ratios = [p["sd_ratio"] for p in ps]
-        lines.append(f"| {name} | {COMPARISONS[name][1]} | {len(ratios)} "
-                     f"| {max(abs(p['z']) for p in ps):.2f} "
-                     f"| {max(abs(z) for p in ps for z in p['quantile_z'].values()):.2f} "
-                     f"| {max(ratios, key=lambda x: abs(np.log(x))):.3f} | {r['divergences']} "
-                     f"| {r['min_ess']:.0f} | {r['seconds']:.0f} |")
-    lines += ["", "| posterior | parameter | exmc mean | MCSE | reference mean | reference sd | z "
-              "| sd ratio | z of 5%, 50%, 95% |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        for label, p in r["parameters"].items():
-            quantiles = ", ".join(f"{z:.2f}" for z in p["quantile_z"].values())
-            lines.append(f"| {name} | {label} | {p['mean']:.4g} | {p['mcse']:.2g} | "
-                         f"{p['reference_mean']:.4g} | {p['reference_sd']:.3g} | {p['z']:.2f} | "
-                         f"{p['sd_ratio']:.3f} | {quantiles} |")
-    lines += ["", f"Reference: {load()['source']}."]
+        cells = [name, COMPARISONS[name][1], *reference_report.summary_cells(r)]
+        lines.append(f"| {' | '.join(cells)} |")
+    lines += ["", *reference_report.parameter_table(results), "", f"Reference: {load()['source']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -42,6 +42,7 @@ from exmc import math as em
 
 sys.path.insert(0, str(Path(__file__).parent))
 from posteriordb_recursions import _git_json, compare, compare_quantiles, gradient_microseconds  # noqa: E402
+import reference_report  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 DATA = ROOT / "benchmarks" / "data" / "posteriordb_reference.json.gz"  # diamonds' data: 2.4 MB as text
@@ -300,29 +301,13 @@ def report(results, args):
              f"Command: `python benchmarks/posteriordb_reference.py --draws {args.draws} "
              f"--warmup {args.warmup} --chains {args.chains} --seed {args.seed}` "
              "(shared 2-core machine; seconds include compiling).", "",
-             "z = (exmc mean - reference mean) / sqrt(MCSE_exmc^2 + MCSE_ref^2); "
-             "sd ratio = exmc sd / reference sd; z of the 5%, 50% and 95% quantiles: the same "
-             "with each run's quantile MCSE. Gradient: median microseconds of one log density "
+             reference_report.EXPLAIN + " Gradient: median microseconds of one log density "
              "and gradient (a ctypes call).", "",
-             "| posterior | parameters | worst abs z (mean) | worst abs z (quantiles) | worst sd ratio "
-             "| divergences | min ESS | seconds | gradient (us) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             *reference_report.header(["posterior", *reference_report.SUMMARY, "gradient (us)"])]
     for name, r in results.items():
-        ps = r["parameters"].values()
-        ratios = [p["sd_ratio"] for p in ps]
-        lines.append(f"| {name} | {len(ratios)} | {max(abs(p['z']) for p in ps):.2f} "
-                     f"| {max(abs(z) for p in ps for z in p['quantile_z'].values()):.2f} "
-                     f"| {max(ratios, key=lambda x: abs(np.log(x))):.3f} | {r['divergences']} "
-                     f"| {r['min_ess']:.0f} | {r['seconds']:.0f} | {r['gradient_us']:.1f} |")
-    lines += ["", "| posterior | parameter | exmc mean | MCSE | reference mean | reference sd | z "
-              "| sd ratio | z of 5%, 50%, 95% |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        for label, p in r["parameters"].items():
-            quantiles = ", ".join(f"{z:.2f}" for z in p["quantile_z"].values())
-            lines.append(f"| {name} | {label} | {p['mean']:.4g} | {p['mcse']:.2g} | "
-                         f"{p['reference_mean']:.4g} | {p['reference_sd']:.3g} | {p['z']:.2f} | "
-                         f"{p['sd_ratio']:.3f} | {quantiles} |")
-    lines += ["", f"Reference: {load()['source']}."]
+        cells = [name, *reference_report.summary_cells(r), f"{r['gradient_us']:.1f}"]
+        lines.append(f"| {' | '.join(cells)} |")
+    lines += ["", *reference_report.parameter_table(results), "", f"Reference: {load()['source']}."]
     return "\n".join(lines) + "\n"
 
 
