@@ -64,8 +64,9 @@ def _git_json(repo, path):
     return json.loads(raw)
 
 
-def extract(repo):
-    """Write the data file from a posteriordb git checkout at ``repo``."""
+def extract(repo, posteriors=None, data_file=DATA):
+    """Write the data file (``data_file``) of ``posteriors`` ({posterior: (model, data name)},
+    by default this module's) from a posteriordb git checkout at ``repo``."""
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
                             capture_output=True, text=True).stdout.strip()
     base = "posterior_database"
@@ -75,7 +76,7 @@ def extract(repo):
                      "reference summaries computed here from all reference draws "
                      "(ess: ArviZ ESS of the mean over the 10 chains; quantiles: [value, ArviZ MCSE])",
            "posteriors": {}}
-    for name, (_, data_name) in POSTERIORS.items():
+    for name, (_, data_name) in (posteriors or POSTERIORS).items():
         data = _git_json(repo, f"{base}/data/data/{data_name}.json.zip")
         chains = _git_json(repo, f"{base}/reference_posteriors/draws/draws/{name}.json.zip")
         reference = {}
@@ -88,8 +89,8 @@ def extract(repo):
                                               for q in QUANTILES}}
         out["posteriors"][name] = {"data": data, "reference": reference,
                                    "stan_model": f"{base}/models/stan/{name.split('-', 1)[1]}.stan"}
-    DATA.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {DATA}")
+    data_file.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {data_file}")
 
 
 # ---- the comparison --------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,8 @@ from exmc import Builder, Custom, Dirichlet, Normal, ref
 from exmc import math as em
 
 sys.path.insert(0, str(Path(__file__).parent))
-from posteriordb_recursions import _git_json, compare, compare_quantiles  # noqa: E402
+import posteriordb_recursions as recursions  # noqa: E402
+from posteriordb_recursions import compare, compare_quantiles  # noqa: E402
 import reference_report  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
@@ -124,31 +124,7 @@ def model(name, entry=None):
 # ---- the data file ---------------------------------------------------------------------------
 def extract(repo):
     """Write the data file from a posteriordb git checkout (or bare mirror) at ``repo``."""
-    import arviz as az
-    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    base = "posterior_database"
-    out = {"source": f"posteriordb (github.com/stan-dev/posteriordb) commit {commit}: "
-                     f"{base}/data/data/<data>.json.zip and "
-                     f"{base}/reference_posteriors/draws/draws/<posterior>.json.zip; "
-                     "reference summaries computed here from all reference draws "
-                     "(ess: ArviZ ESS of the mean over the 10 chains; quantiles: [value, ArviZ MCSE])",
-           "posteriors": {}}
-    for name, (_, data_name) in POSTERIORS.items():
-        data = _git_json(repo, f"{base}/data/data/{data_name}.json.zip")
-        chains = _git_json(repo, f"{base}/reference_posteriors/draws/draws/{name}.json.zip")
-        reference = {}
-        for param in chains[0]:
-            x = np.array([c[param] for c in chains], dtype=float)
-            reference[param] = {"mean": float(x.mean()), "sd": float(x.std(ddof=1)),
-                                "ess": float(az.ess(x, method="mean")),
-                                "quantiles": {str(q): [float(np.quantile(x, q)),
-                                                       float(az.mcse(x, method="quantile", prob=q))]
-                                              for q in QUANTILES}}
-        out["posteriors"][name] = {"data": data, "reference": reference,
-                                   "stan_model": f"{base}/models/stan/{name.split('-', 1)[1]}.stan"}
-    DATA.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {DATA}")
+    recursions.extract(repo, POSTERIORS, DATA)
 
 
 # ---- the comparison --------------------------------------------------------------------------
