@@ -881,6 +881,13 @@ class Emitter:
                     f"    for ol{i} in range(st{i}):",
                     f"        w[{at['kbar']} + ol{i} * {n} + oe{i}] += "
                     f"{hh} * data[{table} + st{i} * 7 + ol{i}] * sb{i}"]))
+        return self.ode_reverse_walk(i, at, outputs, m, step)
+
+    def ode_reverse_walk(self, i, at, outputs, m, step):
+        """An ODE's reverse pass, whatever its method: its accepted steps backwards (``step``
+        the lines of one, at step ``m``), each output's adjoint added into the state's
+        adjoint where the forward pass reached it, then the state's adjoint into y0's."""
+        node, n = self.nodes[i], self.nodes[i].shape[1]
         lines = [f"for oe{i} in range({n}):", f"    w[{at['ybar']} + oe{i}] = 0.0",
                  f"oj{i} = {outputs - 1}",
                  f"total{i} = int(w[{at['count']}])",
@@ -1142,24 +1149,7 @@ class Emitter:
                  f"for oe{i} in range({stages * n}):", f"    w[{at['r']} + oe{i}] = 0.0",
                  f"for oe{i} in range({n}):", f"    w[{at['yout']} + oe{i}] = w[{at['ybar']} + oe{i}]",
                  f"for qs{i} in range({stages}):"] + _indent(stage))
-        lines = self.sdirk_constants(i) + [
-            f"for oe{i} in range({n}):", f"    w[{at['ybar']} + oe{i}] = 0.0",
-            f"oj{i} = {outputs - 1}",
-            f"total{i} = int(w[{at['count']}])",
-            f"for qm{i} in range(total{i} + 1):",
-            f"    {m} = total{i} - qm{i}",
-            f"    while oj{i} >= 0 and int(w[{at['reached']} + oj{i}]) == {m}:",
-            f"        for oe{i} in range({n}):",
-            f"            w[{at['ybar']} + oe{i}] += {self.adjoint(i, f'oj{i} * {n} + oe{i}')}",
-            f"        oj{i} -= 1",
-            f"    if {m} == 0:",
-            "        break",
-            f"    {m} -= 1"] + _indent(step)
-        y0 = node.inputs[0]
-        if self.nodes[y0].active:
-            lines += [f"for oe{i} in range({n}):",
-                      f"    {self.adjoint(y0, f'oe{i}')} += w[{at['ybar']} + oe{i}]"]
-        return lines
+        return self.sdirk_constants(i) + self.ode_reverse_walk(i, at, outputs, m, step)
 
     # ---- reverse ------------------------------------------------------------------------
     def backward(self, i):
