@@ -19,6 +19,7 @@ tests, never for speed.
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import numba
@@ -49,6 +50,22 @@ def check_options(dense_mass, adaptation, cores, executor, checkpoint):
     if named:
         raise ValueError(f"device='cuda' runs NUTS with Stan's windowed diagonal metric, every "
                          f"chain on the GPU; it does not take {', '.join(named)}")
+
+
+def _simulator_safe(logp_grad, *modules):
+    """Ready device code for Numba's CUDA simulator.
+
+    The simulator swaps each device function's module globals while its threads run; a
+    first warning raised in such a module (the random streams' wrapping uint64 products
+    warn of overflow there) adds ``__warningregistry__`` to those globals mid-iteration, and
+    another thread fails with "dictionary changed size during iteration".  Present from
+    the start, the key is never added.  Returns the model function, failing as on a GPU.
+    """
+    from exmc.compiler import families, scalar
+    from exmc.samplers.gpu import random as streams
+    for module in (*modules, streams, families, scalar, sys.modules[logp_grad.__module__]):
+        vars(module).setdefault("__warningregistry__", {})
+    return _as_on_a_gpu(logp_grad)
 
 
 def _as_on_a_gpu(logp_grad):
@@ -157,7 +174,7 @@ class DeviceSampler:
         if key not in _kernels:
             logp_grad = gpu_model.module.logp_grad
             if numba.config.ENABLE_CUDASIM:
-                logp_grad = _as_on_a_gpu(logp_grad)
+                logp_grad = _simulator_safe(logp_grad, nuts)
             _kernels[key] = nuts.make_kernel(logp_grad, gpu_model.dim,
                                              gpu_model.module.LOCAL_SCRATCH,
                                              settings.max_tree_depth)
@@ -260,7 +277,7 @@ class ChEESSampler:
         if key not in _kernels:
             logp_grad = gpu_model.module.logp_grad
             if numba.config.ENABLE_CUDASIM:
-                logp_grad = _as_on_a_gpu(logp_grad)
+                logp_grad = _simulator_safe(logp_grad, chees)
             _kernels[key] = chees.make_kernels(logp_grad, gpu_model.dim,
                                                gpu_model.module.LOCAL_SCRATCH)
         self.transition, self.adapt = _kernels[key]
