@@ -81,12 +81,18 @@ def test_every_reference_parameter_is_an_element_of_the_model(name):
     assert entry["divergences"] == 0, name
 
 
-@pytest.mark.parametrize("name", sorted(bench.COMPARISONS))
+# One posterior of each kind in the suite; the others (minutes of compiling and sampling on
+# 2 cores) are marked slow: `python -m pytest -m slow`, or benchmarks/nutpie_reference.py.
+SLOW = {"gauss_mix3", "mvnormal_lkjcorr", "weibull_survival"}
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(bench.COMPARISONS)]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_exmc_matches_the_reference_run(name):
     assert not mismatches(posterior(name), reference(name)["reference"])
 
 
-@pytest.mark.parametrize("name", sorted(bench.COMPARISONS))
+@pytest.mark.parametrize("name", NAMES)
 def test_negative_control_a_shifted_reference_fails(name):
     # a third of a reference sd on every mean: 10+ MCSE at exmc's ESS
     assert len(mismatches(posterior(name), reference(name)["reference"], shift=0.33)) >= 1
