@@ -47,6 +47,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # about 130 s on 2 cores (every op and family on the simulator): python -m pytest -m slow
 @pytest.mark.timeout(900)
 def test_cuda_build_matches_the_cpu_for_every_op_and_family():
     script = CHILD.format(root=str(HERE.parent.parent), here=str(HERE))

@@ -27,6 +27,9 @@ from exmc.runtime.gpu import DeviceReport, check_sampler
 from tests.stats import assert_mean_close, assert_variance_close
 
 SEED = 20240602
+# ChEES-HMC on the simulator takes about 100 s on 2 cores: out of the default run (the suite's
+# 15 minutes); python -m pytest -m slow runs it.  NUTS's device tests (test_gpu.py) stay in.
+pytestmark = pytest.mark.slow
 
 CHILD = textwrap.dedent("""
     import json, sys, warnings
