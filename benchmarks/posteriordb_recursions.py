@@ -29,6 +29,9 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+import reference_report  # noqa: E402
+
 ROOT = Path(__file__).parent.parent
 DATA = ROOT / "benchmarks" / "data" / "posteriordb_recursions.json"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -170,14 +173,7 @@ def report(results, args):
         lines.append(f"| {name} | {max(abs(z) for z in zs):.2f} | {max(abs(z) for z in qs):.2f} "
                      f"| {worst:.3f} | {r['divergences']} | {r['min_ess']:.0f} | {r['seconds']:.0f} "
                      f"| {r['gradient_us']:.1f} |")
-    lines += ["", "| posterior | parameter | exmc mean | MCSE | reference mean | reference sd | z "
-              "| sd ratio | z of 5%, 50%, 95% |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        for label, p in r["parameters"].items():
-            quantiles = ", ".join(f"{z:.2f}" for z in p["quantile_z"].values())
-            lines.append(f"| {name} | {label} | {p['mean']:.4g} | {p['mcse']:.2g} | "
-                         f"{p['reference_mean']:.4g} | {p['reference_sd']:.3g} | {p['z']:.2f} | "
-                         f"{p['sd_ratio']:.3f} | {quantiles} |")
+    lines += ["", *reference_report.parameter_table(results)]
     source = json.loads(DATA.read_text())["source"]
     lines += ["", f"Reference: {source}."]
     return "\n".join(lines) + "\n"
