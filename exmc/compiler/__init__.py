@@ -101,7 +101,7 @@ def _code_version():
         here = Path(__file__).parent
         dists = sorted(str(p.relative_to(here.parent)) for p in (here.parent / "ir" / "dists").glob("*.py"))
         sources = b"".join((here / f).read_bytes() for f in (
-            "families.py", "scalar.py", "emit.py", "lower.py", "transforms.py", "../ir/ops.py",
+            "families.py", "scalar.py", "njit.py", "emit.py", "lower.py", "transforms.py", "../ir/ops.py",
             *(f"../{d}" for d in dists)))
         _loaded["version"] = f"v{EMITTER_VERSION}{hashlib.sha256(sources).hexdigest()[:8]}"
     return _loaded["version"]
